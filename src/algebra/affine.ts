@@ -1,0 +1,39 @@
+// Rule 1: BatchNormalization (inference), Mul/Div/Add/Sub by per-channel or scalar constants are
+// all the affine map y = s ⊙ x + t. Normalize them to (s, t), then fold into a LinearMap.
+import type { LinearMap } from "./linear-map.js";
+
+export interface Affine {
+  scale: Float64Array;
+  shift: Float64Array;
+}
+
+/** BN(y) = γ (y − mean) / sqrt(var + ε) + β  =  s ⊙ y + t. */
+export function batchNormAffine(gamma: Float64Array, beta: Float64Array, mean: Float64Array, variance: Float64Array, epsilon: number): Affine {
+  const n = gamma.length;
+  const scale = new Float64Array(n), shift = new Float64Array(n);
+  for (let c = 0; c < n; c++) {
+    scale[c] = gamma[c]! / Math.sqrt(variance[c]! + epsilon);
+    shift[c] = beta[c]! - mean[c]! * scale[c]!;
+  }
+  return { scale, shift };
+}
+
+/** Broadcast a per-channel-or-scalar vector to `channels` entries. */
+export function perChannel(values: Float64Array, channels: number): Float64Array {
+  if (values.length === channels) return values;
+  if (values.length === 1) return new Float64Array(channels).fill(values[0]!);
+  throw new Error(`vector of ${values.length} values for ${channels} channels`);
+}
+
+/** y = s ⊙ map(x) + t: scales output channel o of the kernel and bias (exact for any pads). */
+export function affineAfter(m: LinearMap, a: Affine): LinearMap {
+  const s = perChannel(a.scale, m.outChannels), t = perChannel(a.shift, m.outChannels);
+  const per = m.kernel.length / m.outChannels;
+  const kernel = new Float64Array(m.kernel.length);
+  const bias = new Float64Array(m.outChannels);
+  for (let o = 0; o < m.outChannels; o++) {
+    for (let i = o * per; i < (o + 1) * per; i++) kernel[i] = m.kernel[i]! * s[o]!;
+    bias[o] = m.bias[o]! * s[o]! + t[o]!;
+  }
+  return { ...m, kernel, bias };
+}

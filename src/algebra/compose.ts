@@ -1,0 +1,78 @@
+// Rule 4: two linear layers in sequence are one conv.
+//   y = W2 * (W1 * x + b1) + b2,  composite size k1 + (k2 − 1)·s1, stride s1·s2,
+//   W[o, c, u, v] = Σ_m Σ_{a,b} W2[o, m, a, b] · W1[m, c, u − a·s1, v − b·s1],
+//   b[o] = b2[o] + Σ_{m,a,b} W2[o, m, a, b] · b1[m].
+// The border rule: the composite is exact only if the padding the second layer reads equals what
+// the first layer would produce there from the zero-padded input. With no padding on the second
+// layer that always holds (the intermediate is literally layer 1 applied to the padded input). With
+// padding it holds only for a pointwise, unpadded first layer whose border output (its bias) equals
+// the pad value — DBB's "BN-value padding"; zero padding after a non-zero bias is not one conv.
+import { gcd, makeMap, refuse, regroup, type LinearMap, type Refusal } from "./linear-map.js";
+
+const PAD_VALUE_RTOL = 1e-6;
+
+/**
+ * Compose `first` (X→Y) then `second` (a conv on Y whose own pads fill Y's border with `padValue`
+ * per channel — zeros when omitted).
+ */
+export function composeMaps(first: LinearMap, second: LinearMap, padValue?: Float64Array): LinearMap | Refusal {
+  if (first.outChannels !== second.inChannels)
+    return refuse(`channel mismatch in sequence (${first.outChannels} produced, ${second.inChannels} consumed)`);
+  for (const m of [first, second])
+    if ((m.kh > 1 && m.dilation[0] !== 1) || (m.kw > 1 && m.dilation[1] !== 1))
+      return refuse("dilated convolution in a sequence (composition is defined for dilation 1)");
+
+  const [s1h, s1w] = first.stride;
+  let pads = first.pads;
+  if (second.pads.some((p) => p !== 0)) {
+    const pointwise = first.kh === 1 && first.kw === 1 && first.pads.every((p) => p === 0);
+    if (!pointwise)
+      return refuse(`the second layer pads an intermediate that a ${first.kh}x${first.kw} layer produced: the border is not what one conv would see`);
+    for (let m = 0; m < first.outChannels; m++) {
+      const v = padValue ? padValue[m]! : 0;
+      const b = first.bias[m]!;
+      if (Math.abs(v - b) > PAD_VALUE_RTOL * Math.max(1, Math.abs(b)))
+        return refuse(`intermediate is padded with ${v} but the first layer's border output is its bias ${b.toPrecision(4)} (channel ${m}): not one conv`);
+    }
+    const [t, l, b, r] = second.pads;
+    pads = [t * s1h, l * s1w, b * s1h, r * s1w];
+  }
+
+  const g = gcd(first.groups, second.groups);
+  const a = regroup(first, g);
+  const b = regroup(second, g);
+  const kh = a.kh + (b.kh - 1) * s1h;
+  const kw = a.kw + (b.kw - 1) * s1w;
+  const out = makeMap({
+    outChannels: b.outChannels, inChannels: a.inChannels, groups: g, kh, kw,
+    stride: [s1h * b.stride[0], s1w * b.stride[1]], pads: [...pads], dilation: [1, 1],
+  });
+  const inPer = a.inChannels / g; // input channels per group of the composite (and of `a`)
+  const midPer = b.inChannels / g; // intermediate channels per group
+  const outPer = b.outChannels / g;
+  for (let o = 0; o < b.outChannels; o++) {
+    const group = Math.floor(o / outPer);
+    let bias = b.bias[o]!;
+    for (let ml = 0; ml < midPer; ml++) {
+      const m = group * midPer + ml;
+      let tapSum = 0;
+      for (let p = 0; p < b.kh; p++)
+        for (let q = 0; q < b.kw; q++) {
+          const w2 = b.kernel[((o * midPer + ml) * b.kh + p) * b.kw + q]!;
+          if (w2 === 0) continue;
+          tapSum += w2;
+          for (let c = 0; c < inPer; c++) {
+            const src = (m * inPer + c) * a.kh * a.kw;
+            const dstBase = (o * inPer + c) * kh;
+            for (let u = 0; u < a.kh; u++) {
+              const row = (dstBase + p * s1h + u) * kw + q * s1w;
+              for (let v = 0; v < a.kw; v++) out.kernel[row + v]! += w2 * a.kernel[src + u * a.kw + v]!;
+            }
+          }
+        }
+      bias += tapSum * a.bias[m]!;
+    }
+    out.bias[o] = bias;
+  }
+  return out;
+}

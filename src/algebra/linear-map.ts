@@ -1,0 +1,93 @@
+// One representation for "a conv-like linear map" (REPARAM_MATH.md): y = W * x + b with stride,
+// pads, dilation and groups. Every fold builds, combines and emits these; all values are float64.
+
+export type Pair = [number, number];
+/** ONNX order for 2-D: [top, left, bottom, right]. */
+export type Pads = [number, number, number, number];
+
+export interface LinearMap {
+  outChannels: number;
+  inChannels: number;
+  groups: number;
+  /** Kernel taps per axis. */
+  kh: number;
+  kw: number;
+  /** [outChannels, inChannels/groups, kh, kw], row-major. */
+  kernel: Float64Array;
+  bias: Float64Array;
+  stride: Pair;
+  pads: Pads;
+  dilation: Pair;
+}
+
+/** A reason a rule does not apply: data, not a silent null (feeds --explain and the tests). */
+export interface Refusal {
+  refused: string;
+}
+
+export function isRefusal(x: unknown): x is Refusal {
+  return typeof x === "object" && x !== null && "refused" in x;
+}
+
+export const refuse = (reason: string): Refusal => ({ refused: reason });
+
+export function kernelIndex(m: LinearMap, o: number, c: number, i: number, j: number): number {
+  return ((o * (m.inChannels / m.groups) + c) * m.kh + i) * m.kw + j;
+}
+
+export function makeMap(p: Omit<LinearMap, "kernel" | "bias"> & Partial<Pick<LinearMap, "kernel" | "bias">>): LinearMap {
+  const size = p.outChannels * (p.inChannels / p.groups) * p.kh * p.kw;
+  const m: LinearMap = { ...p, kernel: p.kernel ?? new Float64Array(size), bias: p.bias ?? new Float64Array(p.outChannels) };
+  if (m.kernel.length !== size) throw new Error(`kernel has ${m.kernel.length} values, expected ${size}`);
+  // Dilation along a one-tap axis means nothing: normalize so such maps combine freely.
+  if (m.kh === 1) m.dilation = [1, m.dilation[1]];
+  if (m.kw === 1) m.dilation = [m.dilation[0], 1];
+  return m;
+}
+
+/** Rule 3: x = I * x, a depthwise 1x1 kernel of ones (grouping as fine as possible). */
+export function identityMap(channels: number): LinearMap {
+  return makeMap({
+    outChannels: channels, inChannels: channels, groups: channels, kh: 1, kw: 1,
+    kernel: new Float64Array(channels).fill(1), stride: [1, 1], pads: [0, 0, 0, 0], dilation: [1, 1],
+  });
+}
+
+export function gcd(a: number, b: number): number {
+  while (b) [a, b] = [b, a % b];
+  return a;
+}
+
+/**
+ * Re-express a map with `groups` groups using a coarser grouping `g` (g divides groups): the
+ * block-diagonal kernel is expanded with zeros. Exact; used only when branches disagree.
+ */
+export function regroup(m: LinearMap, g: number): LinearMap {
+  if (g === m.groups) return m;
+  if (m.groups % g !== 0) throw new Error(`cannot regroup ${m.groups} groups into ${g}`);
+  const outPerOld = m.outChannels / m.groups, inPerOld = m.inChannels / m.groups;
+  const outPerNew = m.outChannels / g, inPerNew = m.inChannels / g;
+  const taps = m.kh * m.kw;
+  const kernel = new Float64Array(m.outChannels * inPerNew * taps);
+  for (let o = 0; o < m.outChannels; o++) {
+    const oldGroup = Math.floor(o / outPerOld);
+    const newGroup = Math.floor(o / outPerNew);
+    for (let cl = 0; cl < inPerOld; cl++) {
+      const c = oldGroup * inPerOld + cl; // global input channel
+      const newLocal = c - newGroup * inPerNew;
+      const src = (o * inPerOld + cl) * taps;
+      const dst = (o * inPerNew + newLocal) * taps;
+      for (let t = 0; t < taps; t++) kernel[dst + t] = m.kernel[src + t]!;
+    }
+  }
+  return { ...m, groups: g, kernel };
+}
+
+/** Multiply-accumulates per output pixel per image (for cost reports). */
+export function macsPerPixel(m: LinearMap): number {
+  return m.outChannels * (m.inChannels / m.groups) * m.kh * m.kw;
+}
+
+export function outputSize(inSize: number, k: number, d: number, s: number, padBegin: number, padEnd: number): number {
+  return Math.floor((inSize + padBegin + padEnd - ((k - 1) * d + 1)) / s) + 1;
+}

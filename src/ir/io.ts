@@ -1,0 +1,206 @@
+// Loading and saving models: validation on the way in (so passes can trust the graph), atomic
+// writes on the way out (temp file + rename: the output path holds the old file or the new one).
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { ModelError, UsageError } from "./errors.js";
+import { Graph, Model, graphFromProto } from "./graph.js";
+import { decodeModel, encodeModel, onnx, type ModelProto, type TensorProto } from "./proto.js";
+import { Tensor, rawBytes, type ExternalReader } from "./tensor.js";
+
+/** A single protobuf message cannot exceed 2 GiB; larger models must put weights in a data file. */
+export const PROTOBUF_LIMIT = 2 ** 31 - 1;
+
+export function loadModel(file: string): Model {
+  let bytes: Uint8Array;
+  try {
+    bytes = fs.readFileSync(file);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === "ENOENT") throw new ModelError(`${file}: no such file`);
+    if (code === "EISDIR") throw new ModelError(`${file}: is a directory, not an ONNX file`);
+    throw new ModelError(`${file}: cannot read (${code ?? (e as Error).message})`);
+  }
+  return modelFromBytes(bytes, file);
+}
+
+/** Decode and validate; `file` names the model in errors and anchors external data. */
+export function modelFromBytes(bytes: Uint8Array, file = "<memory>"): Model {
+  let proto: ModelProto;
+  try {
+    proto = decodeModel(bytes);
+  } catch (e) {
+    throw new ModelError(`${file}: not a valid ONNX model (protobuf decode failed: ${(e as Error).message})`);
+  }
+  if (!proto.graph || !Object.prototype.hasOwnProperty.call(proto, "graph"))
+    throw new ModelError(`${file}: not an ONNX model (no graph)`);
+  if (!proto.opsetImport || proto.opsetImport.length === 0)
+    throw new ModelError(`${file}: not an ONNX model (no opset_import)`);
+  const baseDir = file === "<memory>" ? undefined : path.dirname(path.resolve(file));
+  const reader = baseDir ? externalReader(baseDir, file) : undefined;
+  let graph: Graph;
+  try {
+    graph = graphFromProto(proto.graph, (t: TensorProto) => Tensor.fromProto(t, reader));
+    validateGraph(graph);
+  } catch (e) {
+    if (e instanceof ModelError) throw new ModelError(`${file}: ${e.message}`);
+    throw new ModelError(`${file}: malformed model (${(e as Error).message})`);
+  }
+  return new Model(proto, graph, file === "<memory>" ? undefined : file);
+}
+
+function externalReader(baseDir: string, file: string): ExternalReader {
+  return (ref, tensorName) => {
+    if (path.isAbsolute(ref.location)) throw new ModelError(`initializer '${tensorName}': external data location '${ref.location}' is absolute (must be relative to the model's folder)`);
+    const target = path.resolve(baseDir, ref.location);
+    if (!target.startsWith(baseDir + path.sep)) throw new ModelError(`initializer '${tensorName}': external data location '${ref.location}' escapes the model's folder`);
+    let fd: number;
+    try {
+      fd = fs.openSync(target, "r");
+    } catch {
+      throw new ModelError(`initializer '${tensorName}': external data file '${ref.location}' not found beside ${file}`);
+    }
+    try {
+      const size = fs.fstatSync(fd).size;
+      const length = ref.length ?? 0;
+      if (ref.offset + length > size)
+        throw new ModelError(`initializer '${tensorName}': external data '${ref.location}' is ${size} bytes, needs ${ref.offset + length}`);
+      const out = new Uint8Array(length);
+      let done = 0;
+      while (done < length) done += fs.readSync(fd, out, done, length - done, ref.offset + done);
+      return out;
+    } finally {
+      fs.closeSync(fd);
+    }
+  };
+}
+
+/** Structural checks: every tensor a node reads exists, the graph is acyclic, data sizes match. */
+export function validateGraph(graph: Graph): void {
+  const defined = new Set<string>();
+  for (const i of graph.inputs) defined.add(i.name ?? "");
+  for (const [name, t] of graph.initializers) {
+    t.validate();
+    defined.add(name);
+  }
+  const producedBy = new Map<string, number>();
+  graph.nodes.forEach((n, idx) => n.outputs.forEach((o) => o && producedBy.set(o, idx)));
+  // Topological order check (ONNX requires it); a back edge means a cycle or misordering.
+  const pending = new Set<string>(producedBy.keys());
+  for (const n of graph.nodes) {
+    for (const i of n.inputs) {
+      if (!i || defined.has(i)) continue;
+      if (pending.has(i)) {
+        throw new ModelError(`node '${n.name || n.opType}' reads '${i}' before it is produced (cycle or unsorted graph)`);
+      }
+      if (n.hasSubgraph()) continue; // outer-scope names of subgraphs are resolved by the runtime
+      throw new ModelError(`node '${n.name || n.opType}' reads '${i}', which no node, input or initializer provides`);
+    }
+    for (const o of n.outputs) if (o) { defined.add(o); pending.delete(o); }
+  }
+  for (const o of graph.outputs)
+    if (!defined.has(o.name ?? "")) throw new ModelError(`graph output '${o.name}' is not produced by any node, input or initializer`);
+}
+
+export interface SaveOptions {
+  /** Write tensors of at least `threshold` bytes to `<file>.data` beside the model. */
+  externalData?: boolean;
+  externalThreshold?: number;
+}
+
+/** Serialize a model; returns the bytes (inline data only — callers that need external data use saveModel). */
+export function modelToBytes(model: Model): Uint8Array {
+  const proto = model.toProto();
+  inlineExternal(proto.graph!, model);
+  return encodeModel(proto);
+}
+
+function inlineExternal(graph: NonNullable<ModelProto["graph"]>, model: Model): void {
+  const byName = model.graph.initializers;
+  graph.initializer = (graph.initializer ?? []).map((p) => {
+    if (p.dataLocation !== onnx.TensorProto.DataLocation.EXTERNAL) return p;
+    const t = byName.get(p.name ?? "")!;
+    return onnx.TensorProto.create({ name: t.name, dataType: t.dtype, dims: [...t.dims], rawData: rawBytes(t.data()) });
+  });
+}
+
+export function saveModel(model: Model, file: string, options: SaveOptions = {}): { bytes: number; dataBytes: number } {
+  const dir = path.dirname(path.resolve(file));
+  try {
+    if (!fs.statSync(dir).isDirectory()) throw new Error();
+    fs.accessSync(dir, fs.constants.W_OK);
+  } catch {
+    throw new UsageError(`${file}: cannot write (folder ${dir} does not exist or is not writable)`);
+  }
+  const proto = model.toProto();
+  let dataBytes = 0;
+  const tmpFiles: string[] = [];
+  const renames: [string, string][] = [];
+  try {
+    if (options.externalData) {
+      const threshold = options.externalThreshold ?? 1024;
+      const dataName = path.basename(file) + ".data";
+      const dataPath = path.join(dir, dataName);
+      const dataTmp = tempName(dataPath);
+      tmpFiles.push(dataTmp);
+      const fd = fs.openSync(dataTmp, "w");
+      try {
+        proto.graph!.initializer = [...model.graph.initializers.values()].map((t) => {
+          if (t.byteLength < threshold) return inlineProto(t);
+          const bytes = rawBytes(t.data());
+          const offset = dataBytes;
+          fs.writeSync(fd, bytes, 0, bytes.length, offset);
+          dataBytes += bytes.length;
+          return onnx.TensorProto.create({
+            name: t.name, dataType: t.dtype, dims: [...t.dims],
+            dataLocation: onnx.TensorProto.DataLocation.EXTERNAL,
+            externalData: [
+              { key: "location", value: dataName },
+              { key: "offset", value: String(offset) },
+              { key: "length", value: String(bytes.length) },
+            ],
+          });
+        });
+        fs.fsyncSync(fd);
+      } finally {
+        fs.closeSync(fd);
+      }
+      renames.push([dataTmp, dataPath]);
+    } else {
+      inlineExternal(proto.graph!, model);
+      const total = [...model.graph.initializers.values()].reduce((s, t) => s + t.byteLength, 0);
+      if (total > PROTOBUF_LIMIT)
+        throw new UsageError(`${file}: weights are ${(total / 2 ** 30).toFixed(2)} GiB, over protobuf's 2 GiB limit: use --external-data`);
+    }
+    const bytes = encodeModel(proto);
+    const tmp = tempName(file);
+    tmpFiles.push(tmp);
+    writeSynced(tmp, bytes);
+    renames.push([tmp, file]);
+    for (const [from, to] of renames) fs.renameSync(from, to);
+    return { bytes: bytes.length, dataBytes };
+  } catch (e) {
+    for (const t of tmpFiles) fs.rmSync(t, { force: true });
+    if (e instanceof UsageError || e instanceof ModelError) throw e;
+    throw new UsageError(`${file}: cannot write (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+  }
+}
+
+function inlineProto(t: Tensor): TensorProto {
+  if (!t.external) return t.toProto();
+  return onnx.TensorProto.create({ name: t.name, dataType: t.dtype, dims: [...t.dims], rawData: rawBytes(t.data()) });
+}
+
+function tempName(file: string): string {
+  return path.join(path.dirname(path.resolve(file)), `.${path.basename(file)}.${process.pid}.${Math.random().toString(36).slice(2, 8)}.tmp`);
+}
+
+function writeSynced(file: string, bytes: Uint8Array): void {
+  const fd = fs.openSync(file, "w");
+  try {
+    let done = 0;
+    while (done < bytes.length) done += fs.writeSync(fd, bytes, done, bytes.length - done);
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
