@@ -158,6 +158,17 @@ export class Model {
     return entry ? toNumber(entry.version) : 0;
   }
 
+  /** A copy that passes can mutate: nodes and lists are new, tensors (immutable) are shared. */
+  clone(): Model {
+    const g = this.graph;
+    const nodes = g.nodes.map((n) => new Node(n.name, n.opType, [...n.inputs], [...n.outputs], [...n.attributes], n.domain, n.original));
+    const copy = new Graph(g.original, nodes, new Map(g.initializers));
+    copy.inputs = [...g.inputs];
+    copy.outputs = [...g.outputs];
+    copy.valueInfo = [...g.valueInfo];
+    return new Model(this.original, copy, this.path);
+  }
+
   toProto(): ModelProto {
     const p = onnx.ModelProto.fromObject({});
     Object.assign(p, this.original);

@@ -1,0 +1,293 @@
+// Collapse every linear region into one Conv (REPARAM_MATH rules 1–5, one mechanism for all
+// families). Walking up from a tensor, each node is read as a linear op (passes/linear-nodes.ts)
+// and combined with the float64 algebra: affine folds, Add/Sub trees become branch sums, a conv
+// or pool after a linear stage composes (border rule), Pads feed the next layer's padding. Where a
+// combination is refused, the region is cut there and the refusal kept for --explain; the cut-off
+// part is collapsed on its own when the driver reaches it.
+import { affineAfter } from "../src/algebra/affine.js";
+import { composeMaps } from "../src/algebra/compose.js";
+import { identityMap, isRefusal, macsPerPixel, type LinearMap, type Pads } from "../src/algebra/linear-map.js";
+import { averagePoolMap } from "../src/algebra/pool.js";
+import { negate, sumMaps } from "../src/algebra/sum.js";
+import { DataType } from "../src/ir/dtype.js";
+import { Node } from "../src/ir/graph.js";
+import type { PassContext } from "../src/pipeline/context.js";
+import type { Pass } from "../src/pipeline/pass.js";
+import { emitConv, readLinearOp, type LinearOp } from "./linear-nodes.js";
+
+/** A part of a region: `map` (null = identity) applied to `leaf`, built from `nodes`. */
+interface Part {
+  leaf: string;
+  map: LinearMap | null;
+  nodes: Node[];
+  /** A Pad node waiting for the conv/pool that consumes it. */
+  pad?: { pads: Pads; value: number };
+}
+
+const leaf = (tensor: string): Part => ({ leaf: tensor, map: null, nodes: [] });
+
+class RegionBuilder {
+  private readonly ops = new Map<Node, LinearOp | { refused: string }>();
+  constructor(private readonly ctx: PassContext) {}
+
+  /** Reading a node decodes its weights: do it once per node between rewrites. */
+  read(node: Node): LinearOp | { refused: string } {
+    let op = this.ops.get(node);
+    if (!op) this.ops.set(node, (op = readLinearOp(this.ctx, node)));
+    return op;
+  }
+
+  forget(): void {
+    this.ops.clear();
+  }
+
+  channels(tensor: string): number | undefined {
+    return this.ctx.shapes().get(tensor)?.dims?.[1];
+  }
+
+  /** Can the walk continue above `tensor`? Only if the region is its sole reader. */
+  private internal(tensor: string): boolean {
+    return this.ctx.consumers(tensor).length === 1 && !this.ctx.isGraphOutput(tensor);
+  }
+
+  private op(tensor: string): LinearOp | undefined {
+    const node = this.ctx.producers().get(tensor);
+    if (!node) return undefined;
+    const op = this.read(node);
+    if ("refused" in op) {
+      // A node that looks linear but fails a precondition is worth explaining; a Relu is not.
+      if (!op.refused.endsWith("is not linear")) this.ctx.refuse(node, op.refused);
+      return undefined;
+    }
+    return op;
+  }
+
+  part(tensor: string, root = false): Part {
+    if (!root && !this.internal(tensor)) return leaf(tensor);
+    const op = this.op(tensor);
+    if (!op) return leaf(tensor);
+    switch (op.kind) {
+      case "identity": {
+        const p = this.part(op.input);
+        return p.pad ? leaf(tensor) : { ...p, nodes: [...p.nodes, op.node] };
+      }
+      case "affine": {
+        let p = this.part(op.input);
+        if (p.pad) p = leaf(op.input);
+        const base = p.map ?? this.identity(p.leaf, op.scale.length > 1 ? op.scale.length : undefined, op.node);
+        if (!base) return leaf(tensor);
+        return { leaf: p.leaf, map: affineAfter(base, op), nodes: [...p.nodes, op.node] };
+      }
+      case "pad": {
+        const p = this.part(op.input);
+        if (p.pad) return { ...leaf(op.input), nodes: [op.node], pad: { pads: op.pads, value: op.value } };
+        return { ...p, nodes: [...p.nodes, op.node], pad: { pads: op.pads, value: op.value } };
+      }
+      case "conv": case "pool": {
+        const p = this.part(op.input);
+        let second: LinearMap | undefined;
+        if (op.kind === "conv") second = op.map;
+        else {
+          const c = p.map?.outChannels ?? this.channels(p.leaf);
+          if (c === undefined) return leaf(tensor);
+          const pool = averagePoolMap(c, op.params);
+          if (isRefusal(pool)) {
+            this.ctx.refuse(op.node, pool.refused);
+            return leaf(tensor);
+          }
+          second = pool;
+        }
+        return this.compose(p, second, op.node, op.input);
+      }
+      case "sum":
+        return this.sum(op.node, root);
+    }
+  }
+
+  private identity(tensor: string, hint: number | undefined, node: Node): LinearMap | undefined {
+    const c = hint ?? this.channels(tensor);
+    if (c === undefined) {
+      this.ctx.refuse(node, `channel count of '${tensor}' is unknown (give --shape)`);
+      return undefined;
+    }
+    return identityMap(c);
+  }
+
+  /** `second` (a conv or pool map with its own pads) applied after part `p`. */
+  private compose(p: Part, second: LinearMap, node: Node, input: string): Part {
+    let layer = second;
+    let padValue: Float64Array | undefined;
+    if (p.pad) {
+      const { pads, value } = p.pad;
+      if (value !== 0 && second.pads.some((v) => v !== 0)) return { leaf: input, map: second, nodes: [node] };
+      layer = { ...second, pads: second.pads.map((v, i) => v + pads[i]!) as Pads };
+      if (value !== 0) padValue = new Float64Array(second.inChannels).fill(value);
+    }
+    if (!p.map) {
+      // Directly on the region's input: a Pad with value 0 merges into the layer's own padding.
+      if (p.pad && padValue) return { leaf: input, map: second, nodes: [node] };
+      return { leaf: p.leaf, map: layer, nodes: [...p.nodes, node] };
+    }
+    const composed = composeMaps(p.map, layer, padValue);
+    if (isRefusal(composed)) {
+      this.ctx.refuse(node, composed.refused);
+      return { leaf: input, map: second, nodes: [node] };
+    }
+    return { leaf: p.leaf, map: composed, nodes: [...p.nodes, node] };
+  }
+
+  /** Flatten an Add/Sub tree (single-reader inner sums) into signed terms. */
+  private terms(node: Node, sign: 1 | -1, out: { tensor: string; sign: 1 | -1 }[], sums: Node[]): void {
+    sums.push(node);
+    const op = this.read(node) as Extract<LinearOp, { kind: "sum" }>;
+    for (const t of op.terms) {
+      const s = (sign * t.sign) as 1 | -1;
+      const inner = this.internal(t.tensor) ? this.op(t.tensor) : undefined;
+      if (inner?.kind === "sum") this.terms(inner.node, s, out, sums);
+      else out.push({ tensor: t.tensor, sign: s });
+    }
+  }
+
+  private sum(node: Node, root: boolean): Part {
+    const output = node.outputs[0]!;
+    const terms: { tensor: string; sign: 1 | -1 }[] = [];
+    const sums: Node[] = [];
+    this.terms(node, 1, terms, sums);
+    const parts = terms.map((t) => {
+      const p = this.internal(t.tensor) ? this.part(t.tensor) : leaf(t.tensor);
+      return { ...(p.pad ? leaf(t.tensor) : p), sign: t.sign, tensor: t.tensor };
+    });
+    const leaves = [...new Set(parts.map((p) => p.leaf))];
+    if (leaves.length > 1) {
+      const why = this.differentInputs(parts.map((p) => p.leaf));
+      if (!root) {
+        this.ctx.refuse(node, why);
+        return leaf(output);
+      }
+      return this.partialSum(node, sums, parts, why);
+    }
+    const merged = this.merge(parts, node);
+    if (!merged) return leaf(output);
+    return { leaf: leaves[0]!, map: merged, nodes: [...parts.flatMap((p) => p.nodes), ...sums] };
+  }
+
+  private merge(parts: (Part & { sign: 1 | -1 })[], node: Node): LinearMap | undefined {
+    const known = parts.find((p) => p.map)?.map;
+    const maps: LinearMap[] = [];
+    for (const p of parts) {
+      const m = p.map ?? (known ? identityMap(known.inChannels) : this.identity(p.leaf, undefined, node));
+      if (!m) return undefined;
+      maps.push(p.sign < 0 ? negate(m) : m);
+    }
+    const merged = sumMaps(maps);
+    if (isRefusal(merged)) {
+      this.ctx.refuse(node, merged.refused);
+      return undefined;
+    }
+    return merged;
+  }
+
+  private differentInputs(leaves: string[]): string {
+    const producers = this.ctx.producers();
+    const hints = new Set<string>();
+    for (const l of new Set(leaves)) {
+      const readers = this.ctx.consumers(l).length;
+      const producer = producers.get(l);
+      if (!producer) continue;
+      const op = this.read(producer);
+      if ("refused" in op) hints.add(op.refused.endsWith("is not linear") ? `${producer.opType} inside a branch` : op.refused);
+      else if (readers > 1 || this.ctx.isGraphOutput(l)) hints.add(`'${l}' has another reader (folding would change it)`);
+    }
+    const unique = [...new Set(leaves)].map((l) => `'${l}'`).join(" vs ");
+    return `branches do not share one input: ${unique}${hints.size ? ` — ${[...hints].join("; ")}` : ""}`;
+  }
+
+  /** A root sum over several inputs: merge the largest same-input group, keep the other terms. */
+  private partialSum(node: Node, sums: Node[], parts: (Part & { sign: 1 | -1; tensor: string })[], why: string): Part {
+    const groups = new Map<string, typeof parts>();
+    for (const p of parts) groups.set(p.leaf, [...(groups.get(p.leaf) ?? []), p]);
+    const best = [...groups.values()].filter((g) => g.length >= 2).sort((a, b) => b.length - a.length)[0];
+    if (!best) {
+      this.ctx.refuse(node, why);
+      return leaf(node.outputs[0]!);
+    }
+    const merged = this.merge(best, node);
+    if (!merged) return leaf(node.outputs[0]!);
+    const rest = parts.filter((p) => !best.includes(p));
+    return { leaf: best[0]!.leaf, map: merged, nodes: [...best.flatMap((p) => p.nodes), ...sums], rest } as Part & { rest: typeof rest };
+  }
+}
+
+function convMacs(ctx: PassContext, node: Node, map: LinearMap | undefined): number {
+  const dims = ctx.shapes().get(node.outputs[0]!)?.dims;
+  if (!map || !dims || dims[2] === undefined || dims[3] === undefined) return 0;
+  return macsPerPixel(map) * dims[2] * dims[3];
+}
+
+function regionMacs(ctx: PassContext, builder: RegionBuilder, nodes: Node[]): number {
+  let total = 0;
+  for (const n of nodes) {
+    const op = builder.read(n);
+    if (!("refused" in op) && op.kind === "conv") total += convMacs(ctx, n, op.map);
+  }
+  return total;
+}
+
+function weightDtype(ctx: PassContext, nodes: Node[], leafTensor: string): number {
+  for (const n of nodes) if (n.opType === "Conv") {
+    const w = ctx.constant(n.inputs[1]!);
+    if (w) return w.dtype;
+  }
+  return ctx.shapes().get(leafTensor)?.dtype ?? DataType.FLOAT;
+}
+
+export const collapseLinearRegions: Pass = {
+  name: "collapse-linear-regions",
+  description: "fold BN/affine, merge parallel branches, compose sequential convs/pools into one Conv per linear region",
+  run(ctx) {
+    let changed = false;
+    const builder = new RegionBuilder(ctx);
+    // Roots from the graph's end: the largest region containing a tensor is tried before its parts.
+    const candidates = [...ctx.graph.nodes].reverse();
+    const removed = new Set<Node>();
+    for (const anchor of candidates) {
+      if (removed.has(anchor) || !ctx.graph.nodes.includes(anchor)) continue;
+      const output = anchor.outputs[0];
+      if (!output || "refused" in builder.read(anchor)) continue;
+      const part = builder.part(output, true) as Part & { rest?: (Part & { sign: 1 | -1; tensor: string })[] };
+      if (!part.map || part.pad || !part.nodes.includes(anchor)) continue;
+      const rest = part.rest ?? [];
+      if (part.nodes.length - rest.length < 2) continue; // nothing gained: one node stays one node
+      const macsBefore = regionMacs(ctx, builder, part.nodes);
+      const macsAfter = convMacs(ctx, anchor, part.map);
+      if (ctx.options.noCostlier && macsBefore > 0 && macsAfter > macsBefore) {
+        ctx.refuse(anchor, `composition would raise MACs ${macsBefore} → ${macsAfter} (--no-costlier)`);
+        continue;
+      }
+      const base = (anchor.name || output).replace(/\/[^/]*$/, "") || output;
+      const dtype = weightDtype(ctx, part.nodes, part.leaf);
+      const add: Node[] = [];
+      const convOut = rest.length ? ctx.rewriter.uniqueName(`${output}_reparam`) : output;
+      const conv = emitConv(ctx, part.map, part.leaf, convOut, `${base}/reparam_conv`, dtype);
+      add.push(conv);
+      let acc = convOut;
+      rest.forEach((term, i) => {
+        const out = i === rest.length - 1 ? output : ctx.rewriter.uniqueName(`${output}_partial`);
+        add.push(new Node(ctx.rewriter.uniqueName(`${base}/reparam_${term.sign > 0 ? "add" : "sub"}`), term.sign > 0 ? "Add" : "Sub", [acc, term.tensor], [out]));
+        acc = out;
+      });
+      const histogram = new Map<string, number>();
+      for (const n of part.nodes) histogram.set(n.opType, (histogram.get(n.opType) ?? 0) + 1);
+      const what = [...histogram].map(([op, n]) => `${n} ${op}`).join(" + ");
+      ctx.rewriter.replace({
+        pass: collapseLinearRegions.name, anchor, remove: part.nodes, add,
+        summary: `${what} → Conv ${part.map.kh}x${part.map.kw}/${part.map.stride[0]}${part.map.groups > 1 ? ` g${part.map.groups}` : ""}${rest.length ? ` + ${rest.length} kept term(s)` : ""}`,
+        macsBefore, macsAfter,
+      });
+      for (const n of part.nodes) removed.add(n);
+      builder.forget();
+      changed = true;
+    }
+    return changed;
+  },
+};

@@ -1,0 +1,72 @@
+// The driver: runs passes to a fixpoint over a copy of the model and reports what happened.
+// Passes never see the caller's model; verification compares the two afterwards.
+import type { Model } from "../ir/graph.js";
+import { collapseLinearRegions } from "../../passes/collapse-linear-regions.js";
+import { PassContext, type PassOptions, type RefusalRecord } from "./context.js";
+import type { Pass } from "./pass.js";
+import type { RewriteRecord } from "./rewriter.js";
+import { modelStats, type ModelStats } from "./stats.js";
+
+export interface OptimizeOptions extends PassOptions {
+  passes?: Pass[];
+  /** Upper bound on whole-pipeline rounds (a guard; real pipelines settle in 2–3). */
+  maxRounds?: number;
+}
+
+export interface PassReport {
+  name: string;
+  rewrites: number;
+  refusals: number;
+  timeMs: number;
+}
+
+export interface OptimizeReport {
+  passes: PassReport[];
+  rewrites: RewriteRecord[];
+  refusals: RefusalRecord[];
+  before: ModelStats;
+  after: ModelStats;
+  timeMs: number;
+}
+
+export function defaultPasses(): Pass[] {
+  return [collapseLinearRegions];
+}
+
+export function optimize(model: Model, options: OptimizeOptions = {}): { model: Model; report: OptimizeReport } {
+  const start = performance.now();
+  const passes = options.passes ?? defaultPasses();
+  const work = model.clone();
+  const ctx = new PassContext(work, options);
+  const perPass = new Map<string, PassReport>(passes.map((p) => [p.name, { name: p.name, rewrites: 0, refusals: 0, timeMs: 0 }]));
+  const maxRounds = options.maxRounds ?? 20;
+  for (let round = 0; round < maxRounds; round++) {
+    let changed = false;
+    for (const pass of passes) {
+      const t0 = performance.now();
+      ctx.currentPass = pass.name;
+      const before = ctx.rewriter.records.length;
+      // Each pass runs to its own fixpoint before the next one starts.
+      for (let i = 0; i < maxRounds && pass.run(ctx); i++) changed = true;
+      const r = perPass.get(pass.name)!;
+      r.rewrites += ctx.rewriter.records.length - before;
+      r.timeMs += performance.now() - t0;
+    }
+    if (!changed) break;
+  }
+  // Refusals of regions that a later rewrite did fold are stale: keep those whose node survived.
+  const alive = new Set(work.graph.nodes.map((n) => n.name));
+  const refusals = ctx.refusals.filter((r) => alive.has(r.node));
+  for (const r of refusals) perPass.get(r.pass) && perPass.get(r.pass)!.refusals++;
+  return {
+    model: work,
+    report: {
+      passes: [...perPass.values()],
+      rewrites: ctx.rewriter.records,
+      refusals,
+      before: modelStats(model, options.shapes),
+      after: modelStats(work, options.shapes),
+      timeMs: performance.now() - start,
+    },
+  };
+}

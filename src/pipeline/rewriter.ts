@@ -1,0 +1,105 @@
+// All graph mutation goes through here (MLIR's PatternRewriter idea): passes describe a
+// replacement, the rewriter applies it, keeps the node order topological, garbage-collects what
+// the replaced nodes left unused, and records the rewrite for the report.
+import { Node, type Graph } from "../ir/graph.js";
+import type { Tensor } from "../ir/tensor.js";
+
+export interface RewriteRecord {
+  pass: string;
+  /** Name of the node that replaced the region (first added node). */
+  node: string;
+  /** Names and op types of the nodes it replaced. */
+  removed: { name: string; op: string }[];
+  summary: string;
+  macsBefore?: number;
+  macsAfter?: number;
+}
+
+export interface Replacement {
+  pass: string;
+  /** The node whose position the new nodes take (the region's last node). */
+  anchor: Node;
+  remove: Node[];
+  add: Node[];
+  summary: string;
+  macsBefore?: number;
+  macsAfter?: number;
+}
+
+export class Rewriter {
+  readonly records: RewriteRecord[] = [];
+  private names = new Set<string>();
+
+  constructor(private readonly graph: Graph, private readonly invalidate: () => void) {
+    for (const n of graph.nodes) this.names.add(n.name);
+    for (const k of graph.initializers.keys()) this.names.add(k);
+    for (const n of graph.nodes) for (const o of n.outputs) this.names.add(o);
+    for (const i of graph.inputs) this.names.add(i.name ?? "");
+  }
+
+  /** A name no node, tensor or initializer uses yet. */
+  uniqueName(base: string): string {
+    let name = base, i = 1;
+    while (this.names.has(name)) name = `${base}_${i++}`;
+    this.names.add(name);
+    return name;
+  }
+
+  addInitializer(base: string, make: (name: string) => Tensor): string {
+    const name = this.uniqueName(base);
+    const t = make(name);
+    this.graph.initializers.set(name, t);
+    return name;
+  }
+
+  replace(r: Replacement): void {
+    const nodes = this.graph.nodes;
+    const at = nodes.indexOf(r.anchor);
+    if (at < 0) throw new Error(`rewriter: anchor ${r.anchor.name} is not in the graph`);
+    const removing = new Set(r.remove);
+    const before = nodes.slice(0, at).filter((n) => !removing.has(n));
+    const after = nodes.slice(at + 1).filter((n) => !removing.has(n));
+    this.graph.nodes = [...before, ...(removing.has(r.anchor) ? [] : [r.anchor]), ...r.add, ...after];
+    const touched = new Set<string>();
+    for (const n of r.remove) for (const i of n.inputs) if (i) touched.add(i);
+    this.collectGarbage(touched);
+    this.records.push({
+      pass: r.pass, node: r.add[0]?.name ?? "", summary: r.summary,
+      removed: r.remove.map((n) => ({ name: n.name, op: n.opType })),
+      macsBefore: r.macsBefore, macsAfter: r.macsAfter,
+    });
+    this.invalidate();
+  }
+
+  /** Drop initializers and Constant nodes that only the removed nodes used; stale value_info too. */
+  private collectGarbage(candidates: Set<string>): void {
+    const outputs = new Set(this.graph.outputs.map((o) => o.name ?? ""));
+    let changed = true;
+    while (changed) {
+      changed = false;
+      const used = new Set<string>();
+      for (const n of this.graph.nodes) for (const i of n.inputs) used.add(i);
+      for (const name of candidates) {
+        if (used.has(name) || outputs.has(name)) continue;
+        if (this.graph.initializers.delete(name)) {
+          // IR < 4 models list initializers among the inputs too: drop that entry with it.
+          this.graph.inputs = this.graph.inputs.filter((i) => i.name !== name);
+          changed = true;
+        }
+        const idx = this.graph.nodes.findIndex((n) => n.opType === "Constant" && n.outputs.includes(name));
+        if (idx >= 0) {
+          this.graph.nodes.splice(idx, 1);
+          changed = true;
+        }
+        candidates.delete(name);
+      }
+    }
+    const produced = new Set<string>();
+    for (const n of this.graph.nodes) for (const o of n.outputs) produced.add(o);
+    this.graph.valueInfo = this.graph.valueInfo.filter((v) => produced.has(v.name ?? "") || this.graph.initializers.has(v.name ?? ""));
+  }
+
+  static node(name: string, opType: string, inputs: string[], outputs: string[], attributes: Node["attributes"]): Node {
+    return new Node(name, opType, inputs, outputs, attributes);
+  }
+}
