@@ -208,6 +208,8 @@ describe("verifyModels", () => {
     const e2 = await rejects(verifyModels(m, m, { shapes: { y: [1] } }));
     expect(e2).toBeInstanceOf(UsageError);
     expect(e2.message).toMatch(/'y', which is not an input/);
+    const feed = { x: { dims: [1, 2, 6, 6], data: new Float32Array(72), dtype: "float32" } };
+    expect((await rejects(verifyModels(m, m, { feeds: feed, shapes: { x: [2, 2, 6, 6] } }))).message).toMatch(/conflicts with the given data's shape/);
   });
 
   it("shapes override dynamic dims", async () => {

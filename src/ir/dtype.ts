@@ -5,7 +5,7 @@ export const DataType = {
   FLOAT16: 10, DOUBLE: 11, UINT32: 12, UINT64: 13, COMPLEX64: 14, COMPLEX128: 15, BFLOAT16: 16,
 } as const;
 
-const NAMES: Record<number, string> = Object.fromEntries(Object.entries(DataType).map(([k, v]) => [v, k.toLowerCase()]));
+const NAMES: Record<number, string> = { ...Object.fromEntries(Object.entries(DataType).map(([k, v]) => [v, k.toLowerCase()])), 1: "float32", 10: "float16", 11: "float64" };
 
 export function dtypeName(dtype: number): string {
   return NAMES[dtype] ?? `dtype#${dtype}`;

@@ -271,6 +271,9 @@ export function makeInputs(model: Model, run: number, options: InputOptions = {}
   specs.forEach((spec, index) => {
     const feed = options.feeds?.[spec.name];
     if (feed) {
+      const shape = options.shapes?.[spec.name];
+      if (shape && fmtDims(shape) !== fmtDims(feed.dims))
+        throw new UsageError(`input '${spec.name}': shape ${fmtDims(shape)} conflicts with the given data's shape ${fmtDims(feed.dims)}`);
       result[spec.name] = feedTensor(spec, feed);
       return;
     }
@@ -414,7 +417,7 @@ export async function createSession(model: Model, provider: Provider = "cpu", ro
   } catch (e) {
     const line = firstLine(e);
     if (provider === "cuda" && /fallback to CPU EP has been explicitly disabled/i.test(line))
-      throw new UsageError(`${modelLabel(model, role)}: some nodes have no CUDA kernel in onnxruntime and would silently run on CPU; verify refuses CPU fallback with provider cuda (use provider cpu): ${line}`);
+      throw new UsageError(`${modelLabel(model, role)}: onnxruntime would run some nodes on CPU (no CUDA kernel, or a shape computation it keeps on CPU) and verify refuses CPU fallback with provider cuda (use provider cpu): ${line}`);
     throw new ModelError(`${modelLabel(model, role)}: onnxruntime cannot load it: ${line}`);
   }
 }

@@ -1,0 +1,40 @@
+// Human-readable reports (the CLI's default output); --json prints the same objects as JSON.
+import type { OptimizeReport } from "../pipeline/optimize.js";
+import type { ModelStats } from "../pipeline/stats.js";
+import type { VerifyReport } from "../verify/verify.js";
+
+const num = (n: number) => n.toLocaleString("en-US");
+const sci = (n: number) => (Number.isFinite(n) ? n.toExponential(2) : String(n));
+export const ms = (t: number) => (t < 1000 ? `${t.toFixed(0)} ms` : `${(t / 1000).toFixed(2)} s`);
+
+export function opDiff(before: ModelStats, after: ModelStats): string {
+  const ops = [...new Set([...Object.keys(before.ops), ...Object.keys(after.ops)])].sort();
+  return ops
+    .filter((op) => (before.ops[op] ?? 0) !== (after.ops[op] ?? 0) || true)
+    .map((op) => `${op} ${before.ops[op] ?? 0}→${after.ops[op] ?? 0}`)
+    .join(", ");
+}
+
+export function formatOptimize(report: OptimizeReport, explain: boolean): string[] {
+  const { before, after } = report;
+  const lines: string[] = [];
+  lines.push(`  dtype ${after.dtype}`);
+  for (const p of report.passes) lines.push(`  pass ${p.name}: ${p.rewrites} rewrite${p.rewrites === 1 ? "" : "s"}, ${p.refusals} left alone (${ms(p.timeMs)})`);
+  lines.push(`  nodes ${before.nodes} → ${after.nodes}: ${opDiff(before, after)}`);
+  lines.push(`  conv weights ${num(before.convWeights)} → ${num(after.convWeights)} elements; weights ${num(before.weightBytes)} → ${num(after.weightBytes)} bytes`);
+  if (before.macs || after.macs) lines.push(`  MACs per input ${num(before.macs)} → ${num(after.macs)}`);
+  if (explain) {
+    for (const r of report.rewrites) lines.push(`  rewrite ${r.node}: ${r.summary}${r.macsBefore ? ` (MACs ${num(r.macsBefore)} → ${num(r.macsAfter ?? 0)})` : ""}`);
+    for (const r of report.refusals) lines.push(`  left alone ${r.node} (${r.op}): ${r.reason}`);
+  } else if (report.refusals.length) {
+    lines.push(`  ${report.refusals.length} candidate${report.refusals.length === 1 ? "" : "s"} left alone (--explain says why)`);
+  }
+  return lines;
+}
+
+export function formatVerify(v: VerifyReport): string[] {
+  const lines = [`  verify (${v.provider}, ${v.runs} input sets, shapes ${Object.entries(v.inputShapes).map(([k, s]) => `${k}=${s.join("x")}`).join(" ")}): max abs ${sci(v.maxAbs)}, max rel ${sci(v.maxRel)} (tolerance ${sci(v.tolerance)}) ${v.ok ? "OK" : "FAILED"}`];
+  for (const o of v.outputs)
+    if (!o.ok) lines.push(`    output '${o.name}': ${o.shapeMismatch ?? o.nonFinite ?? `max abs ${sci(o.maxAbs)}, max rel ${sci(o.maxRel)} > ${sci(o.tolerance)}`}`);
+  return lines;
+}

@@ -1,0 +1,215 @@
+#!/usr/bin/env node
+// reparam-onnx: thin CLI over the library. Parses flags (node's util.parseArgs), calls the API,
+// prints a report (text or --json), and maps errors to one line and an exit code:
+//   0 ok · 1 verification failed (nothing written) · 2 bad input or usage · 3 internal error (a bug)
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { parseArgs } from "node:util";
+import { ModelError, UsageError } from "../ir/errors.js";
+import { loadModel, saveModel } from "../ir/io.js";
+import { optimize } from "../pipeline/optimize.js";
+import { modelStats } from "../pipeline/stats.js";
+import { readNpy } from "../verify/npy.js";
+import { verifyModels, type Feed, type Provider } from "../verify/verify.js";
+import { formatOptimize, formatVerify, ms } from "./format.js";
+
+export const EXIT = { ok: 0, verifyFailed: 1, usage: 2, internal: 3 } as const;
+
+const USAGE = `usage:
+  reparam-onnx optimize IN.onnx OUT.onnx [--shape NAME=1x3x224x224] [--no-verify] [--tolerance T]
+                        [--runs N] [--seed S] [--provider cpu|cuda] [--external-data] [--no-costlier]
+                        [--duplicate-shared] [--explain] [--json]
+  reparam-onnx verify A.onnx B.onnx [--input NAME=FILE.npy] [--shape NAME=DIMS] [--runs N]
+                        [--tolerance T] [--provider cpu|cuda] [--json]
+  reparam-onnx inspect MODEL.onnx [--explain] [--shape NAME=DIMS] [--json]
+exit codes: 0 ok, 1 verification failed (nothing written), 2 bad input or usage, 3 internal error`;
+
+const OPTIONS = {
+  shape: { type: "string", multiple: true },
+  input: { type: "string", multiple: true },
+  "no-verify": { type: "boolean" },
+  tolerance: { type: "string" },
+  runs: { type: "string" },
+  seed: { type: "string" },
+  provider: { type: "string" },
+  "external-data": { type: "boolean" },
+  "no-costlier": { type: "boolean" },
+  "duplicate-shared": { type: "boolean" },
+  explain: { type: "boolean" },
+  json: { type: "boolean" },
+  help: { type: "boolean", short: "h" },
+  version: { type: "boolean" },
+} as const;
+
+type Flags = ReturnType<typeof parse>["values"];
+
+function parse(argv: string[]) {
+  try {
+    return parseArgs({ args: argv, options: OPTIONS, allowPositionals: true, strict: true });
+  } catch (e) {
+    throw new UsageError((e as Error).message.split("\n")[0]!);
+  }
+}
+
+function parseShapes(specs: string[] | undefined): Record<string, number[]> | undefined {
+  if (!specs?.length) return undefined;
+  const out: Record<string, number[]> = {};
+  for (const spec of specs) {
+    const m = /^([^=]+)=(\d+(?:x\d+)*)$/.exec(spec);
+    if (!m) throw new UsageError(`--shape '${spec}': expected NAME=DIMS, e.g. input=1x3x224x224`);
+    out[m[1]!] = m[2]!.split("x").map(Number);
+  }
+  return out;
+}
+
+function number(flag: string, value: string | undefined, fallback: number | undefined, integer = false): number | undefined {
+  if (value === undefined) return fallback;
+  const n = Number(value);
+  if (!Number.isFinite(n) || n <= 0 || (integer && !Number.isInteger(n))) throw new UsageError(`--${flag} '${value}': expected a positive ${integer ? "integer" : "number"}`);
+  return n;
+}
+
+function provider(value: string | undefined): Provider {
+  if (value === undefined || value === "cpu") return "cpu";
+  if (value === "cuda") return "cuda";
+  throw new UsageError(`--provider '${value}': expected cpu or cuda`);
+}
+
+function positionals(cmd: string, got: string[], want: number): string[] {
+  if (got.length !== want) throw new UsageError(`${cmd} takes ${want} file argument${want === 1 ? "" : "s"}, got ${got.length}\n${USAGE}`);
+  return got;
+}
+
+function sameFile(a: string, b: string): boolean {
+  if (path.resolve(a) === path.resolve(b)) return true;
+  try {
+    const sa = fs.statSync(a), sb = fs.statSync(b);
+    return sa.ino === sb.ino && sa.dev === sb.dev;
+  } catch {
+    return false;
+  }
+}
+
+function print(json: boolean | undefined, obj: unknown, lines: string[]): void {
+  if (json) process.stdout.write(JSON.stringify(obj, null, 2) + "\n");
+  else process.stdout.write(lines.join("\n") + "\n");
+}
+
+async function cmdOptimize(args: string[], f: Flags): Promise<number> {
+  const [input, output] = positionals("optimize", args, 2) as [string, string];
+  if (sameFile(input, output)) throw new UsageError(`${output}: output is the input file; write the optimized model elsewhere`);
+  const dir = path.dirname(path.resolve(output));
+  if (!fs.existsSync(dir) || !fs.statSync(dir).isDirectory()) throw new UsageError(`${output}: cannot write (folder ${dir} does not exist)`);
+  try {
+    fs.accessSync(dir, fs.constants.W_OK);
+  } catch {
+    throw new UsageError(`${output}: cannot write (folder ${dir} is not writable)`);
+  }
+  if (fs.existsSync(output) && fs.statSync(output).isDirectory()) throw new UsageError(`${output}: is a directory`);
+  const shapes = parseShapes(f.shape);
+  const prov = provider(f.provider);
+  const t0 = performance.now();
+  const model = loadModel(input);
+  const tLoad = performance.now() - t0;
+  const { model: optimized, report } = optimize(model, { shapes, noCostlier: f["no-costlier"], duplicateShared: f["duplicate-shared"] });
+  let verification;
+  let tVerify = 0;
+  if (!f["no-verify"]) {
+    const t1 = performance.now();
+    verification = await verifyModels(model, optimized, {
+      shapes, provider: prov, tolerance: number("tolerance", f.tolerance, undefined),
+      runs: number("runs", f.runs, undefined, true), seed: number("seed", f.seed, undefined, true),
+    });
+    tVerify = performance.now() - t1;
+  }
+  const ok = !verification || verification.ok;
+  let written: { bytes: number; dataBytes: number } | undefined;
+  const t2 = performance.now();
+  if (ok) written = saveModel(optimized, output, { externalData: f["external-data"] });
+  const tWrite = performance.now() - t2;
+  const timings = { loadMs: tLoad, passesMs: report.timeMs, verifyMs: tVerify, writeMs: tWrite };
+  const lines = [`reparam-onnx optimize ${input} → ${output}`, ...formatOptimize(report, !!f.explain)];
+  if (verification) lines.push(...formatVerify(verification));
+  else lines.push("  verification skipped (--no-verify): the output is NOT proven equal to the input");
+  lines.push(`  time: load ${ms(tLoad)}, passes ${ms(report.timeMs)}, verify ${ms(tVerify)}, write ${ms(tWrite)}`);
+  lines.push(ok ? `  wrote ${output} (${written!.bytes.toLocaleString("en-US")} bytes${written!.dataBytes ? ` + ${written!.dataBytes.toLocaleString("en-US")} bytes external data` : ""})` : `  verification FAILED: nothing written`);
+  print(f.json, { input, output: ok ? output : null, ok, report, verification: verification ?? null, verified: !!verification, timings }, lines);
+  if (!ok) process.stderr.write(`reparam-onnx: error: ${input}: optimized model differs from the original beyond tolerance (max rel ${verification!.maxRel.toExponential(2)}); nothing written\n`);
+  return ok ? EXIT.ok : EXIT.verifyFailed;
+}
+
+async function cmdVerify(args: string[], f: Flags): Promise<number> {
+  const [a, b] = positionals("verify", args, 2) as [string, string];
+  const feeds: Record<string, Feed> = {};
+  for (const spec of f.input ?? []) {
+    const m = /^([^=]+)=(.+)$/.exec(spec);
+    if (!m) throw new UsageError(`--input '${spec}': expected NAME=FILE.npy`);
+    const arr = readNpy(m[2]!);
+    feeds[m[1]!] = { dims: arr.dims, data: arr.data, dtype: arr.dtype };
+  }
+  const ref = loadModel(a), cand = loadModel(b);
+  const v = await verifyModels(ref, cand, {
+    feeds, shapes: parseShapes(f.shape), provider: provider(f.provider),
+    tolerance: number("tolerance", f.tolerance, undefined), runs: number("runs", f.runs, undefined, true),
+  });
+  print(f.json, v, [`reparam-onnx verify ${a} vs ${b}`, ...formatVerify(v), `  time ${ms(v.timeMs)}`]);
+  if (!v.ok) process.stderr.write(`reparam-onnx: error: ${b}: outputs differ from ${a} beyond tolerance\n`);
+  return v.ok ? EXIT.ok : EXIT.verifyFailed;
+}
+
+async function cmdInspect(args: string[], f: Flags): Promise<number> {
+  const [file] = positionals("inspect", args, 1) as [string];
+  const shapes = parseShapes(f.shape);
+  const model = loadModel(file);
+  const stats = modelStats(model, shapes);
+  const { report } = optimize(model, { shapes, noCostlier: f["no-costlier"], duplicateShared: f["duplicate-shared"] });
+  const g = model.graph;
+  const io = (vs: typeof g.inputs) => vs.map((v) => `${v.name}: ${(v.type?.tensorType?.shape?.dim ?? []).map((d) => d.dimParam || String(d.dimValue)).join("x")}`).join(", ");
+  const opsets = (model.original.opsetImport ?? []).map((o) => `${o.domain || "ai.onnx"} ${o.version}`).join(", ");
+  const lines = [
+    `reparam-onnx inspect ${file}`,
+    `  opset ${opsets}; ir_version ${model.original.irVersion}; producer ${model.original.producerName ?? "?"} ${model.original.producerVersion ?? ""}`.trimEnd(),
+    `  inputs ${io(g.realInputs())}`,
+    `  outputs ${io(g.outputs)}`,
+    `  ${stats.nodes} nodes: ${Object.entries(stats.ops).map(([k, v]) => `${k} ${v}`).join(", ")}`,
+    `  ${g.initializers.size} initializers, ${stats.weightBytes.toLocaleString("en-US")} bytes, dtype ${stats.dtype}; conv weights ${stats.convWeights.toLocaleString("en-US")}; MACs ${stats.macs.toLocaleString("en-US")}`,
+    `  optimize would: ${report.rewrites.length} rewrite${report.rewrites.length === 1 ? "" : "s"}, nodes ${report.before.nodes} → ${report.after.nodes}, MACs ${report.before.macs.toLocaleString("en-US")} → ${report.after.macs.toLocaleString("en-US")}`,
+  ];
+  for (const r of report.rewrites) lines.push(`  opportunity ${r.node}: ${r.summary}`);
+  if (f.explain) for (const r of report.refusals) lines.push(`  left alone ${r.node} (${r.op}): ${r.reason}`);
+  else if (report.refusals.length) lines.push(`  ${report.refusals.length} candidate(s) left alone (--explain says why)`);
+  print(f.json, { file, stats, opportunities: report.rewrites, refusals: report.refusals, after: report.after }, lines);
+  return EXIT.ok;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  try {
+    const { values: f, positionals: pos } = parse(argv);
+    if (f.version) {
+      const pkg = JSON.parse(fs.readFileSync(new URL("../../../package.json", import.meta.url), "utf8")) as { version: string };
+      process.stdout.write(`reparam-onnx ${pkg.version}\n`);
+      return EXIT.ok;
+    }
+    const [cmd, ...rest] = pos;
+    if (f.help || !cmd) {
+      process.stdout.write(USAGE + "\n");
+      return f.help ? EXIT.ok : EXIT.usage;
+    }
+    switch (cmd) {
+      case "optimize": return await cmdOptimize(rest, f);
+      case "verify": return await cmdVerify(rest, f);
+      case "inspect": return await cmdInspect(rest, f);
+      default: throw new UsageError(`unknown command '${cmd}'\n${USAGE}`);
+    }
+  } catch (e) {
+    if (e instanceof ModelError || e instanceof UsageError) {
+      process.stderr.write(`reparam-onnx: error: ${e.message}\n`);
+      return EXIT.usage;
+    }
+    process.stderr.write(`reparam-onnx: internal error (a bug; please report it with the model):\n${(e as Error).stack ?? String(e)}\n`);
+    return EXIT.internal;
+  }
+}
+
+const invokedDirectly = process.argv[1] && fs.realpathSync(process.argv[1]) === fs.realpathSync(new URL(import.meta.url).pathname);
+if (invokedDirectly) main(process.argv.slice(2)).then((code) => { process.exitCode = code; });
