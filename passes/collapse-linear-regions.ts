@@ -253,7 +253,12 @@ export const collapseLinearRegions: Pass = {
     for (const anchor of candidates) {
       if (removed.has(anchor) || !ctx.graph.nodes.includes(anchor)) continue;
       const output = anchor.outputs[0];
-      if (!output || "refused" in builder.read(anchor)) continue;
+      if (!output) continue;
+      const read = builder.read(anchor);
+      if ("refused" in read) {
+        if (!read.refused.endsWith("is not linear") && !read.refused.startsWith("both operands")) ctx.refuse(anchor, read.refused);
+        continue;
+      }
       const part = builder.part(output, true) as Part & { rest?: (Part & { sign: 1 | -1; tensor: string })[] };
       if (!part.map || part.pad || !part.nodes.includes(anchor)) continue;
       const rest = part.rest ?? [];

@@ -8,6 +8,6 @@ export { ModelError, UsageError } from "./ir/errors.js";
 export { optimize, defaultPasses, type OptimizeOptions, type OptimizeReport } from "./pipeline/optimize.js";
 export type { Pass } from "./pipeline/pass.js";
 export { PassContext } from "./pipeline/context.js";
-export { verifyModels, cudaAvailable, type VerifyOptions, type VerifyReport } from "./verify/verify.js";
+export { verifyModels, verifyModels as verify, cudaAvailable, type VerifyOptions, type VerifyReport } from "./verify/verify.js";
 export { readNpy, writeNpy } from "./verify/npy.js";
 export * as algebra from "./algebra/index.js";

@@ -1,7 +1,7 @@
 // The in-memory graph. Nodes keep their original proto (doc strings, unknown fields, subgraph
 // attributes) so that saving an untouched node writes it back unchanged; passes see names,
 // op types, inputs, outputs and typed attribute accessors only.
-import { onnx, toNumber, type AttributeProto, type GraphProto, type ModelProto, type NodeProto, type ValueInfoProto } from "./proto.js";
+import { copyWireInfo, onnx, toNumber, type AttributeProto, type GraphProto, type ModelProto, type NodeProto, type ValueInfoProto } from "./proto.js";
 import { Tensor } from "./tensor.js";
 
 export type AttrValue = number | string | number[] | string[] | Tensor;
@@ -60,8 +60,7 @@ export class Node {
     if (this.original) {
       // Shallow copy keeps unknown fields (non-enumerable) by copying them explicitly.
       Object.assign(p, this.original);
-      const unknown = (this.original as unknown as Record<string, unknown>)["$unknown"];
-      if (unknown) Object.defineProperty(p, "$unknown", { value: unknown, enumerable: false });
+      copyWireInfo(this.original, p);
     }
     // Only write a default-valued field where the original had it: keeps round trips byte-stable.
     const had = (key: string) => this.original !== undefined && Object.prototype.hasOwnProperty.call(this.original, key);
@@ -133,8 +132,7 @@ export class Graph {
   toProto(): GraphProto {
     const p = onnx.GraphProto.fromObject({});
     Object.assign(p, this.original);
-    const unknown = (this.original as unknown as Record<string, unknown>)["$unknown"];
-    if (unknown) Object.defineProperty(p, "$unknown", { value: unknown, enumerable: false });
+    copyWireInfo(this.original, p);
     p.node = this.nodes.map((n) => n.toProto());
     p.initializer = [...this.initializers.values()].map((t) => t.toProto());
     p.input = this.inputs;
@@ -172,8 +170,7 @@ export class Model {
   toProto(): ModelProto {
     const p = onnx.ModelProto.fromObject({});
     Object.assign(p, this.original);
-    const unknown = (this.original as unknown as Record<string, unknown>)["$unknown"];
-    if (unknown) Object.defineProperty(p, "$unknown", { value: unknown, enumerable: false });
+    copyWireInfo(this.original, p);
     p.graph = this.graph.toProto();
     return p;
   }

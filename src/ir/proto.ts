@@ -22,6 +22,39 @@ export type ValueInfoProto = OnnxNs.IValueInfoProto;
 
 /** Raw wire bytes of fields this schema does not know, per decoded message. */
 const UNKNOWN = "$unknown";
+/** Per decoded message: field number -> whether that repeated scalar field was written packed. */
+const PACKING = "$packing";
+
+// onnx-proto's generated encoder packs every repeated scalar (proto3 style), but onnx.proto is
+// proto2: only TensorProto's *_data fields are [packed = true]; dims, AttributeProto.ints/floats
+// and SparseTensorProto.dims are written unpacked by ONNX's own serializer. We write each such
+// field the way the original file did, and new messages the way onnx.proto says.
+const PACKED_IN_ONNX_PROTO: Record<string, ReadonlySet<number>> = { TensorProto: new Set([4, 5, 7, 10, 11]) };
+
+/** Wire type of a scalar written by protobufjs Writer method `m`. */
+function scalarWireType(m: string): number {
+  if (m === "float" || m === "fixed32" || m === "sfixed32") return 5;
+  if (m === "double" || m === "fixed64" || m === "sfixed64") return 1;
+  return 0;
+}
+
+interface FieldInfo { name: string; id: number }
+interface RepeatedScalar extends FieldInfo { method: string; wireType: number; packedByDefault: boolean }
+
+/** Fields (ascending by number, the order the generated encoder writes them) and repeated scalars. */
+function schemaFields(typeName: string, encode: Function): { fields: FieldInfo[]; repeated: Map<number, RepeatedScalar> } {
+  const src = encode.toString();
+  const fields: FieldInfo[] = [];
+  for (const m of src.matchAll(/message\.(\w+) != null[^]*?\/\* id (\d+), wireType/g)) fields.push({ name: m[1]!, id: Number(m[2]) });
+  fields.sort((a, b) => a.id - b.id);
+  const repeated = new Map<number, RepeatedScalar>();
+  const packedDefault = PACKED_IN_ONNX_PROTO[typeName] ?? new Set<number>();
+  for (const m of src.matchAll(/\/\* id (\d+), wireType 2 =\*\/\d+\)\.fork\(\);\s*for \(var i = 0; i < message\.(\w+)\.length; \+\+i\)\s*writer\.(\w+)\(/g)) {
+    const id = Number(m[1]);
+    repeated.set(id, { name: m[2]!, id, method: m[3]!, wireType: scalarWireType(m[3]!), packedByDefault: packedDefault.has(id) });
+  }
+  return { fields, repeated };
+}
 
 type Codec = {
   decode: (r: unknown, len?: number) => Record<string, unknown>;
@@ -35,11 +68,13 @@ function knownFieldNumbers(decode: Function): Set<number> {
   return known;
 }
 
-function patch(type: Codec): void {
+function patch(type: Codec, typeName: string): void {
   const decode = type.decode;
   const encode = type.encode;
   const known = knownFieldNumbers(decode);
   if (known.size === 0) throw new Error("onnx-proto: cannot read the schema of a message type");
+  const { fields, repeated } = schemaFields(typeName, encode);
+  if (repeated.size > 0 && fields.length === 0) throw new Error(`onnx-proto: cannot read the fields of ${typeName}`);
   const Reader = protobuf.Reader;
   type ReaderT = InstanceType<typeof Reader> & { buf: Uint8Array };
   type WriterT = { _push: (fn: Function, len: number, val: unknown) => unknown };
@@ -50,6 +85,7 @@ function patch(type: Codec): void {
     const end = length === undefined ? reader.len : reader.pos + (length as number);
     const message = decode.call(this, reader, length as number | undefined);
     let unknown: Uint8Array[] | undefined;
+    let packing: Record<number, boolean> | undefined;
     const scan = Reader.create(reader.buf) as ReaderT;
     scan.pos = start;
     scan.len = end;
@@ -57,14 +93,49 @@ function patch(type: Codec): void {
       const at = scan.pos;
       const tag = scan.uint32();
       scan.skipType(tag & 7);
-      if (!known.has(tag >>> 3)) (unknown ??= []).push(reader.buf.subarray(at, scan.pos));
+      const id = tag >>> 3;
+      if (!known.has(id)) (unknown ??= []).push(reader.buf.subarray(at, scan.pos));
+      else if (repeated.has(id)) (packing ??= {})[id] ??= (tag & 7) === 2;
     }
     if (unknown) Object.defineProperty(message, UNKNOWN, { value: unknown, enumerable: false, writable: true });
+    if (packing) Object.defineProperty(message, PACKING, { value: packing, enumerable: false, writable: true });
     return message;
   };
+  type ScalarWriter = WriterT & Record<string, (v: unknown) => ScalarWriter> & { uint32(v: number): ScalarWriter };
   (type as unknown as { encode: CodecFn }).encode = function (this: Codec, m: unknown, w?: unknown) {
-    const writer = encode.call(this, m as Record<string, unknown>, w) as WriterT;
-    const unknown = (m as Record<string, unknown>)[UNKNOWN] as Uint8Array[] | undefined;
+    const msg = m as Record<string, unknown>;
+    // Repeated scalars to write unpacked: those the original wrote so, or onnx.proto's default.
+    let unpacked: RepeatedScalar[] | undefined;
+    if (repeated.size > 0) {
+      const packing = msg[PACKING] as Record<number, boolean> | undefined;
+      for (const r of repeated.values()) {
+        const values = msg[r.name] as unknown[] | undefined;
+        if (values && values.length > 0 && !(packing?.[r.id] ?? r.packedByDefault)) (unpacked ??= []).push(r);
+      }
+    }
+    let writer: WriterT;
+    if (!unpacked) writer = encode.call(this, msg, w) as WriterT;
+    else {
+      // The generated encoder writes fields in ascending number order; encode the runs of fields
+      // between the unpacked ones through it and write the unpacked ones in place, by hand.
+      unpacked.sort((a, b) => a.id - b.id);
+      writer = (w ?? protobuf.Writer.create()) as WriterT;
+      let from = 0;
+      const encodeRange = (lo: number, hi: number) => {
+        const part: Record<string, unknown> = {};
+        for (const f of fields)
+          if (f.id > lo && f.id < hi && Object.prototype.hasOwnProperty.call(msg, f.name)) part[f.name] = msg[f.name];
+        if (Object.keys(part).length > 0) encode.call(this, part, writer);
+      };
+      for (const r of unpacked) {
+        encodeRange(from, r.id);
+        const sw = writer as ScalarWriter;
+        for (const v of msg[r.name] as unknown[]) sw.uint32((r.id << 3) | r.wireType)[r.method]!(v);
+        from = r.id;
+      }
+      encodeRange(from, Infinity);
+    }
+    const unknown = msg[UNKNOWN] as Uint8Array[] | undefined;
     if (unknown)
       for (const raw of unknown)
         writer._push((val: Uint8Array, buf: Uint8Array, pos: number) => buf.set(val, pos), raw.length, raw);
@@ -77,7 +148,7 @@ function patchAll(ns: Record<string, unknown> = onnx as unknown as Record<string
   for (const key of Object.keys(ns)) {
     const value = ns[key] as unknown;
     if (typeof value === "function" && typeof (value as unknown as Codec).decode === "function") {
-      patch(value as unknown as Codec);
+      patch(value as unknown as Codec, key);
       patchAll(value as unknown as Record<string, unknown>); // nested types, e.g. TensorProto.Segment
     }
   }
@@ -87,6 +158,14 @@ function ensurePatched(): void {
   if (!patched) {
     patchAll();
     patched = true;
+  }
+}
+
+/** Copy what a decoded message remembers of its wire form (unknown fields, packing) onto a copy of it. */
+export function copyWireInfo(from: object, to: object): void {
+  for (const key of [UNKNOWN, PACKING]) {
+    const value = (from as Record<string, unknown>)[key];
+    if (value !== undefined) Object.defineProperty(to, key, { value, enumerable: false, writable: true, configurable: true });
   }
 }
 

@@ -1,7 +1,7 @@
 // Tensors: dims, element type and data as typed arrays. Data is decoded lazily from the original
 // TensorProto; a tensor that no pass touched is written back from that proto unchanged.
 import { DataType, bfloat16ToFloat, dtypeName, dtypeSize, floatToBfloat16, floatToHalf, halfToFloat, isKnownDtype } from "./dtype.js";
-import { onnx, toNumber, type TensorProto } from "./proto.js";
+import { copyWireInfo, onnx, toNumber, type TensorProto } from "./proto.js";
 import { ModelError } from "./errors.js";
 
 export type TensorData = Float32Array | Float64Array | Uint16Array | Int32Array | Uint32Array | BigInt64Array | BigUint64Array | Int8Array | Uint8Array | Int16Array;
@@ -171,7 +171,10 @@ export class Tensor {
   toProto(): TensorProto {
     if (this.original && !this.cachedIsNew) {
       if (this.original.name !== this.name) {
-        const copy = onnx.TensorProto.fromObject(onnx.TensorProto.toObject(this.original as import("onnx-proto").onnx.TensorProto));
+        // Shallow copy: data is shared, unknown fields and packing are kept.
+        const copy = onnx.TensorProto.create();
+        Object.assign(copy, this.original);
+        copyWireInfo(this.original, copy);
         copy.name = this.name;
         return copy;
       }

@@ -52,6 +52,12 @@ export class Rewriter {
     return name;
   }
 
+  /** Every reader of `from` reads `to` instead (graph outputs keep their names). */
+  replaceAllUses(from: string, to: string): void {
+    for (const n of this.graph.nodes) n.inputs = n.inputs.map((i) => (i === from ? to : i));
+    this.invalidate();
+  }
+
   replace(r: Replacement): void {
     const nodes = this.graph.nodes;
     const at = nodes.indexOf(r.anchor);

@@ -1,0 +1,81 @@
+// npm run bench [-- --models demo,repvgg-a0,repvgg-b1,dbb-a0 --iterations 20]
+// For each model: the optimizer's run time and peak memory vs onnxruntime's own offline
+// optimization of the same file, verification time, and onnxruntime CPU latency of the
+// training-form input, our output, and onnxruntime's optimized graph — ratios from one run.
+import { execFileSync } from "node:child_process";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { parseArgs } from "node:util";
+import * as ort from "onnxruntime-node";
+import { loadModel, saveModel } from "../src/ir/io.js";
+import { verifyModels } from "../src/verify/verify.js";
+import { repvgg, SPECS } from "./models.js";
+
+const { values } = parseArgs({ options: { models: { type: "string" }, iterations: { type: "string" }, out: { type: "string" } } });
+const here = path.dirname(new URL(import.meta.url).pathname);
+const root = path.resolve(here, "../..");
+const outDir = path.resolve(values.out ?? path.join(root, "bench/out"));
+fs.mkdirSync(outDir, { recursive: true });
+const names = (values.models ?? "demo,repvgg-a0,repvgg-b1,dbb-a0").split(",");
+const iterations = Number(values.iterations ?? 20);
+
+function child(script: string, args: string[]): Record<string, number> {
+  const out = execFileSync(process.execPath, [path.join(here, script), ...args], { encoding: "utf8", maxBuffer: 1 << 24 });
+  return JSON.parse(out.trim().split("\n").pop()!) as Record<string, number>;
+}
+
+async function latency(file: string, shape: number[]): Promise<number> {
+  const session = await ort.InferenceSession.create(file, { graphOptimizationLevel: "all", logSeverityLevel: 3 });
+  const x = new Float32Array(shape.reduce((a, b) => a * b, 1)).map((_, i) => Math.sin(i));
+  const feeds = { [session.inputNames[0]!]: new ort.Tensor("float32", x, shape) };
+  for (let i = 0; i < 3; i++) await session.run(feeds);
+  const times: number[] = [];
+  for (let i = 0; i < iterations; i++) {
+    const t = performance.now();
+    await session.run(feeds);
+    times.push(performance.now() - t);
+  }
+  await session.release();
+  times.sort((a, b) => a - b);
+  return times[Math.floor(times.length / 2)]!;
+}
+
+const rows: Record<string, unknown>[] = [];
+console.log(`machine: ${os.cpus()[0]?.model} x${os.cpus().length}, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, node ${process.version}, onnxruntime-node ${ort.env.versions.common}`);
+for (const name of names) {
+  let input: string;
+  let shape: number[];
+  if (name === "demo") {
+    input = path.join(root, "fixtures/models/demo_repvgg_net.onnx");
+    shape = [1, 3, 32, 32];
+  } else {
+    const spec = SPECS[name];
+    if (!spec) throw new Error(`unknown model ${name} (have: demo, ${Object.keys(SPECS).join(", ")})`);
+    input = path.join(outDir, `${name}.train.onnx`);
+    if (!fs.existsSync(input)) saveModel(repvgg(spec), input);
+    shape = [1, 3, spec.resolution ?? 224, spec.resolution ?? 224];
+  }
+  const ours = path.join(outDir, `${name}.reparam.onnx`);
+  const ortOpt = path.join(outDir, `${name}.ort-optimized.onnx`);
+  const opt = child("optimize-child.js", [input, ours]);
+  const ortRun = child("ort-child.js", [input, ortOpt]);
+  const tv = performance.now();
+  const verification = await verifyModels(loadModel(input), loadModel(ours), { runs: 1 });
+  const verifyMs = performance.now() - tv;
+  const fileBytes = fs.statSync(input).size;
+  const lat = { train: await latency(input, shape), ours: await latency(ours, shape), ort: await latency(ortOpt, shape) };
+  const row = {
+    model: name, fileMB: +(fileBytes / 2 ** 20).toFixed(1), nodes: `${opt.nodesBefore}→${opt.nodesAfter}`,
+    optimizeMs: Math.round(opt.totalMs!), ortOptimizeMs: Math.round(ortRun.ortOptimizeMs!),
+    optimizeVsOrt: +(opt.totalMs! / ortRun.ortOptimizeMs!).toFixed(2),
+    peakRssMB: Math.round(opt.maxRssBytes! / 2 ** 20), peakVsModel: +(opt.maxRssBytes! / fileBytes).toFixed(2),
+    verifyMs: Math.round(verifyMs), verifyMaxRel: verification.maxRel,
+    latTrainMs: +lat.train.toFixed(2), latOursMs: +lat.ours.toFixed(2), latOrtOptMs: +lat.ort.toFixed(2),
+    speedupVsTrain: +(lat.train / lat.ours).toFixed(2), speedupVsOrtOpt: +(lat.ort / lat.ours).toFixed(2),
+  };
+  rows.push(row);
+  console.log(JSON.stringify(row));
+}
+console.table(rows);
+fs.writeFileSync(path.join(outDir, "results.json"), JSON.stringify(rows, null, 2));

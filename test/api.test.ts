@@ -1,0 +1,20 @@
+import { describe, expect, it } from "vitest";
+import { dropIdentity } from "../examples/custom-pass.js";
+import { defaultPasses, optimize } from "../src/index.js";
+import { foldAndVerify, Net, ops } from "./helpers/graphs.js";
+
+describe("programmatic API", () => {
+  it("a user pass runs in the pipeline and its rewrites are reported", async () => {
+    const n = new Net(21);
+    const x = n.input("x", [1, 3, 6, 6]);
+    const a = n.op("Identity", [n.convBn(x, 3, 3, 3)]);
+    const y = n.add(a, n.convBn(x, 3, 3, 1));
+    const model = n.finish(y);
+    // Without the custom pass, the Identity is folded as part of the region anyway…
+    expect(ops(optimize(model).model)).toEqual({ Conv: 1 });
+    // …and with it, the report names the user's pass.
+    const { model: out, report } = await foldAndVerify(model, { passes: [dropIdentity, ...defaultPasses()] });
+    expect(ops(out)).toEqual({ Conv: 1 });
+    expect(report.passes.find((p) => p.name === "drop-identity")?.rewrites).toBe(1);
+  });
+});

@@ -1,0 +1,140 @@
+// The region-collapse pass on graphs built in TypeScript: forms beyond the PyTorch fixtures
+// (any Add order and nesting, Sub/Mul/Div affine forms, Pad, AveragePool, odd sizes, float16),
+// and the preconditions that must leave a graph alone.
+import { describe, expect, it } from "vitest";
+import { DataType } from "../src/ir/dtype.js";
+import { optimize } from "../src/pipeline/optimize.js";
+import { foldAndVerify, Net, ops } from "./helpers/graphs.js";
+
+describe("parallel branches", () => {
+  it("Add tree in any order and nesting, with a ReLU branch kept as a separate term", async () => {
+    const n = new Net(3);
+    const x = n.input("x", ["N", 6, 11, 9]);
+    const relu = n.op("Relu", [n.conv(x, 6, 6, 3)]);
+    const a = n.convBn(x, 6, 6, 3);
+    const b = n.convBn(x, 6, 6, 1);
+    const c = n.bn(x, 6);
+    // ((a + relu) + (b + c)): the three x-branches merge; the ReLU branch stays a term.
+    const y = n.add(n.op("Add", [a, relu]), n.op("Add", [b, c]));
+    const { model, report } = await foldAndVerify(n.finish(y));
+    expect(ops(model)).toEqual({ Conv: 2, Relu: 1, Add: 1 });
+    expect(report.rewrites.some((r) => /kept term/.test(r.summary))).toBe(true);
+  });
+
+  it("n-ary Sum, Sub, and a negated identity", async () => {
+    const n = new Net(4);
+    const x = n.input("x", [1, 4, 8, 8]);
+    const s = n.op("Sum", [n.convBn(x, 4, 4, 3), n.convBn(x, 4, 4, [1, 3]), n.convBn(x, 4, 4, [3, 1])]);
+    const y = n.op("Sub", [s, n.bn(x, 4)]);
+    const { model } = await foldAndVerify(n.finish(y));
+    expect(ops(model)).toEqual({ Conv: 1 });
+  });
+
+  it("asymmetric explicit pads, stride 2, odd sizes, depthwise + dense → dense", async () => {
+    const n = new Net(5);
+    const x = n.input("x", [2, 4, 13, 7]);
+    const a = n.conv(x, 4, 4, 3, { stride: 2, pads: [1, 0, 1, 2] });
+    const b = n.conv(x, 4, 4, [1, 3], { stride: 2, pads: [0, 0, 0, 2], group: 4 });
+    const { model } = await foldAndVerify(n.finish(n.add(a, b)));
+    expect(ops(model)).toEqual({ Conv: 1 });
+    const conv = model.graph.nodes[0]!;
+    expect(conv.int("group", 1)).toBe(1);
+  });
+
+  it("grouped branches stay grouped (never densified)", async () => {
+    const n = new Net(6);
+    const x = n.input("x", [1, 8, 9, 9]);
+    const y = n.add(n.conv(x, 8, 8, 5, { group: 8 }), n.conv(x, 8, 8, 3, { group: 8 }), x);
+    const { model } = await foldAndVerify(n.finish(y));
+    expect(model.graph.nodes[0]!.int("group", 1)).toBe(8);
+    expect(model.graph.initializers.get(model.graph.nodes[0]!.inputs[1]!)!.dims).toEqual([8, 1, 5, 5]);
+  });
+
+  it("per-channel Mul/Div/Add/Sub constants fold in every broadcast form", async () => {
+    const n = new Net(7);
+    const x = n.input("x", [1, 3, 6, 6]);
+    let y = n.conv(x, 3, 3, 3);
+    y = n.op("Mul", [y, n.constant("g", [1, 3, 1, 1], [0.5, -2, 3])]);
+    y = n.op("Div", [y, n.constant("d", [3, 1, 1], [2, 4, -8])]);
+    y = n.op("Add", [n.constant("t", [], [0.25]), y]);
+    y = n.op("Sub", [n.constant("u", [1, 3, 1, 1], [1, 2, 3]), y]);
+    const { model } = await foldAndVerify(n.finish(y));
+    expect(ops(model)).toEqual({ Conv: 1 });
+  });
+
+  it("a Pad with value 0 merges into the conv's padding", async () => {
+    const n = new Net(8);
+    const x = n.input("x", [1, 2, 7, 7]);
+    const p = n.op("Pad", [x, n.int64("pads", [0, 0, 2, 1, 0, 0, 0, 1])]);
+    const y = n.add(n.conv(p, 2, 2, 3, { pads: [0, 0, 0, 0] }), n.conv(p, 2, 2, 3, { pads: [0, 0, 0, 0] }));
+    const { model } = await foldAndVerify(n.finish(y));
+    expect(ops(model)).toEqual({ Conv: 1 });
+  });
+
+  it("float16 weights and activations fold in float64 and verify within fp16 tolerance", async () => {
+    const n = new Net(9, 13, DataType.FLOAT16);
+    const x = n.input("x", [1, 4, 8, 8]);
+    const y = n.add(n.convBn(x, 4, 4, 3), n.convBn(x, 4, 4, 1), n.bn(x, 4));
+    const { model, report } = await foldAndVerify(n.finish(y));
+    expect(ops(model)).toEqual({ Conv: 1 });
+    expect(report.after.dtype).toBe("float16");
+  });
+});
+
+describe("preconditions leave the graph alone", () => {
+  it("a [C]-shaped Mul on NCHW scales columns, not channels: not folded", () => {
+    const n = new Net(10);
+    const x = n.input("x", [1, 4, 6, 4]);
+    const y = n.op("Mul", [n.conv(x, 4, 4, 3), n.constant("g", [4], [1, 2, 3, 4])]);
+    const { model, report } = optimize(n.finish(y));
+    expect(ops(model)).toEqual({ Conv: 1, Mul: 1 });
+    expect(report.refusals.map((r) => r.reason).join()).toMatch(/not per-channel/);
+  });
+
+  it("a BN before a zero-padded conv is not folded (border), before an unpadded one it is", async () => {
+    const n = new Net(11);
+    const x = n.input("x", [1, 3, 7, 7]);
+    const padded = n.conv(n.bn(x, 3), 3, 3, 3);
+    const { model, report } = optimize(n.finish(padded));
+    expect(ops(model)).toEqual({ BatchNormalization: 1, Conv: 1 });
+    expect(report.refusals.map((r) => r.reason).join()).toMatch(/border output is its bias/);
+    const m = new Net(11);
+    const x2 = m.input("x", [1, 3, 7, 7]);
+    const { model: folded } = await foldAndVerify(m.finish(m.conv(m.bn(x2, 3), 3, 3, 3, { pads: [0, 0, 0, 0] })));
+    expect(ops(folded)).toEqual({ Conv: 1 });
+  });
+
+  it("AveragePool with count_include_pad=0 and pads is not a conv; with 1 it is", async () => {
+    for (const cip of [0, 1]) {
+      const n = new Net(12);
+      const x = n.input("x", [1, 3, 8, 8]);
+      const pool = n.op("AveragePool", [n.conv(x, 3, 3, 1, { pads: [0, 0, 0, 0] })], { kernel_shape: [3, 3], pads: [1, 1, 1, 1], strides: [1, 1], count_include_pad: cip });
+      const y = n.add(pool, n.conv(x, 3, 3, 3));
+      const { model, report } = await foldAndVerify(n.finish(y));
+      if (cip) expect(ops(model)).toEqual({ Conv: 1 });
+      else {
+        expect(ops(model)["AveragePool"]).toBe(1);
+        expect(report.refusals.map((r) => r.reason).join()).toMatch(/count_include_pad=0/);
+      }
+    }
+  });
+
+  it("an intermediate that is also a graph output is not absorbed", async () => {
+    const n = new Net(13);
+    const x = n.input("x", [1, 2, 5, 5]);
+    const a = n.convBn(x, 2, 2, 3);
+    n.output(a);
+    const { model } = await foldAndVerify(n.finish(n.add(a, n.conv(x, 2, 2, 1))));
+    expect(model.graph.nodes.some((nd) => nd.outputs.includes(a))).toBe(true);
+    expect(ops(model)["Add"]).toBe(1);
+  });
+
+  it("the caller's model is not modified", () => {
+    const n = new Net(14);
+    const x = n.input("x", [1, 2, 5, 5]);
+    const m = n.finish(n.add(n.convBn(x, 2, 2, 3), x));
+    const before = m.graph.nodes.length;
+    optimize(m);
+    expect(m.graph.nodes.length).toBe(before);
+  });
+});
