@@ -241,6 +241,23 @@ function weightDtype(ctx: PassContext, nodes: Node[], leafTensor: string): numbe
   return ctx.shapes().get(leafTensor)?.dtype ?? DataType.FLOAT;
 }
 
+const LINEAR_OPS = new Set(["Conv", "BatchNormalization", "Add", "Sub", "Mul", "Div", "Sum", "Neg", "AveragePool", "Pad", "Identity", "Dropout"]);
+const SUM_OPS = new Set(["Add", "Sub", "Sum"]);
+
+/**
+ * Cheap, selective check before any weight is decoded (onnxruntime's RewriteRule habit): can
+ * `anchor` be the last node of a region of two or more nodes at all?
+ */
+function mayRootRegion(ctx: PassContext, anchor: Node): boolean {
+  if (!LINEAR_OPS.has(anchor.opType) || anchor.domain) return false;
+  const data = anchor.inputs.filter((i) => i && !ctx.constant(i));
+  if (SUM_OPS.has(anchor.opType) && data.length >= 2) return true;
+  const input = data[0];
+  if (!input || ctx.consumers(input).length !== 1 || ctx.isGraphOutput(input)) return false;
+  const producer = ctx.producers().get(input);
+  return !!producer && LINEAR_OPS.has(producer.opType) && !producer.domain;
+}
+
 export const collapseLinearRegions: Pass = {
   name: "collapse-linear-regions",
   description: "fold BN/affine, merge parallel branches, compose sequential convs/pools into one Conv per linear region",
@@ -253,7 +270,7 @@ export const collapseLinearRegions: Pass = {
     for (const anchor of candidates) {
       if (removed.has(anchor) || !ctx.graph.nodes.includes(anchor)) continue;
       const output = anchor.outputs[0];
-      if (!output) continue;
+      if (!output || !mayRootRegion(ctx, anchor)) continue;
       const read = builder.read(anchor);
       if ("refused" in read) {
         if (!read.refused.endsWith("is not linear") && !read.refused.startsWith("both operands")) ctx.refuse(anchor, read.refused);

@@ -28,11 +28,14 @@ export function perChannel(values: Float64Array, channels: number): Float64Array
 /** y = s ⊙ map(x) + t: scales output channel o of the kernel and bias (exact for any pads). */
 export function affineAfter(m: LinearMap, a: Affine): LinearMap {
   const s = perChannel(a.scale, m.outChannels), t = perChannel(a.shift, m.outChannels);
-  const per = m.kernel.length / m.outChannels;
+  const per = (m.kernel.length / m.outChannels) | 0; // integer: keeps typed-array access fast
   const kernel = new Float64Array(m.kernel.length);
   const bias = new Float64Array(m.outChannels);
+  const src = m.kernel;
   for (let o = 0; o < m.outChannels; o++) {
-    for (let i = o * per; i < (o + 1) * per; i++) kernel[i] = m.kernel[i]! * s[o]!;
+    const so = s[o]!;
+    const end = ((o + 1) * per) | 0;
+    for (let i = (o * per) | 0; i < end; i++) kernel[i] = src[i]! * so;
     bias[o] = m.bias[o]! * s[o]! + t[o]!;
   }
   return { ...m, kernel, bias };

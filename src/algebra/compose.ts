@@ -47,26 +47,30 @@ export function composeMaps(first: LinearMap, second: LinearMap, padValue?: Floa
     outChannels: b.outChannels, inChannels: a.inChannels, groups: g, kh, kw,
     stride: [s1h * b.stride[0], s1w * b.stride[1]], pads: [...pads], dilation: [1, 1],
   });
-  const inPer = a.inChannels / g; // input channels per group of the composite (and of `a`)
-  const midPer = b.inChannels / g; // intermediate channels per group
-  const outPer = b.outChannels / g;
+  // Integer-typed (| 0) sizes keep V8's typed-array indexing on its fast path.
+  const inPer = (a.inChannels / g) | 0; // input channels per group of the composite (and of `a`)
+  const midPer = (b.inChannels / g) | 0; // intermediate channels per group
+  const outPer = (b.outChannels / g) | 0;
+  const AH = a.kh | 0, AW = a.kw | 0, BH = b.kh | 0, BW = b.kw | 0;
+  const aK = a.kernel, bK = b.kernel, oK = out.kernel;
   for (let o = 0; o < b.outChannels; o++) {
     const group = Math.floor(o / outPer);
     let bias = b.bias[o]!;
     for (let ml = 0; ml < midPer; ml++) {
       const m = group * midPer + ml;
       let tapSum = 0;
-      for (let p = 0; p < b.kh; p++)
-        for (let q = 0; q < b.kw; q++) {
-          const w2 = b.kernel[((o * midPer + ml) * b.kh + p) * b.kw + q]!;
+      for (let p = 0; p < BH; p++)
+        for (let q = 0; q < BW; q++) {
+          const w2 = bK[(((o * midPer + ml) * BH + p) * BW + q) | 0]!;
           if (w2 === 0) continue;
           tapSum += w2;
           for (let c = 0; c < inPer; c++) {
-            const src = (m * inPer + c) * a.kh * a.kw;
-            const dstBase = (o * inPer + c) * kh;
-            for (let u = 0; u < a.kh; u++) {
-              const row = (dstBase + p * s1h + u) * kw + q * s1w;
-              for (let v = 0; v < a.kw; v++) out.kernel[row + v]! += w2 * a.kernel[src + u * a.kw + v]!;
+            const src = ((m * inPer + c) * AH * AW) | 0;
+            const dstBase = ((o * inPer + c) * kh) | 0;
+            for (let u = 0; u < AH; u++) {
+              const row = ((dstBase + p * s1h + u) * kw + q * s1w) | 0;
+              const srow = (src + u * AW) | 0;
+              for (let v = 0; v < AW; v++) oK[row + v] = oK[row + v]! + w2 * aK[srow + v]!;
             }
           }
         }

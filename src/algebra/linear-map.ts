@@ -65,9 +65,9 @@ export function gcd(a: number, b: number): number {
 export function regroup(m: LinearMap, g: number): LinearMap {
   if (g === m.groups) return m;
   if (m.groups % g !== 0) throw new Error(`cannot regroup ${m.groups} groups into ${g}`);
-  const outPerOld = m.outChannels / m.groups, inPerOld = m.inChannels / m.groups;
-  const outPerNew = m.outChannels / g, inPerNew = m.inChannels / g;
-  const taps = m.kh * m.kw;
+  const outPerOld = (m.outChannels / m.groups) | 0, inPerOld = (m.inChannels / m.groups) | 0;
+  const outPerNew = (m.outChannels / g) | 0, inPerNew = (m.inChannels / g) | 0;
+  const taps = (m.kh * m.kw) | 0;
   const kernel = new Float64Array(m.outChannels * inPerNew * taps);
   for (let o = 0; o < m.outChannels; o++) {
     const oldGroup = Math.floor(o / outPerOld);

@@ -59,22 +59,33 @@ export function sumMaps(maps: LinearMap[]): LinearMap | Refusal {
     pads: [rows.padBegin, cols.padBegin, rows.padEnd, cols.padEnd],
     dilation: [rows.dilation, cols.dilation],
   });
-  const perOut = (out.inChannels / groups);
-  maps.forEach((original, idx) => {
-    const m = regroup(original, groups);
-    const dy = rows.offsets[idx]!, dx = cols.offsets[idx]!;
-    for (let o = 0; o < m.outChannels; o++) {
-      out.bias[o]! += m.bias[o]!;
-      for (let c = 0; c < perOut; c++)
-        for (let i = 0; i < m.kh; i++)
-          for (let j = 0; j < m.kw; j++) {
-            const src = ((o * perOut + c) * m.kh + i) * m.kw + j;
-            const dst = ((o * perOut + c) * out.kh + i + dy) * out.kw + j + dx;
-            out.kernel[dst]! += m.kernel[src]!;
-          }
-    }
-  });
+  addInto(out, maps.map((m) => regroup(m, groups)), rows.offsets, cols.offsets);
   return out;
+}
+
+/** Accumulate each map's kernel at its (row, col) tap offset inside `out`'s kernel; add biases. */
+function addInto(out: LinearMap, maps: LinearMap[], rowOffsets: number[], colOffsets: number[]): void {
+  for (let idx = 0; idx < maps.length; idx++) {
+    const m = maps[idx]!;
+    for (let o = 0; o < m.outChannels; o++) out.bias[o] = out.bias[o]! + m.bias[o]!;
+    addKernel(out.kernel, out.kh | 0, out.kw | 0, m.kernel, m.kh | 0, m.kw | 0, (m.outChannels * (out.inChannels / out.groups)) | 0, rowOffsets[idx]! | 0, colOffsets[idx]! | 0);
+  }
+}
+
+// A monomorphic hot loop on integers (divisions would make doubles and slow V8's indexing).
+function addKernel(dst: Float64Array, OH: number, OW: number, src: Float64Array, KH: number, KW: number, rows: number, dy: number, dx: number): void {
+  if (KH === OH && KW === OW) {
+    for (let i = 0; i < src.length; i++) dst[i] = dst[i]! + src[i]!;
+    return;
+  }
+  const srcStride = (KH * KW) | 0, dstStride = (OH * OW) | 0;
+  for (let r = 0; r < rows; r++) {
+    for (let i = 0; i < KH; i++) {
+      const s0 = (r * srcStride + i * KW) | 0;
+      const d0 = (r * dstStride + (i + dy) * OW + dx) | 0;
+      for (let j = 0; j < KW; j++) dst[d0 + j] = dst[d0 + j]! + src[s0 + j]!;
+    }
+  }
 }
 
 /** −map: for Sub(a, b) = a + (−b). */

@@ -95,11 +95,29 @@ function print(json: boolean | undefined, obj: unknown, lines: string[]): void {
   else process.stdout.write(lines.join("\n") + "\n");
 }
 
+/**
+ * Run `f` on a loaded model: a ModelError raised there (e.g. a tensor decoded lazily by a pass)
+ * is about `file`, so the one-line message names it.
+ */
+function about<T>(file: string, f: () => T): T {
+  try {
+    return f();
+  } catch (e) {
+    if (e instanceof ModelError && !e.message.startsWith(`${file}:`)) throw new ModelError(`${file}: ${e.message}`);
+    throw e;
+  }
+}
+
 async function cmdOptimize(args: string[], f: Flags): Promise<number> {
   const [input, output] = positionals("optimize", args, 2) as [string, string];
+  // Every flag is checked before any work, whether or not it ends up used (--no-verify).
+  const tolerance = number("tolerance", f.tolerance, undefined);
+  const runs = number("runs", f.runs, undefined, true);
+  const seed = number("seed", f.seed, undefined, true);
   if (sameFile(input, output)) throw new UsageError(`${output}: output is the input file; write the optimized model elsewhere`);
   const dir = path.dirname(path.resolve(output));
-  if (!fs.existsSync(dir) || !fs.statSync(dir).isDirectory()) throw new UsageError(`${output}: cannot write (folder ${dir} does not exist)`);
+  if (!fs.existsSync(dir)) throw new UsageError(`${output}: cannot write (folder ${dir} does not exist)`);
+  if (!fs.statSync(dir).isDirectory()) throw new UsageError(`${output}: cannot write (${dir} is a file, not a folder)`);
   try {
     fs.accessSync(dir, fs.constants.W_OK);
   } catch {
@@ -111,21 +129,20 @@ async function cmdOptimize(args: string[], f: Flags): Promise<number> {
   const t0 = performance.now();
   const model = loadModel(input);
   const tLoad = performance.now() - t0;
-  const { model: optimized, report } = optimize(model, { shapes, noCostlier: f["no-costlier"], duplicateShared: f["duplicate-shared"] });
+  const { model: optimized, report } = about(input, () => optimize(model, { shapes, noCostlier: f["no-costlier"], duplicateShared: f["duplicate-shared"] }));
   let verification;
   let tVerify = 0;
   if (!f["no-verify"]) {
     const t1 = performance.now();
     verification = await verifyModels(model, optimized, {
-      shapes, provider: prov, tolerance: number("tolerance", f.tolerance, undefined),
-      runs: number("runs", f.runs, undefined, true), seed: number("seed", f.seed, undefined, true),
+      shapes, provider: prov, tolerance, runs, seed,
     });
     tVerify = performance.now() - t1;
   }
   const ok = !verification || verification.ok;
   let written: { bytes: number; dataBytes: number } | undefined;
   const t2 = performance.now();
-  if (ok) written = saveModel(optimized, output, { externalData: f["external-data"] });
+  if (ok) written = about(input, () => saveModel(optimized, output, { externalData: f["external-data"] }));
   const tWrite = performance.now() - t2;
   const timings = { loadMs: tLoad, passesMs: report.timeMs, verifyMs: tVerify, writeMs: tWrite };
   const lines = [`reparam-onnx optimize ${input} → ${output}`, ...formatOptimize(report, !!f.explain)];
@@ -140,6 +157,10 @@ async function cmdOptimize(args: string[], f: Flags): Promise<number> {
 
 async function cmdVerify(args: string[], f: Flags): Promise<number> {
   const [a, b] = positionals("verify", args, 2) as [string, string];
+  const shapes = parseShapes(f.shape);
+  const prov = provider(f.provider);
+  const tolerance = number("tolerance", f.tolerance, undefined);
+  const runs = number("runs", f.runs, undefined, true);
   const feeds: Record<string, Feed> = {};
   for (const spec of f.input ?? []) {
     const m = /^([^=]+)=(.+)$/.exec(spec);
@@ -149,8 +170,7 @@ async function cmdVerify(args: string[], f: Flags): Promise<number> {
   }
   const ref = loadModel(a), cand = loadModel(b);
   const v = await verifyModels(ref, cand, {
-    feeds, shapes: parseShapes(f.shape), provider: provider(f.provider),
-    tolerance: number("tolerance", f.tolerance, undefined), runs: number("runs", f.runs, undefined, true),
+    feeds, shapes, provider: prov, tolerance, runs,
   });
   print(f.json, v, [`reparam-onnx verify ${a} vs ${b}`, ...formatVerify(v), `  time ${ms(v.timeMs)}`]);
   if (!v.ok) process.stderr.write(`reparam-onnx: error: ${b}: outputs differ from ${a} beyond tolerance\n`);
@@ -161,8 +181,8 @@ async function cmdInspect(args: string[], f: Flags): Promise<number> {
   const [file] = positionals("inspect", args, 1) as [string];
   const shapes = parseShapes(f.shape);
   const model = loadModel(file);
-  const stats = modelStats(model, shapes);
-  const { report } = optimize(model, { shapes, noCostlier: f["no-costlier"], duplicateShared: f["duplicate-shared"] });
+  const stats = about(file, () => modelStats(model, shapes));
+  const { report } = about(file, () => optimize(model, { shapes, noCostlier: f["no-costlier"], duplicateShared: f["duplicate-shared"] }));
   const g = model.graph;
   const io = (vs: typeof g.inputs) => vs.map((v) => `${v.name}: ${(v.type?.tensorType?.shape?.dim ?? []).map((d) => d.dimParam || String(d.dimValue)).join("x")}`).join(", ");
   const opsets = (model.original.opsetImport ?? []).map((o) => `${o.domain || "ai.onnx"} ${o.version}`).join(", ");

@@ -5,7 +5,7 @@ import * as path from "node:path";
 import { ModelError, UsageError } from "./errors.js";
 import { Graph, Model, graphFromProto } from "./graph.js";
 import { decodeModel, encodeModel, onnx, type ModelProto, type TensorProto } from "./proto.js";
-import { Tensor, rawBytes, type ExternalReader } from "./tensor.js";
+import { Tensor, rawBytes, type ExternalReader, type ExternalRef } from "./tensor.js";
 
 /** A single protobuf message cannot exceed 2 GiB; larger models must put weights in a data file. */
 export const PROTOBUF_LIMIT = 2 ** 31 - 1;
@@ -41,6 +41,7 @@ export function modelFromBytes(bytes: Uint8Array, file = "<memory>"): Model {
   try {
     graph = graphFromProto(proto.graph, (t: TensorProto) => Tensor.fromProto(t, reader));
     validateGraph(graph);
+    if (baseDir) checkExternal(baseDir, file, graph);
   } catch (e) {
     if (e instanceof ModelError) throw new ModelError(`${file}: ${e.message}`);
     throw new ModelError(`${file}: malformed model (${(e as Error).message})`);
@@ -48,25 +49,54 @@ export function modelFromBytes(bytes: Uint8Array, file = "<memory>"): Model {
   return new Model(proto, graph, file === "<memory>" ? undefined : file);
 }
 
+/** Opens an external data file after checking its location; the caller closes the descriptor. */
+function openExternal(baseDir: string, file: string, ref: ExternalRef, tensorName: string): { fd: number; size: number } {
+  if (path.isAbsolute(ref.location)) throw new ModelError(`initializer '${tensorName}': external data location '${ref.location}' is absolute (must be relative to the model's folder)`);
+  const target = path.resolve(baseDir, ref.location);
+  const rel = path.relative(baseDir, target);
+  if (rel === "" || rel === ".." || rel.startsWith(".." + path.sep) || path.isAbsolute(rel))
+    throw new ModelError(`initializer '${tensorName}': external data location '${ref.location}' escapes the model's folder`);
+  let fd: number;
+  try {
+    fd = fs.openSync(target, "r");
+  } catch {
+    throw new ModelError(`initializer '${tensorName}': external data file '${ref.location}' not found beside ${file}`);
+  }
+  let size: number;
+  try {
+    const st = fs.fstatSync(fd);
+    if (!st.isFile()) throw new ModelError(`initializer '${tensorName}': external data location '${ref.location}' is not a file`);
+    size = st.size;
+  } catch (e) {
+    fs.closeSync(fd);
+    throw e;
+  }
+  const length = ref.length ?? 0;
+  if (ref.offset + length > size) {
+    fs.closeSync(fd);
+    throw new ModelError(`initializer '${tensorName}': external data '${ref.location}' is ${size} bytes, needs ${ref.offset + length}`);
+  }
+  return { fd, size };
+}
+
+/** At load: every external tensor's file exists inside the model's folder and holds its bytes (nothing is read). */
+function checkExternal(baseDir: string, file: string, graph: Graph): void {
+  for (const t of graph.initializers.values())
+    if (t.external) fs.closeSync(openExternal(baseDir, file, { ...t.external, length: t.byteLength }, t.name).fd);
+}
+
 function externalReader(baseDir: string, file: string): ExternalReader {
   return (ref, tensorName) => {
-    if (path.isAbsolute(ref.location)) throw new ModelError(`initializer '${tensorName}': external data location '${ref.location}' is absolute (must be relative to the model's folder)`);
-    const target = path.resolve(baseDir, ref.location);
-    if (!target.startsWith(baseDir + path.sep)) throw new ModelError(`initializer '${tensorName}': external data location '${ref.location}' escapes the model's folder`);
-    let fd: number;
+    const { fd } = openExternal(baseDir, file, ref, tensorName);
     try {
-      fd = fs.openSync(target, "r");
-    } catch {
-      throw new ModelError(`initializer '${tensorName}': external data file '${ref.location}' not found beside ${file}`);
-    }
-    try {
-      const size = fs.fstatSync(fd).size;
       const length = ref.length ?? 0;
-      if (ref.offset + length > size)
-        throw new ModelError(`initializer '${tensorName}': external data '${ref.location}' is ${size} bytes, needs ${ref.offset + length}`);
       const out = new Uint8Array(length);
       let done = 0;
-      while (done < length) done += fs.readSync(fd, out, done, length - done, ref.offset + done);
+      while (done < length) {
+        const n = fs.readSync(fd, out, done, length - done, ref.offset + done);
+        if (n === 0) throw new ModelError(`initializer '${tensorName}': external data '${ref.location}' ended after ${ref.offset + done} bytes`);
+        done += n;
+      }
       return out;
     } finally {
       fs.closeSync(fd);

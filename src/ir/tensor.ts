@@ -133,14 +133,17 @@ export class Tensor {
     let data: TensorData;
     const expectBytes = this.size * (dtypeSize(this.dtype) ?? 0);
     if (this.external) {
-      if (this.external.length !== undefined && this.external.length !== expectBytes)
-        throw new ModelError(`initializer '${this.name}': external length ${this.external.length} bytes does not match shape [${this.dims}] of ${dtypeName(this.dtype)}`);
+      this.checkExternalLength();
       if (!this.readExternal) throw new ModelError(`initializer '${this.name}' has external data but the model's folder is unknown`);
-      data = viewRaw(this.dtype, this.readExternal({ ...this.external, length: expectBytes }, this.name));
-    } else if (p.rawData && p.rawData.length > 0) {
-      data = viewRaw(this.dtype, p.rawData);
-    } else {
-      data = fromTypedFields(p);
+    }
+    try {
+      if (this.external) data = viewRaw(this.dtype, this.readExternal!({ ...this.external, length: expectBytes }, this.name));
+      else if (p.rawData && p.rawData.length > 0) data = viewRaw(this.dtype, p.rawData);
+      else data = fromTypedFields(p);
+    } catch (e) {
+      // viewRaw/fromTypedFields do not know the tensor: name it (the reader's messages already do).
+      if (e instanceof ModelError && !e.message.startsWith("initializer ")) throw new ModelError(`initializer '${this.name}': ${e.message}`);
+      throw e;
     }
     if (data.length !== this.size)
       throw new ModelError(`initializer '${this.name}' holds ${data.length} values but its shape [${this.dims}] needs ${this.size}`);
@@ -151,6 +154,7 @@ export class Tensor {
   /** Checks the stored size against the declared shape without decoding (cheap; used at load). */
   validate(): void {
     const p = this.original;
+    if (this.external) this.checkExternalLength();
     if (!p || this.external) return;
     const elem = dtypeSize(this.dtype);
     if (elem === undefined || this.dtype === DataType.STRING) {
@@ -161,6 +165,12 @@ export class Tensor {
     const count = raw > 0 ? raw / elem : typedFieldCount(p);
     if (count !== this.size)
       throw new ModelError(`initializer '${this.name}' holds ${count} values but its shape [${this.dims}] needs ${this.size}`);
+  }
+
+  private checkExternalLength(): void {
+    const expectBytes = this.size * (dtypeSize(this.dtype) ?? 0);
+    if (this.external!.length !== undefined && this.external!.length !== expectBytes)
+      throw new ModelError(`initializer '${this.name}': external length ${this.external!.length} bytes does not match shape [${this.dims}] of ${dtypeName(this.dtype)}`);
   }
 
   toFloat64(): Float64Array {
