@@ -25,20 +25,24 @@ function child(script: string, args: string[]): Record<string, number> {
   return JSON.parse(out.trim().split("\n").pop()!) as Record<string, number>;
 }
 
-async function latency(file: string, shape: number[]): Promise<number> {
-  const session = await ort.InferenceSession.create(file, { graphOptimizationLevel: "all", logSeverityLevel: 3 });
+/**
+ * Median batch-1 latency of several models, measured round-robin (one run of each in turn) so that
+ * load from other processes spreads evenly over the models being compared.
+ */
+async function latencies(files: string[], shape: number[]): Promise<number[]> {
+  const sessions = await Promise.all(files.map((f) => ort.InferenceSession.create(f, { graphOptimizationLevel: "all", logSeverityLevel: 3 })));
   const x = new Float32Array(shape.reduce((a, b) => a * b, 1)).map((_, i) => Math.sin(i));
-  const feeds = { [session.inputNames[0]!]: new ort.Tensor("float32", x, shape) };
-  for (let i = 0; i < 3; i++) await session.run(feeds);
-  const times: number[] = [];
-  for (let i = 0; i < iterations; i++) {
-    const t = performance.now();
-    await session.run(feeds);
-    times.push(performance.now() - t);
-  }
-  await session.release();
-  times.sort((a, b) => a - b);
-  return times[Math.floor(times.length / 2)]!;
+  const feeds = sessions.map((s) => ({ [s.inputNames[0]!]: new ort.Tensor("float32", x, shape) }));
+  for (let i = 0; i < 3; i++) for (const [k, s] of sessions.entries()) await s.run(feeds[k]!);
+  const times: number[][] = sessions.map(() => []);
+  for (let i = 0; i < iterations; i++)
+    for (const [k, s] of sessions.entries()) {
+      const t = performance.now();
+      await s.run(feeds[k]!);
+      times[k]!.push(performance.now() - t);
+    }
+  for (const s of sessions) await s.release();
+  return times.map((ts) => ts.sort((a, b) => a - b)[Math.floor(ts.length / 2)]!);
 }
 
 const rows: Record<string, unknown>[] = [];
@@ -64,7 +68,8 @@ for (const name of names) {
   const verification = await verifyModels(loadModel(input), loadModel(ours), { runs: 1 });
   const verifyMs = performance.now() - tv;
   const fileBytes = fs.statSync(input).size;
-  const lat = { train: await latency(input, shape), ours: await latency(ours, shape), ort: await latency(ortOpt, shape) };
+  const [train, oursMs, ortMs] = await latencies([input, ours, ortOpt], shape);
+  const lat = { train: train!, ours: oursMs!, ort: ortMs! };
   const row = {
     model: name, fileMB: +(fileBytes / 2 ** 20).toFixed(1), nodes: `${opt.nodesBefore}→${opt.nodesAfter}`,
     optimizeMs: Math.round(opt.totalMs!), ortOptimizeMs: Math.round(ortRun.ortOptimizeMs!),

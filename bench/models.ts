@@ -57,7 +57,8 @@ class Gen extends GraphBuilder {
   dbbBlock(x: string, cin: number, cout: number, stride: number): string {
     const a = this.bn(this.conv(x, cin, cout, 3, stride, 1), cout);
     const b = this.bn(this.conv(x, cin, cout, 1, stride, 0), cout);
-    const c = this.bn(this.op("AveragePool", [this.bn(this.conv(x, cin, cout, 1, 1, 0), cout)], { kernel_shape: [3, 3], strides: [stride, stride], pads: [1, 1, 1, 1], count_include_pad: 1 }), cout);
+    // As DBB pads the BN output with BN(0) before the pool: here the 1x1 carries that padding.
+    const c = this.bn(this.op("AveragePool", [this.bn(this.conv(x, cin, cout, 1, 1, 1), cout)], { kernel_shape: [3, 3], strides: [stride, stride], pads: [0, 0, 0, 0] }), cout);
     // The 1x1 carries the padding, so its border output is exactly the BN shift: composes exactly.
     const d = this.bn(this.conv(this.bn(this.conv(x, cin, cin, 1, 1, 1), cin), cin, cout, 3, stride, 0), cout);
     return this.op("Relu", [this.add4(a, b, c, d)]);

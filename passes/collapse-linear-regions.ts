@@ -4,7 +4,7 @@
 // or pool after a linear stage composes (border rule), Pads feed the next layer's padding. Where a
 // combination is refused, the region is cut there and the refusal kept for --explain; the cut-off
 // part is collapsed on its own when the driver reaches it.
-import { affineAfter } from "../src/algebra/affine.js";
+import { affineAfter, perChannel } from "../src/algebra/affine.js";
 import { composeMaps } from "../src/algebra/compose.js";
 import { identityMap, isRefusal, macsPerPixel, type LinearMap, type Pads } from "../src/algebra/linear-map.js";
 import { averagePoolMap } from "../src/algebra/pool.js";
@@ -20,8 +20,12 @@ interface Part {
   leaf: string;
   map: LinearMap | null;
   nodes: Node[];
-  /** A Pad node waiting for the conv/pool that consumes it. */
-  pad?: { pads: Pads; value: number };
+  /**
+   * A Pad waiting for the conv/pool that consumes it: its amounts and the per-channel value the
+   * border holds (an affine after the Pad maps the value too: DBB's `Sub t → Pad 0 → Add t`).
+   * `values` of length 1 broadcast; null means zeros.
+   */
+  pad?: { pads: Pads; values: Float64Array | null };
 }
 
 const leaf = (tensor: string): Part => ({ leaf: tensor, map: null, nodes: [] });
@@ -69,19 +73,20 @@ class RegionBuilder {
     switch (op.kind) {
       case "identity": {
         const p = this.part(op.input);
-        return p.pad ? leaf(tensor) : { ...p, nodes: [...p.nodes, op.node] };
+        return { ...p, nodes: [...p.nodes, op.node] };
       }
       case "affine": {
-        let p = this.part(op.input);
-        if (p.pad) p = leaf(op.input);
+        const p = this.part(op.input);
         const base = p.map ?? this.identity(p.leaf, op.scale.length > 1 ? op.scale.length : undefined, op.node);
         if (!base) return leaf(tensor);
-        return { leaf: p.leaf, map: affineAfter(base, op), nodes: [...p.nodes, op.node] };
+        const pad = p.pad && { pads: p.pad.pads, values: affineValues(p.pad.values, op.scale, op.shift) };
+        return { leaf: p.leaf, map: affineAfter(base, op), nodes: [...p.nodes, op.node], pad };
       }
       case "pad": {
         const p = this.part(op.input);
-        if (p.pad) return { ...leaf(op.input), nodes: [op.node], pad: { pads: op.pads, value: op.value } };
-        return { ...p, nodes: [...p.nodes, op.node], pad: { pads: op.pads, value: op.value } };
+        const pad = { pads: op.pads, values: op.value === 0 ? null : Float64Array.of(op.value) };
+        if (p.pad) return { ...leaf(op.input), nodes: [op.node], pad };
+        return { ...p, nodes: [...p.nodes, op.node], pad };
       }
       case "conv": case "pool": {
         const p = this.part(op.input);
@@ -90,7 +95,8 @@ class RegionBuilder {
         else {
           const c = p.map?.outChannels ?? this.channels(p.leaf);
           if (c === undefined) return leaf(tensor);
-          const pool = averagePoolMap(c, op.params);
+          const params = this.ctx.options.unsafeIgnoreBorderRule ? { ...op.params, countIncludePad: true } : op.params;
+          const pool = averagePoolMap(c, params);
           if (isRefusal(pool)) {
             this.ctx.refuse(op.node, pool.refused);
             return leaf(tensor);
@@ -118,17 +124,18 @@ class RegionBuilder {
     let layer = second;
     let padValue: Float64Array | undefined;
     if (p.pad) {
-      const { pads, value } = p.pad;
-      if (value !== 0 && second.pads.some((v) => v !== 0)) return { leaf: input, map: second, nodes: [node] };
+      const { pads, values } = p.pad;
+      const zero = !values || values.every((v) => v === 0);
+      if (!zero && second.pads.some((v) => v !== 0)) return { leaf: input, map: second, nodes: [node] };
       layer = { ...second, pads: second.pads.map((v, i) => v + pads[i]!) as Pads };
-      if (value !== 0) padValue = new Float64Array(second.inChannels).fill(value);
+      if (!zero) padValue = perChannel(values!, second.inChannels);
     }
     if (!p.map) {
       // Directly on the region's input: a Pad with value 0 merges into the layer's own padding.
       if (p.pad && padValue) return { leaf: input, map: second, nodes: [node] };
       return { leaf: p.leaf, map: layer, nodes: [...p.nodes, node] };
     }
-    const composed = composeMaps(p.map, layer, padValue);
+    const composed = composeMaps(p.map, layer, padValue, { ignoreBorderRule: this.ctx.options.unsafeIgnoreBorderRule });
     if (isRefusal(composed)) {
       this.ctx.refuse(node, composed.refused);
       return { leaf: input, map: second, nodes: [node] };
@@ -216,6 +223,13 @@ class RegionBuilder {
     const rest = parts.filter((p) => !best.includes(p));
     return { leaf: best[0]!.leaf, map: merged, nodes: [...best.flatMap((p) => p.nodes), ...sums], rest } as Part & { rest: typeof rest };
   }
+}
+
+/** The border value after an affine: s ⊙ v + t (v = 0 when the pad was a zero pad). */
+function affineValues(values: Float64Array | null, scale: Float64Array, shift: Float64Array): Float64Array {
+  const n = Math.max(values?.length ?? 1, scale.length, shift.length);
+  const at = (a: Float64Array, i: number) => a[a.length === 1 ? 0 : i]!;
+  return Float64Array.from({ length: n }, (_, i) => (values ? at(values, i) : 0) * at(scale, i) + at(shift, i));
 }
 
 function convMacs(ctx: PassContext, node: Node, map: LinearMap | undefined): number {

@@ -122,9 +122,9 @@ function readBinary(ctx: PassContext, node: Node): LinearOp | Refusal {
     if (op === "Sub") return { kind: "sum", node, terms: [{ tensor: a, sign: 1 }, { tensor: b, sign: -1 }] };
     return refuse(`${op} of two activations is not linear`);
   }
+  // A per-channel constant read by other nodes too (DBB's `Sub t … Add t`) stays for them; folding
+  // copies at most a [C] vector, so sharing is not a reason to refuse here (unlike weights and BN).
   const constName = ca ? a : b, x = ca ? b : a;
-  const shared = sharedParameters(ctx, node, [constName]);
-  if (shared) return shared;
   const v = channelVector(ctx, constName, x);
   if ("refused" in v) return v;
   const ones = () => new Float64Array(v.length).fill(1);

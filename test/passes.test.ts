@@ -138,3 +138,57 @@ describe("preconditions leave the graph alone", () => {
     expect(m.graph.nodes.length).toBe(before);
   });
 });
+
+describe("sequential compositions (rule 4)", () => {
+  it("DBB branch with BN-value padding written as Sub t → Pad 0 → Add t folds into one KxK", async () => {
+    const n = new Net(31);
+    const x = n.input("x", [1, 4, 9, 8]);
+    const bnOut = n.convBn(x, 4, 4, 1, { pads: [0, 0, 0, 0] });
+    // t = BN(0): compute it the way the graph does: from the BN's own parameters.
+    const bnNode = n.nodes.at(-1)!;
+    const [g, b, m, v] = bnNode.inputs.slice(1).map((name) => n.initializers.get(name)!.toFloat64());
+    const t = Array.from(g!, (gi, i) => b![i]! - (m![i]! * gi) / Math.sqrt(v![i]! + 1e-5));
+    const tName = n.constant("t", [1, 4, 1, 1], t);
+    const padded = n.op("Add", [n.op("Pad", [n.op("Sub", [bnOut, tName]), n.int64("pads", [0, 0, 1, 1, 0, 0, 1, 1])]), tName]);
+    const y = n.add(n.convBn(padded, 4, 4, 3, { pads: [0, 0, 0, 0] }), n.convBn(x, 4, 4, 3));
+    const { model } = await foldAndVerify(n.finish(y));
+    expect(ops(model)).toEqual({ Conv: 1 });
+  });
+
+  it("1x1 carrying the padding, 1x1 → AvgPool, KxK → 1x1, a 3-conv stem with all padding on the input", async () => {
+    const n = new Net(32);
+    const x = n.input("x", [1, 3, 12, 11]);
+    const a = n.convBn(n.convBn(x, 3, 4, 1, { pads: [1, 1, 1, 1] }), 4, 6, 3, { pads: [0, 0, 0, 0] });
+    // 1x1 (no bias) → zero-padded AvgPool is exact (OREPA); after a BN it would need BN-value padding.
+    const b = n.bn(n.op("AveragePool", [n.conv(x, 3, 6, 1, { pads: [0, 0, 0, 0] })], { kernel_shape: [3, 3], pads: [1, 1, 1, 1], strides: [1, 1], count_include_pad: 1 }), 6);
+    const c = n.convBn(n.convBn(x, 3, 4, 3), 4, 6, 1, { pads: [0, 0, 0, 0] });
+    const { model } = await foldAndVerify(n.finish(n.add(a, b, c)));
+    expect(ops(model)).toEqual({ Conv: 1 });
+    const s = new Net(33);
+    const xs = s.input("x", [1, 3, 12, 11]);
+    const st = s.conv(s.bn(s.conv(s.bn(s.conv(xs, 3, 4, 3, { pads: [3, 3, 3, 3] }), 4), 4, 4, 3, { pads: [0, 0, 0, 0] }), 4), 4, 6, 3, { pads: [0, 0, 0, 0], stride: 2 });
+    const { model: stemOut } = await foldAndVerify(s.finish(st));
+    expect(ops(stemOut)).toEqual({ Conv: 1 });
+    expect(stemOut.graph.nodes[0]!.ints("kernel_shape")).toEqual([7, 7]);
+  });
+
+  it("refused border folds would be wrong: the naive fold fails verification by far", async () => {
+    const build = () => {
+      const n = new Net(34);
+      const x = n.input("x", [1, 4, 8, 8]);
+      // zero-padded BN output before a KxK, and a stem where every conv pads its own input
+      const zeroPadBn = n.convBn(n.convBn(x, 4, 4, 1, { pads: [0, 0, 0, 0] }), 4, 4, 3);
+      const stem = n.conv(n.conv(x, 4, 4, 3, { bias: true }), 4, 4, 3, { bias: true });
+      return n.finish(n.add(zeroPadBn, stem));
+    };
+    const { model, report } = optimize(build());
+    expect(report.refusals.map((r) => r.reason).join()).toMatch(/border output is its bias/);
+    expect(ops(model)["Add"]).toBe(1);
+    const { verifyModels } = await import("../src/verify/verify.js");
+    const naive = optimize(build(), { unsafeIgnoreBorderRule: true });
+    expect(ops(naive.model)).toEqual({ Conv: 1 });
+    const v = await verifyModels(build(), naive.model, { runs: 2 });
+    expect(v.ok).toBe(false);
+    expect(v.maxRel).toBeGreaterThan(1e-2);
+  });
+});

@@ -15,7 +15,7 @@ const PAD_VALUE_RTOL = 1e-6;
  * Compose `first` (X→Y) then `second` (a conv on Y whose own pads fill Y's border with `padValue`
  * per channel — zeros when omitted).
  */
-export function composeMaps(first: LinearMap, second: LinearMap, padValue?: Float64Array): LinearMap | Refusal {
+export function composeMaps(first: LinearMap, second: LinearMap, padValue?: Float64Array, options: { ignoreBorderRule?: boolean } = {}): LinearMap | Refusal {
   if (first.outChannels !== second.inChannels)
     return refuse(`channel mismatch in sequence (${first.outChannels} produced, ${second.inChannels} consumed)`);
   for (const m of [first, second])
@@ -24,7 +24,11 @@ export function composeMaps(first: LinearMap, second: LinearMap, padValue?: Floa
 
   const [s1h, s1w] = first.stride;
   let pads = first.pads;
-  if (second.pads.some((p) => p !== 0)) {
+  if (options.ignoreBorderRule) {
+    // What a naive tool does (tests use it to show the refused folds would be wrong).
+    const [t, l, b, r] = second.pads;
+    pads = [first.pads[0] + t * s1h, first.pads[1] + l * s1w, first.pads[2] + b * s1h, first.pads[3] + r * s1w];
+  } else if (second.pads.some((p) => p !== 0)) {
     const pointwise = first.kh === 1 && first.kw === 1 && first.pads.every((p) => p === 0);
     if (!pointwise)
       return refuse(`the second layer pads an intermediate that a ${first.kh}x${first.kw} layer produced: the border is not what one conv would see`);

@@ -19,6 +19,11 @@ export interface PassOptions {
   noCostlier?: boolean;
   /** Allow folds that need a private copy of an initializer shared with other nodes. */
   duplicateShared?: boolean;
+  /**
+   * TESTS ONLY: fold across borders as naive tools do (zero-padded intermediates, count_include_pad=0),
+   * so tests can show that the folds this tool refuses would really change the outputs.
+   */
+  unsafeIgnoreBorderRule?: boolean;
 }
 
 export class PassContext {
