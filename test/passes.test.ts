@@ -192,3 +192,36 @@ describe("sequential compositions (rule 4)", () => {
     expect(v.maxRel).toBeGreaterThan(1e-2);
   });
 });
+
+describe("ResRep pruning (rule 7)", () => {
+  for (const act of ["Relu", null] as const) {
+    it(`conv+BN → compactor with zero rows${act ? " → ReLU" : ""} → conv: composed, zero channels pruned on both sides`, async () => {
+      const n = new Net(41);
+      const x = n.input("x", [1, 4, 9, 9]);
+      const y = n.convBn(x, 4, 8, 3);
+      const q = Array.from({ length: 8 * 8 }, (_, i) => ([2, 5].includes(Math.floor(i / 8)) ? 0 : Math.sin(i + 1)));
+      let z = n.op("Conv", [y, n.constant("compactor", [8, 8, 1, 1], q)], { kernel_shape: [1, 1] });
+      if (act) z = n.op(act, [z]);
+      const out = n.conv(z, 8, 6, 3);
+      const model = n.finish(out);
+      const { model: o, report } = await foldAndVerify(model);
+      // The consumer zero-pads z, so it does not compose with the (biased) producer: two convs.
+      expect(ops(o)).toEqual(act ? { Conv: 2, Relu: 1 } : { Conv: 2 });
+      const convs = o.graph.nodes.filter((nd) => nd.opType === "Conv");
+      expect(o.graph.initializers.get(convs[0]!.inputs[1]!)!.dims[0]).toBe(6);
+      expect(o.graph.initializers.get(convs[1]!.inputs[1]!)!.dims[1]).toBe(6);
+      expect(report.rewrites.some((r) => /pruned 2 zero channel/.test(r.summary))).toBe(true);
+      expect(report.after.weightBytes).toBeLessThan(report.before.weightBytes);
+    });
+  }
+
+  it("zero channels through a non-zero-preserving activation (Sigmoid) are not pruned", () => {
+    const n = new Net(42);
+    const x = n.input("x", [1, 2, 5, 5]);
+    const w = Array.from({ length: 4 * 2 * 9 }, (_, i) => (Math.floor(i / 18) === 1 ? 0 : Math.cos(i)));
+    const y = n.op("Sigmoid", [n.op("Conv", [x, n.constant("w", [4, 2, 3, 3], w)], { kernel_shape: [3, 3], pads: [1, 1, 1, 1] })]);
+    const { model, report } = optimize(n.finish(n.conv(y, 4, 2, 1)));
+    expect(model.graph.initializers.get(model.graph.nodes[0]!.inputs[1]!)!.dims[0]).toBe(4);
+    expect(report.refusals.map((r) => r.reason).join()).toMatch(/cannot drop input channels/);
+  });
+});

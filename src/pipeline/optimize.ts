@@ -2,6 +2,7 @@
 // Passes never see the caller's model; verification compares the two afterwards.
 import type { Model } from "../ir/graph.js";
 import { collapseLinearRegions } from "../../passes/collapse-linear-regions.js";
+import { pruneZeroChannels } from "../../passes/prune-zero-channels.js";
 import { PassContext, type PassOptions, type RefusalRecord } from "./context.js";
 import type { Pass } from "./pass.js";
 import type { RewriteRecord } from "./rewriter.js";
@@ -30,7 +31,7 @@ export interface OptimizeReport {
 }
 
 export function defaultPasses(): Pass[] {
-  return [collapseLinearRegions];
+  return [collapseLinearRegions, pruneZeroChannels];
 }
 
 export function optimize(model: Model, options: OptimizeOptions = {}): { model: Model; report: OptimizeReport } {

@@ -24,6 +24,8 @@ export interface Replacement {
   summary: string;
   macsBefore?: number;
   macsAfter?: number;
+  /** Tensors the rewrite stopped reading (e.g. replaced initializers): dropped if now unused. */
+  collect?: string[];
 }
 
 export class Rewriter {
@@ -52,6 +54,12 @@ export class Rewriter {
     return name;
   }
 
+  /** Point input `index` of `node` at another tensor (e.g. a rewritten private weight). */
+  setInput(node: Node, index: number, tensor: string): void {
+    node.inputs[index] = tensor;
+    this.invalidate();
+  }
+
   /** Every reader of `from` reads `to` instead (graph outputs keep their names). */
   replaceAllUses(from: string, to: string): void {
     for (const n of this.graph.nodes) n.inputs = n.inputs.map((i) => (i === from ? to : i));
@@ -68,9 +76,10 @@ export class Rewriter {
     this.graph.nodes = [...before, ...(removing.has(r.anchor) ? [] : [r.anchor]), ...r.add, ...after];
     const touched = new Set<string>();
     for (const n of r.remove) for (const i of n.inputs) if (i) touched.add(i);
+    for (const t of r.collect ?? []) if (t) touched.add(t);
     this.collectGarbage(touched);
     this.records.push({
-      pass: r.pass, node: r.add[0]?.name ?? "", summary: r.summary,
+      pass: r.pass, node: r.add[0]?.name ?? r.anchor.name, summary: r.summary,
       removed: r.remove.map((n) => ({ name: n.name, op: n.opType })),
       macsBefore: r.macsBefore, macsAfter: r.macsAfter,
     });
