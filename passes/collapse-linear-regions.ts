@@ -119,6 +119,15 @@ class RegionBuilder {
     return identityMap(c);
   }
 
+  /**
+   * A pad value and a bias computed from the same stored parameters agree to the storage precision
+   * of the model (float16: 2^-11), not to float64's.
+   */
+  private padValueRtol(node: Node): number {
+    const dtype = this.ctx.shapes().get(node.inputs[0]!)?.dtype;
+    return dtype === DataType.FLOAT16 ? 2 ** -10 : dtype === DataType.BFLOAT16 ? 2 ** -7 : 1e-6;
+  }
+
   /** `second` (a conv or pool map with its own pads) applied after part `p`. */
   private compose(p: Part, second: LinearMap, node: Node, input: string): Part {
     let layer = second;
@@ -135,7 +144,7 @@ class RegionBuilder {
       if (p.pad && padValue) return { leaf: input, map: second, nodes: [node] };
       return { leaf: p.leaf, map: layer, nodes: [...p.nodes, node] };
     }
-    const composed = composeMaps(p.map, layer, padValue, { ignoreBorderRule: this.ctx.options.unsafeIgnoreBorderRule });
+    const composed = composeMaps(p.map, layer, padValue, { ignoreBorderRule: this.ctx.options.unsafeIgnoreBorderRule, padValueRtol: this.padValueRtol(node) });
     if (isRefusal(composed)) {
       this.ctx.refuse(node, composed.refused);
       return { leaf: input, map: second, nodes: [node] };

@@ -9,13 +9,15 @@
 // the pad value — DBB's "BN-value padding"; zero padding after a non-zero bias is not one conv.
 import { gcd, makeMap, refuse, regroup, type LinearMap, type Refusal } from "./linear-map.js";
 
+/** Pad value vs bias agreement: both come from stored parameters, so equal up to storage rounding. */
 const PAD_VALUE_RTOL = 1e-6;
 
 /**
  * Compose `first` (X→Y) then `second` (a conv on Y whose own pads fill Y's border with `padValue`
  * per channel — zeros when omitted).
  */
-export function composeMaps(first: LinearMap, second: LinearMap, padValue?: Float64Array, options: { ignoreBorderRule?: boolean } = {}): LinearMap | Refusal {
+export function composeMaps(first: LinearMap, second: LinearMap, padValue?: Float64Array, options: { ignoreBorderRule?: boolean; padValueRtol?: number } = {}): LinearMap | Refusal {
+  const rtol = options.padValueRtol ?? PAD_VALUE_RTOL;
   if (first.outChannels !== second.inChannels)
     return refuse(`channel mismatch in sequence (${first.outChannels} produced, ${second.inChannels} consumed)`);
   for (const m of [first, second])
@@ -35,7 +37,7 @@ export function composeMaps(first: LinearMap, second: LinearMap, padValue?: Floa
     for (let m = 0; m < first.outChannels; m++) {
       const v = padValue ? padValue[m]! : 0;
       const b = first.bias[m]!;
-      if (Math.abs(v - b) > PAD_VALUE_RTOL * Math.max(1, Math.abs(b)))
+      if (Math.abs(v - b) > rtol * Math.max(1, Math.abs(b)))
         return refuse(`intermediate is padded with ${v} but the first layer's border output is its bias ${b.toPrecision(4)} (channel ${m}): not one conv`);
     }
     const [t, l, b, r] = second.pads;

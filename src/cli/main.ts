@@ -113,7 +113,7 @@ async function cmdOptimize(args: string[], f: Flags): Promise<number> {
   const [input, output] = positionals("optimize", args, 2) as [string, string];
   // Every flag is checked before any work, whether or not it ends up used (--no-verify).
   const tolerance = number("tolerance", f.tolerance, undefined);
-  const runs = f["no-verify"] ? undefined : number("runs", f.runs, undefined, true);
+  const runs = number("runs", f.runs, undefined, true);
   const seed = number("seed", f.seed, undefined, true);
   if (sameFile(input, output)) throw new UsageError(`${output}: output is the input file; write the optimized model elsewhere`);
   const dir = path.dirname(path.resolve(output));
