@@ -293,7 +293,7 @@ export const collapseLinearRegions: Pass = {
     for (const anchor of candidates) {
       if (removed.has(anchor) || !ctx.graph.nodes.includes(anchor)) continue;
       const output = anchor.outputs[0];
-      if (!output || !mayRootRegion(ctx, anchor)) continue;
+      if (!output || !mayRootRegion(ctx, anchor) || ctx.rewriter.declinedAnchor(anchor)) continue;
       const read = builder.read(anchor);
       if ("refused" in read) {
         if (!read.refused.endsWith("is not linear") && !read.refused.startsWith("both operands")) ctx.refuse(anchor, read.refused);
@@ -324,11 +324,15 @@ export const collapseLinearRegions: Pass = {
       const histogram = new Map<string, number>();
       for (const n of part.nodes) histogram.set(n.opType, (histogram.get(n.opType) ?? 0) + 1);
       const what = [...histogram].map(([op, n]) => `${n} ${op}`).join(" + ");
-      ctx.rewriter.replace({
+      const applied = ctx.rewriter.replace({
         pass: collapseLinearRegions.name, anchor, remove: part.nodes, add,
         summary: `${what} → Conv ${part.map.kh}x${part.map.kw}/${part.map.stride[0]}${part.map.groups > 1 ? ` g${part.map.groups}` : ""}${rest.length ? ` + ${rest.length} kept term(s)` : ""}`,
         macsBefore, macsAfter,
       });
+      if (!applied) {
+        ctx.refuse(anchor, "rewrite skipped: it failed verification (--skip-failing)");
+        continue;
+      }
       for (const n of part.nodes) removed.add(n);
       builder.forget();
       changed = true;

@@ -97,6 +97,7 @@ export const pruneZeroChannels: Pass = {
   run(ctx) {
     for (const producer of ctx.graph.nodes) {
       if (producer.opType !== "Conv" || producer.domain) continue;
+      if (ctx.rewriter.declinedAnchor(producer)) continue;
       const p = plan(ctx, producer);
       if (!p) continue;
       if ("refused" in p) {
@@ -119,6 +120,10 @@ export const pruneZeroChannels: Pass = {
       const keep = ctx.constant(producer.inputs[1]!)!.dims[0]!;
       for (const v of ctx.graph.valueInfo)
         if (changed.has(v.name ?? "") && v.type?.tensorType?.shape?.dim?.[1]) v.type.tensorType.shape.dim[1] = onnx.TensorShapeProto.Dimension.create({ dimValue: keep });
+      if (!ctx.rewriter.allows(pruneZeroChannels.name, producer, [])) {
+        ctx.refuse(producer, "rewrite skipped: it failed verification (--skip-failing)");
+        continue;
+      }
       ctx.rewriter.replace({
         pass: pruneZeroChannels.name, anchor: producer, remove: [], add: [],
         summary: `pruned ${drop.size} zero channel(s) of '${producer.name}' (and ${p.readers.length} reader(s)): weights ${bytesBefore} → ${bytesAfter} bytes`,

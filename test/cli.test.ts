@@ -1,10 +1,10 @@
 // The CLI as users run it: a child process, exit codes, one-line errors, files left on disk.
-import { spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { GraphBuilder } from "../src/ir/builder.js";
 import { DataType } from "../src/ir/dtype.js";
 import { loadModel, modelToBytes, saveModel } from "../src/ir/io.js";
@@ -22,6 +22,7 @@ const NEG_RELU = path.join(ROOT, "fixtures", "models", "neg_relu_in_branch_prese
 const work = fs.mkdtempSync(path.join(os.tmpdir(), "reparam-cli-"));
 const at = (p: string) => path.join(work, p);
 const cuda = await cudaAvailable();
+afterAll(() => fs.rmSync(work, { recursive: true, force: true }));
 
 beforeAll(() => {
   // `npm test` builds first; build anyway so the CLI under test is the current source.
@@ -36,6 +37,18 @@ interface Run { code: number | null; stdout: string; stderr: string }
 function cli(...args: string[]): Run {
   const r = spawnSync(process.execPath, [CLI, ...args], { cwd: work, encoding: "utf8", timeout: 60_000 });
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+/** The same, without blocking: the bad-input table runs its cases concurrently. */
+function cliAsync(...args: string[]): Promise<Run> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [CLI, ...args], { cwd: work, timeout: 60_000 });
+    let stdout = "", stderr = "";
+    child.stdout.setEncoding("utf8").on("data", (d: string) => (stdout += d));
+    child.stderr.setEncoding("utf8").on("data", (d: string) => (stderr += d));
+    child.on("error", reject);
+    child.on("close", (code) => resolve({ code, stdout, stderr }));
+  });
 }
 
 const hash = (file: string) => (fs.existsSync(file) ? createHash("sha256").update(fs.readFileSync(file)).digest("hex") : "absent");
@@ -138,30 +151,38 @@ const CASES: BadCase[] = [
   { name: "verify --input with a non-.npy file", args: ["verify", "good.onnx", "good.onnx", "--input", "x=text.onnx"], names: ["text.onnx", /\.npy/], inputs: ["good.onnx", "text.onnx"] },
 ];
 
-describe("bad input: exit 2, one line, nothing written", () => {
+describe.concurrent("bad input: exit 2, one line, nothing written", () => {
   it("the table is not empty and its inputs exist", () => {
     expect(CASES.length).toBeGreaterThan(30);
     for (const c of CASES) for (const f of c.inputs ?? []) if (f !== "missing.onnx") expect(fs.existsSync(at(f)), f).toBe(true);
   });
 
-  for (const c of CASES) {
-    it(c.name, () => {
+  CASES.forEach((shared, i) => {
+    // Cases run at once: each gets its own output name.
+    const own = (s: string) => s.replace(/^out\.onnx$/, `out_${i}.onnx`);
+    const c = { ...shared, args: shared.args.map(own), outputs: shared.outputs?.map(own) };
+    it(c.name, async () => {
       const before = (c.inputs ?? []).map((f) => hash(at(f)));
       for (const o of c.outputs ?? []) expect(fs.existsSync(at(o)), `${o} before`).toBe(false);
-      const r = cli(...c.args);
-      expect(r.code, r.stderr).toBe(2);
-      const line = oneLineError(r);
-      for (const n of c.names) typeof n === "string" ? expect(line).toContain(n) : expect(line).toMatch(n);
-      for (const o of c.outputs ?? []) expect(fs.existsSync(at(o)), `${o} after`).toBe(false);
-      expect((c.inputs ?? []).map((f) => hash(at(f)))).toEqual(before);
-      expect(tempFiles()).toEqual([]);
+      try {
+        const r = await cliAsync(...c.args);
+        expect(r.code, r.stderr).toBe(2);
+        const line = oneLineError(r);
+        for (const n of c.names) typeof n === "string" ? expect(line).toContain(n) : expect(line).toMatch(n);
+        for (const o of c.outputs ?? []) expect(fs.existsSync(at(o)), `${o} after`).toBe(false);
+        expect((c.inputs ?? []).map((f) => hash(at(f)))).toEqual(before);
+        expect(tempFiles()).toEqual([]);
+      } finally {
+        // A failing case must not leave files that make the next cases fail too.
+        for (const o of c.outputs ?? []) fs.rmSync(at(o), { recursive: true, force: true });
+      }
     });
-  }
+  });
 
   if (cuda.ok) console.log(`skipping '--provider cuda where the CUDA provider is missing': the CUDA provider is available here (${cuda.reason})`);
-  it.skipIf(cuda.ok)("--provider cuda where the CUDA provider is missing", () => {
+  it.skipIf(cuda.ok)("--provider cuda where the CUDA provider is missing", async () => {
     const before = hash(at("good.onnx"));
-    const r = cli("optimize", "good.onnx", "out_cuda.onnx", "--provider", "cuda");
+    const r = await cliAsync("optimize", "good.onnx", "out_cuda.onnx", "--provider", "cuda");
     expect(r.code).toBe(2);
     expect(oneLineError(r)).toContain("--onnxruntime-node-install=cuda12");
     expect(fs.existsSync(at("out_cuda.onnx"))).toBe(false);

@@ -155,7 +155,7 @@ describe("unknown (newer-schema) fields", () => {
   ];
 
   function crafted(): Uint8Array {
-    let bytes = bytesOf(fixture("repvgg_id_s1_preserve_op13.onnx"));
+    let bytes: Uint8Array = bytesOf(fixture("repvgg_id_s1_preserve_op13.onnx"));
     // Deepest first: appending grows a message, so edit inner messages before their parents.
     for (const inj of [...injections].reverse()) bytes = appendAt(bytes, inj.where, inj.extra);
     return bytes;
@@ -213,7 +213,7 @@ describe("unknown (newer-schema) fields", () => {
   });
 
   it("survive optimize: at model level and in untouched nodes (Gemm, Flatten)", async () => {
-    let bytes = bytesOf(fixture("demo_repvgg_net.onnx"));
+    let bytes: Uint8Array = bytesOf(fixture("demo_repvgg_net.onnx"));
     const ops = loadModel(fixture("demo_repvgg_net.onnx")).graph.nodes.map((n) => n.opType);
     const gemm = ops.indexOf("Gemm"), flatten = ops.indexOf("Flatten");
     expect(gemm).toBeGreaterThanOrEqual(0);

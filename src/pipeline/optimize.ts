@@ -5,11 +5,13 @@ import { collapseLinearRegions } from "../../passes/collapse-linear-regions.js";
 import { pruneZeroChannels } from "../../passes/prune-zero-channels.js";
 import { PassContext, type PassOptions, type RefusalRecord } from "./context.js";
 import type { Pass } from "./pass.js";
-import type { RewriteRecord } from "./rewriter.js";
+import type { RewriteFilter, RewriteRecord } from "./rewriter.js";
 import { modelStats, type ModelStats } from "./stats.js";
 
 export interface OptimizeOptions extends PassOptions {
   passes?: Pass[];
+  /** Which rewrites (by RewriteRecord.key) may be applied; used by bisection and --skip-failing. */
+  filter?: RewriteFilter;
   /** Upper bound on whole-pipeline rounds (a guard; real pipelines settle in 2–3). */
   maxRounds?: number;
 }
@@ -39,6 +41,7 @@ export function optimize(model: Model, options: OptimizeOptions = {}): { model: 
   const passes = options.passes ?? defaultPasses();
   const work = model.clone();
   const ctx = new PassContext(work, options);
+  ctx.rewriter.filter = options.filter;
   const perPass = new Map<string, PassReport>(passes.map((p) => [p.name, { name: p.name, rewrites: 0, refusals: 0, timeMs: 0 }]));
   const maxRounds = options.maxRounds ?? 20;
   for (let round = 0; round < maxRounds; round++) {

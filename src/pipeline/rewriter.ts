@@ -5,6 +5,8 @@ import { Node, type Graph } from "../ir/graph.js";
 import type { Tensor } from "../ir/tensor.js";
 
 export interface RewriteRecord {
+  /** Stable identity of the rewrite across runs on the same input (pass, anchor, replaced nodes). */
+  key: string;
   pass: string;
   /** Name of the node that replaced the region (first added node). */
   node: string;
@@ -28,9 +30,20 @@ export interface Replacement {
   collect?: string[];
 }
 
+/** Decides whether a rewrite may be applied (used to bisect a verification failure). */
+export type RewriteFilter = (key: string) => boolean;
+
+export function rewriteKey(pass: string, anchor: Node, remove: Node[]): string {
+  return `${pass}:${anchor.name || anchor.outputs[0]}:${remove.map((n) => n.name || n.outputs[0]).sort().join(",")}`;
+}
+
 export class Rewriter {
   readonly records: RewriteRecord[] = [];
+  /** Rewrites a filter turned down (by key), so passes can move on. */
+  readonly declined = new Set<string>();
   private names = new Set<string>();
+  private pending: string[] = [];
+  filter: RewriteFilter | undefined;
 
   constructor(private readonly graph: Graph, private readonly invalidate: () => void) {
     for (const n of graph.nodes) this.names.add(n.name);
@@ -51,6 +64,7 @@ export class Rewriter {
     const name = this.uniqueName(base);
     const t = make(name);
     this.graph.initializers.set(name, t);
+    this.pending.push(name);
     return name;
   }
 
@@ -66,7 +80,35 @@ export class Rewriter {
     this.invalidate();
   }
 
-  replace(r: Replacement): void {
+  /** Would the filter accept this rewrite? (For passes that mutate before calling replace.) */
+  allows(pass: string, anchor: Node, remove: Node[]): boolean {
+    const key = rewriteKey(pass, anchor, remove);
+    if (!this.filter || this.filter(key)) return true;
+    this.declined.add(key);
+    return false;
+  }
+
+  /** Was a rewrite anchored at this node declined already (so a pass need not rebuild it)? */
+  declinedAnchor(anchor: Node): boolean {
+    if (this.declined.size === 0) return false;
+    const prefix = `:${anchor.name || anchor.outputs[0]}:`;
+    for (const k of this.declined) if (k.includes(prefix)) return true;
+    return false;
+  }
+
+  /**
+   * Apply a replacement. Returns false (and undoes initializers added for it) when the filter
+   * declines it; passes then treat the region as left alone.
+   */
+  replace(r: Replacement): boolean {
+    const key = rewriteKey(r.pass, r.anchor, r.remove);
+    if (this.filter && !this.filter(key)) {
+      for (const name of this.pending) this.graph.initializers.delete(name);
+      this.pending = [];
+      this.declined.add(key);
+      return false;
+    }
+    this.pending = [];
     const nodes = this.graph.nodes;
     const at = nodes.indexOf(r.anchor);
     if (at < 0) throw new Error(`rewriter: anchor ${r.anchor.name} is not in the graph`);
@@ -79,11 +121,13 @@ export class Rewriter {
     for (const t of r.collect ?? []) if (t) touched.add(t);
     this.collectGarbage(touched);
     this.records.push({
+      key,
       pass: r.pass, node: r.add[0]?.name ?? r.anchor.name, summary: r.summary,
       removed: r.remove.map((n) => ({ name: n.name, op: n.opType })),
       macsBefore: r.macsBefore, macsAfter: r.macsAfter,
     });
     this.invalidate();
+    return true;
   }
 
   /** Drop initializers and Constant nodes that only the removed nodes used; stale value_info too. */

@@ -1,0 +1,146 @@
+// evaluateNode: dispatch by op type, the input checks every op shares, and the final rounding of
+// outputs to their dtype. Anything not evaluated exactly comes back as { unsupported: reason }.
+import { dtypeName } from "../ir/dtype.js";
+import type { Node } from "../ir/graph.js";
+import {
+  BINARY_OPS, COMPARE_OPS, UNARY_OPS, VARIADIC_OPS, evalBinary, evalClip, evalCompare, evalUnary, evalVariadic, evalWhere,
+} from "./elementwise.js";
+import { evalBatchNorm, evalConv, evalConvTranspose, evalEinsum, evalGemm, evalMatMul, evalPool } from "./linalg.js";
+import { REDUCE_OPS, evalArgMinMax, evalReduce, evalSoftmax } from "./reduce.js";
+import {
+  evalCast, evalConcat, evalConstant, evalConstantOfShape, evalCumSum, evalExpand, evalFlatten, evalGather, evalGatherElements,
+  evalGatherND, evalIdentity, evalNonZero, evalPad, evalRange, evalReshape, evalScatterElements, evalScatterND, evalShape, evalSlice,
+  evalSplit, evalSqueeze, evalTile, evalTranspose, evalTrilu, evalUnsqueeze, scatterIsPlain,
+} from "./shape-ops.js";
+import { Unsupported, finalize, isEvaluableDtype, isInt, sizeOf, type EvalResult, type Value } from "./value.js";
+
+type Handler = (node: Node, ins: (Value | undefined)[], opset: number) => Value[];
+
+const HANDLERS: Record<string, Handler> = {
+  Identity: evalIdentity,
+  Dropout: evalIdentity,
+  Cast: (n, i) => evalCast(n, i),
+  CastLike: (n, i) => evalCast(n, i),
+  Constant: (n) => evalConstant(n),
+  ConstantOfShape: (n, i) => evalConstantOfShape(n, i),
+  Shape: evalShape,
+  Size: evalShape,
+  Range: (_, i) => evalRange(i),
+  Reshape: evalReshape,
+  Flatten: (n, i) => evalFlatten(n, i),
+  Squeeze: evalSqueeze,
+  Unsqueeze: evalUnsqueeze,
+  Transpose: (n, i) => evalTranspose(n, i),
+  Concat: (n, i) => evalConcat(n, i),
+  Split: evalSplit,
+  Slice: evalSlice,
+  Expand: (_, i) => evalExpand(i),
+  Tile: (_, i) => evalTile(i),
+  Pad: evalPad,
+  Gather: (n, i) => evalGather(n, i),
+  GatherElements: (n, i) => evalGatherElements(n, i),
+  GatherND: (n, i) => evalGatherND(n, i),
+  ScatterND: evalScatterND,
+  ScatterElements: evalScatterElements,
+  Scatter: (n, i, o) => (o >= 11 ? refuseOp(n) : evalScatterElements(n, i, o)),
+  Trilu: (n, i) => evalTrilu(n, i),
+  CumSum: (n, i) => evalCumSum(n, i),
+  NonZero: (_, i) => evalNonZero(i),
+  Where: (_, i) => evalWhere(i),
+  Clip: evalClip,
+  MatMul: (_, i) => evalMatMul(i),
+  Gemm: (n, i) => evalGemm(n, i),
+  Einsum: (n, i) => evalEinsum(n, i),
+  Conv: (n, i) => evalConv(n, i),
+  ConvTranspose: (n, i) => evalConvTranspose(n, i),
+  AveragePool: evalPool,
+  MaxPool: evalPool,
+  GlobalAveragePool: evalPool,
+  GlobalMaxPool: evalPool,
+  BatchNormalization: evalBatchNorm,
+  Softmax: evalSoftmax,
+  LogSoftmax: evalSoftmax,
+  ArgMax: evalArgMinMax,
+  ArgMin: evalArgMinMax,
+};
+for (const op of UNARY_OPS) HANDLERS[op] = (n, i) => evalUnary(n, i);
+for (const op of BINARY_OPS) HANDLERS[op] = evalBinary;
+for (const op of COMPARE_OPS) HANDLERS[op] = (n, i) => evalCompare(n, i);
+for (const op of VARIADIC_OPS) HANDLERS[op] = (n, i) => evalVariadic(n, i);
+for (const op of REDUCE_OPS) HANDLERS[op] = evalReduce;
+
+function refuseOp(node: Node): never {
+  throw new Unsupported(`op ${node.opType} is not evaluated`);
+}
+
+/** Op types evaluateNode computes (default ONNX domain). */
+export const EVALUATED_OPS: ReadonlySet<string> = new Set(Object.keys(HANDLERS));
+
+/**
+ * Ops that only move, select or compare values: int64 INT64_MAX/MIN (held as ±2^63) may pass
+ * through them. Every other op refuses them (arithmetic on them would not be exact).
+ */
+const MOVES_VALUES = new Set([
+  "Identity", "Dropout", "Cast", "CastLike", "Constant", "ConstantOfShape", "Shape", "Size", "Reshape", "Flatten", "Squeeze",
+  "Unsqueeze", "Transpose", "Concat", "Split", "Slice", "Expand", "Tile", "Pad", "Gather", "GatherElements", "GatherND", "Where",
+  "Min", "Max", "Clip", "Equal", "Less", "LessOrEqual", "Greater", "GreaterOrEqual", "ReduceMax", "ReduceMin", "ArgMax", "ArgMin",
+  "Trilu", "NonZero",
+]);
+
+/** Ops that read only the shape of their first input. */
+const SHAPE_ONLY = new Set(["Shape", "Size"]);
+
+function movesValues(node: Node, opset: number): boolean {
+  if (node.opType === "ScatterND" || node.opType === "ScatterElements" || node.opType === "Scatter") return scatterIsPlain(node, opset);
+  return MOVES_VALUES.has(node.opType);
+}
+
+function checkInputs(node: Node, inputs: (Value | undefined)[], opset: number): void {
+  const exactOnly = !movesValues(node, opset);
+  inputs.forEach((v, i) => {
+    if (!v) return;
+    if (!isEvaluableDtype(v.dtype)) throw new Unsupported(`input ${i} has dtype ${dtypeName(v.dtype)}`);
+    if (v.data.length !== sizeOf(v.dims, `input ${i}`)) throw new Unsupported(`input ${i} holds ${v.data.length} values for shape [${v.dims}]`);
+    if (!isInt(v.dtype) || (i === 0 && SHAPE_ONLY.has(node.opType))) return;
+    for (let j = 0; j < v.data.length; j++) {
+      const x = v.data[j]!;
+      if (Number.isSafeInteger(x)) continue;
+      if (x !== x) throw new Unsupported(`input ${i} holds an int64 value beyond 2^53`);
+      if (exactOnly) throw new Unsupported(`input ${i} holds ${x === 2 ** 63 ? "INT64_MAX" : x === -(2 ** 63) ? "INT64_MIN" : x}, not exact in ${node.opType}`);
+    }
+  });
+}
+
+/**
+ * Evaluate one node on constant inputs (`undefined` = optional input absent). The result holds one
+ * value per node output; an entry for an output named "" that the op does not compute is an empty
+ * placeholder. Never throws for model content: anything not evaluated is `{ unsupported }`.
+ */
+export function evaluateNode(node: Node, inputs: (Value | undefined)[], opset: number): EvalResult {
+  if (node.domain !== "" && node.domain !== "ai.onnx") return { unsupported: `op ${node.domain}.${node.opType} is not evaluated` };
+  const handler = HANDLERS[node.opType];
+  if (!handler) return { unsupported: `op ${node.opType} is not evaluated` };
+  if (node.hasSubgraph()) return { unsupported: `op ${node.opType} with a subgraph is not evaluated` };
+  try {
+    const ins = [...inputs];
+    // Trailing/empty names mean absent optional inputs.
+    node.inputs.forEach((name, i) => {
+      if (name === "") ins[i] = undefined;
+    });
+    checkInputs(node, ins, opset);
+    const outs = handler(node, ins, opset);
+    const sentinels = movesValues(node, opset);
+    const result: Value[] = [];
+    for (let i = 0; i < node.outputs.length; i++) {
+      const v = outs[i];
+      if (v) result.push(finalize(v, sentinels));
+      else if (node.outputs[i] === "") result.push({ dtype: outs[0]?.dtype ?? 1, dims: [0], data: new Float64Array(0) });
+      else return { unsupported: `${node.opType} output ${i} ('${node.outputs[i]}') is not evaluated` };
+    }
+    return result;
+  } catch (e) {
+    if (e instanceof Unsupported) return { unsupported: e.message };
+    // Malformed attributes and the like: refuse rather than fail the caller.
+    return { unsupported: `${node.opType} could not be evaluated: ${(e as Error).message}` };
+  }
+}
