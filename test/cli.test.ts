@@ -249,7 +249,8 @@ describe("atomicity", () => {
     // No fold is exact in float32: a tolerance of 1e-30 fails verification.
     const r = cli("optimize", "demo.onnx", "failed.onnx", "--tolerance", "1e-30");
     expect(r.code).toBe(1);
-    expect(oneLineError(r)).toMatch(/demo\.onnx: optimized model differs .* nothing written/);
+    // The error names the rewrite responsible (found by bisection) and says nothing was written.
+    expect(oneLineError(r)).toMatch(/demo\.onnx: rewrite '.+' \[collapse-linear-regions: .+\] \(max rel .+\) changes the outputs; nothing written/);
     expect(r.stdout).toContain("verification FAILED: nothing written");
     expect(fs.existsSync(at("failed.onnx"))).toBe(false);
     expect(tempFiles()).toEqual([]);
@@ -328,5 +329,25 @@ describe("inspect", () => {
     const plain = cli("inspect", NEG_RELU);
     expect(plain.stdout).toContain("--explain says why");
     expect(plain.stdout).not.toMatch(/left alone .*Relu/);
+  });
+});
+
+describe("a wrong rewrite is named, and --skip-failing keeps the others", () => {
+  const NEG = new URL("../fixtures/models/comp_neg_zero_pad_bn_preserve_op13.onnx", import.meta.url).pathname;
+  it("names the culprit (exit 1, nothing written), then writes a verified model without it", () => {
+    fs.copyFileSync(NEG, at("neg.onnx"));
+    // The unsafe switch makes the naive border fold on purpose.
+    const r = cli("optimize", "neg.onnx", "neg_out.onnx", "--unsafe-ignore-border-rule");
+    expect(r.code).toBe(1);
+    expect(oneLineError(r)).toMatch(/neg\.onnx: rewrite '.+' .+ changes the outputs; nothing written \(--skip-failing writes the model without it\)/);
+    expect(fs.existsSync(at("neg_out.onnx"))).toBe(false);
+    const s = cli("optimize", "neg.onnx", "neg_out.onnx", "--unsafe-ignore-border-rule", "--skip-failing", "--json");
+    expect(s.code).toBe(0);
+    const out = JSON.parse(s.stdout) as { ok: boolean; skipped: { node: string; maxRel: number }[]; verification: { ok: boolean } };
+    expect(out.ok).toBe(true);
+    expect(out.verification.ok).toBe(true);
+    expect(out.skipped.length).toBeGreaterThan(0);
+    expect(out.skipped[0]!.maxRel).toBeGreaterThan(1e-4);
+    expect(fs.existsSync(at("neg_out.onnx"))).toBe(true);
   });
 });

@@ -597,6 +597,125 @@ describe("reductions and softmax", () => {
   });
 });
 
+// --- small graphs ----------------------------------------------------------------------------
+
+interface Step {
+  op: string;
+  inputs: string[];
+  attrs?: Record<string, A>;
+  outputs?: number;
+}
+
+/** Evaluate a small graph node by node and compare every graph output with onnxruntime. */
+async function checkGraph(inputs: Record<string, In>, steps: Step[], outputs: string[], opset = 13, tol = 1e-5): Promise<Map<string, Value>> {
+  const env = new Map<string, Value>();
+  const b = new GraphBuilder(opset);
+  const feeds: Record<string, ort.Tensor> = {};
+  for (const [name, i] of Object.entries(inputs)) {
+    const t = tensorOf(name, i);
+    env.set(name, valueFromTensor(t));
+    b.input(name, i.dims, i.dtype);
+    feeds[name] = ortTensor(t);
+  }
+  steps.forEach((s, k) => {
+    const outs = Array.from({ length: s.outputs ?? 1 }, (_, j) => `s${k}_${j}`);
+    const node = new Node(`n${k}`, s.op, s.inputs, outs, attrs(s.attrs ?? {}));
+    const res = evaluateNode(node, s.inputs.map((n) => (n ? env.get(n) : undefined)), opset);
+    if (!Array.isArray(res)) throw new Error(`${s.op}: ${res.unsupported}`);
+    outs.forEach((o, j) => env.set(o, res[j]!));
+    b.nodes.push(node);
+  });
+  for (const o of outputs) b.output(o, undefined, env.get(o)!.dtype);
+  const session = await ort.InferenceSession.create(modelToBytes(b.build()));
+  const res = await session.run(feeds);
+  for (const o of outputs) {
+    const mine = env.get(o)!;
+    expect(mine.dims, o).toEqual([...res[o]!.dims]);
+    const want = ortValues(res[o]!);
+    const scale = Math.max(1e-30, ...want.map(Math.abs));
+    want.forEach((w, j) => expect(Math.abs(mine.data[j]! - w) / scale, `${o}[${j}]`).toBeLessThanOrEqual(tol));
+  }
+  await session.release();
+  return env;
+}
+
+describe("small constant subgraphs", () => {
+  it("PyTorch shape plumbing: Shape/Gather/Unsqueeze/Concat/Reshape/Equal/Where/ConstantOfShape/Expand", async () => {
+    const r = rng(40);
+    // The view(B, C, -1) pattern, then an Expand whose target comes through Equal/Where.
+    await checkGraph(
+      { x: f32([2, 3, 4, 5], r), i0: s64(0), i1: s64(1), ax: vec([0]), m1: vec([-1]), ones: vec([1, 1, 1]), neg: vec([-1, -1, -1]) },
+      [
+        { op: "Shape", inputs: ["x"] }, // s0_0 = [2,3,4,5]
+        { op: "Gather", inputs: ["s0_0", "i0"], attrs: { axis: 0 } }, // s1_0 = 2
+        { op: "Gather", inputs: ["s0_0", "i1"], attrs: { axis: 0 } }, // s2_0 = 3
+        { op: "Unsqueeze", inputs: ["s1_0", "ax"] }, // s3_0
+        { op: "Unsqueeze", inputs: ["s2_0", "ax"] }, // s4_0
+        { op: "Concat", inputs: ["s3_0", "s4_0", "m1"], attrs: { axis: 0 } }, // s5_0 = [2,3,-1]
+        { op: "Reshape", inputs: ["x", "s5_0"] }, // s6_0
+        { op: "Equal", inputs: ["s5_0", "neg"] }, // s7_0
+        { op: "Where", inputs: ["s7_0", "ones", "s5_0"] }, // s8_0 = [2,3,1]
+        { op: "ConstantOfShape", inputs: ["s8_0"] }, // s9_0
+        { op: "Shape", inputs: ["s6_0"] }, // s10_0 = [2,3,20]
+        { op: "Expand", inputs: ["s9_0", "s10_0"] }, // s11_0
+      ],
+      ["s5_0", "s6_0", "s8_0", "s11_0"],
+    );
+  });
+
+  it("BN parameter arithmetic and an OREPA-style kernel built in-graph", async () => {
+    const r = rng(41);
+    await checkGraph(
+      { w: f32([4, 3, 3, 3], r), gamma: f32([4], r, 0.5, 1), beta: f32([4], r), mean: f32([4], r), v: f32([4], r, 0.5, 1), eps: f32([], r, 0, 1e-5), shp: vec([-1, 1, 1, 1]) },
+      [
+        { op: "Add", inputs: ["v", "eps"] }, // s0_0
+        { op: "Sqrt", inputs: ["s0_0"] }, // s1_0
+        { op: "Div", inputs: ["gamma", "s1_0"] }, // s2_0
+        { op: "Reshape", inputs: ["s2_0", "shp"] }, // s3_0
+        { op: "Mul", inputs: ["w", "s3_0"] }, // s4_0: folded weight
+        { op: "Mul", inputs: ["mean", "s2_0"] }, // s5_0
+        { op: "Sub", inputs: ["beta", "s5_0"] }, // s6_0: folded bias
+      ],
+      ["s4_0", "s6_0"],
+    );
+    await checkGraph(
+      { bank: f32([6, 4, 3, 3], r), coef: f32([8, 6], r), w1: f32([8, 4, 1, 1], r), pads: vec([0, 0, 1, 1, 0, 0, 1, 1]) },
+      [
+        { op: "Einsum", inputs: ["coef", "bank"], attrs: { equation: "om,mihw->oihw" } }, // s0_0 [8,4,3,3]
+        { op: "Pad", inputs: ["w1", "pads"] }, // s1_0: 1x1 -> 3x3
+        { op: "Add", inputs: ["s0_0", "s1_0"] }, // s2_0
+        { op: "Conv", inputs: ["bank", "s2_0"], attrs: { pads: [1, 1, 1, 1] } }, // s3_0: a conv applied to weights
+      ],
+      ["s2_0", "s3_0"],
+    );
+  });
+
+  it("a constant attention head: MatMul/Softmax/Gemm/Relu/Conv1d/Sigmoid on learned constants", async () => {
+    const r = rng(42);
+    await checkGraph(
+      { q: f32([1, 4, 8], r), k: f32([1, 6, 8], r), wv: f32([5, 6], r), bv: f32([5], r), c1: f32([3, 4, 3], r), zero: vec([0]) },
+      [
+        { op: "Transpose", inputs: ["k"], attrs: { perm: [0, 2, 1] } }, // s0_0 [1,8,6]
+        { op: "MatMul", inputs: ["q", "s0_0"] }, // s1_0 [1,4,6]
+        { op: "Softmax", inputs: ["s1_0"], attrs: { axis: -1 } }, // s2_0
+        { op: "Squeeze", inputs: ["s2_0", "zero"] }, // s3_0 [4,6]
+        { op: "Gemm", inputs: ["s3_0", "wv", "bv"], attrs: { transB: 1 } }, // s4_0 [4,5]
+        { op: "Relu", inputs: ["s4_0"] }, // s5_0
+        { op: "Conv", inputs: ["s2_0", "c1"], attrs: { pads: [1, 1] } }, // s6_0: Conv1d [1,3,6]
+        { op: "Sigmoid", inputs: ["s6_0"] }, // s7_0
+      ],
+      ["s2_0", "s5_0", "s7_0"],
+    );
+  });
+
+  it("Slice/Unsqueeze attributes holding INT64_MAX as protobuf longs (opset 9)", async () => {
+    const r = rng(43);
+    const big = onnx.AttributeProto.fromObject({ type: onnx.AttributeProto.AttributeType.INTS, ints: ["1", "9223372036854775807"] });
+    await check({ op: "Slice", inputs: [f32([4, 5], r)], opset: 9, attrs: { starts: big, ends: { ...big }, axes: [1, 0] } });
+    await check({ op: "Slice", inputs: [f32([4, 5], r)], opset: 9, attrs: { starts: [0, 2], ends: big } });
+  });
+});
+
 // --- refusals and API ----------------------------------------------------------------------
 
 describe("refusals", () => {
@@ -627,7 +746,7 @@ describe("refusals", () => {
     const cat = evaluateNode(new Node("c", "Concat", ["a", "b"], ["y"], attrs({ axis: 0 })), [big, big], 13);
     expect(Array.isArray(cat)).toBe(true);
     const t = tensorFromValue("y", (cat as Value[])[0]!);
-    expect(Array.from(t.data() as BigInt64Array)).toEqual([0x7fffffffffffffffn, 5n, 0x7fffffffffffffffn, 5n]);
+    expect(Array.from(t.data() as BigInt64Array, (x) => x)).toEqual([0x7fffffffffffffffn, 5n, 0x7fffffffffffffffn, 5n]);
     expect(unsupported("Add", [big, big])).toMatch(/INT64_MAX/);
     const odd = valueFromTensor(Tensor.fromData("o", INT64, [1], BigInt64Array.of(2n ** 60n + 1n)));
     expect(unsupported("Identity", [odd])).toMatch(/2\^53/);
@@ -666,7 +785,7 @@ describe("API", () => {
       expect(back.dims).toEqual(t.dims);
       expect(Array.from(back.data() as ArrayLike<number | bigint>)).toEqual(Array.from(t.data() as ArrayLike<number | bigint>));
     }
-    expect(Array.from(tensorFromValue("r", V(FLOAT, [1], [0.1])).data())).toEqual([Math.fround(0.1)]);
+    expect(Array.from(tensorFromValue("r", V(FLOAT, [1], [0.1])).data() as Float32Array)).toEqual([Math.fround(0.1)]);
     expect(() => tensorFromValue("x", V(INT32, [1], [0.5]))).toThrow(RangeError);
     expect(() => tensorFromValue("x", V(INT64, [1], [2 ** 60]))).toThrow(RangeError);
   });

@@ -7,6 +7,7 @@ import * as path from "node:path";
 import { parseArgs } from "node:util";
 import { ModelError, UsageError } from "../ir/errors.js";
 import { loadModel, saveModel } from "../ir/io.js";
+import { findCulprit, skipFailing, type Culprit } from "../pipeline/bisect.js";
 import { optimize } from "../pipeline/optimize.js";
 import { modelStats } from "../pipeline/stats.js";
 import { readNpy } from "../verify/npy.js";
@@ -18,7 +19,7 @@ export const EXIT = { ok: 0, verifyFailed: 1, usage: 2, internal: 3 } as const;
 const USAGE = `usage:
   reparam-onnx optimize IN.onnx OUT.onnx [--shape NAME=1x3x224x224] [--no-verify] [--tolerance T]
                         [--runs N] [--seed S] [--provider cpu|cuda] [--external-data] [--no-costlier]
-                        [--duplicate-shared] [--explain] [--json]
+                        [--duplicate-shared] [--skip-failing] [--explain] [--json]
   reparam-onnx verify A.onnx B.onnx [--input NAME=FILE.npy] [--shape NAME=DIMS] [--runs N]
                         [--tolerance T] [--provider cpu|cuda] [--json]
   reparam-onnx inspect MODEL.onnx [--explain] [--shape NAME=DIMS] [--json]
@@ -35,6 +36,8 @@ const OPTIONS = {
   "external-data": { type: "boolean" },
   "no-costlier": { type: "boolean" },
   "duplicate-shared": { type: "boolean" },
+  "skip-failing": { type: "boolean" },
+  "unsafe-ignore-border-rule": { type: "boolean" },
   explain: { type: "boolean" },
   json: { type: "boolean" },
   help: { type: "boolean", short: "h" },
@@ -130,14 +133,23 @@ async function cmdOptimize(args: string[], f: Flags): Promise<number> {
   const t0 = performance.now();
   const model = loadModel(input);
   const tLoad = performance.now() - t0;
-  const { model: optimized, report } = about(input, () => optimize(model, { shapes, noCostlier: f["no-costlier"], duplicateShared: f["duplicate-shared"] }));
+  // --unsafe-ignore-border-rule exists for tests and demonstrations only: it makes wrong folds on purpose.
+  const passOptions = { shapes, noCostlier: f["no-costlier"], duplicateShared: f["duplicate-shared"], unsafeIgnoreBorderRule: f["unsafe-ignore-border-rule"] };
+  let { model: optimized, report } = about(input, () => optimize(model, passOptions));
   let verification;
   let tVerify = 0;
+  let culprit: Culprit | undefined;
+  let skipped: Culprit[] = [];
   if (!f["no-verify"]) {
     const t1 = performance.now();
-    verification = await verifyModels(model, optimized, {
-      shapes, provider: prov, tolerance, runs, seed,
-    });
+    const verifyOptions = { shapes, provider: prov, tolerance, runs, seed };
+    verification = await verifyModels(model, optimized, verifyOptions);
+    if (!verification.ok && f["skip-failing"]) {
+      const r = await skipFailing(model, report, passOptions, verifyOptions);
+      if (r) [optimized, report, verification, skipped] = [r.model, r.report, r.verification, r.culprits];
+    }
+    // Name the rewrite responsible (binary search over the rewrite sequence, verifying each prefix).
+    if (!verification.ok) culprit = await findCulprit(model, report.rewrites, passOptions, verifyOptions);
     tVerify = performance.now() - t1;
   }
   const ok = !verification || verification.ok;
@@ -147,13 +159,23 @@ async function cmdOptimize(args: string[], f: Flags): Promise<number> {
   const tWrite = performance.now() - t2;
   const timings = { loadMs: tLoad, passesMs: report.timeMs, verifyMs: tVerify, writeMs: tWrite };
   const lines = [`reparam-onnx optimize ${input} → ${output}`, ...formatOptimize(report, !!f.explain)];
+  for (const c of skipped) lines.push(`  skipped rewrite ${describe(c)} (--skip-failing); the rest verified again`);
   if (verification) lines.push(...formatVerify(verification));
   else lines.push("  verification skipped (--no-verify): the output is NOT proven equal to the input");
   lines.push(`  time: load ${ms(tLoad)}, passes ${ms(report.timeMs)}, verify ${ms(tVerify)}, write ${ms(tWrite)}`);
   lines.push(ok ? `  wrote ${output} (${written!.bytes.toLocaleString("en-US")} bytes${written!.dataBytes ? ` + ${written!.dataBytes.toLocaleString("en-US")} bytes external data` : ""})` : `  verification FAILED: nothing written`);
-  print(f.json, { input, output: ok ? output : null, ok, report, verification: verification ?? null, verified: !!verification, timings }, lines);
-  if (!ok) process.stderr.write(`reparam-onnx: error: ${input}: optimized model differs from the original beyond tolerance (max rel ${verification!.maxRel.toExponential(2)}); nothing written\n`);
+  const asJson = (c: Culprit) => ({ key: c.rewrite.key, node: c.rewrite.node, summary: c.rewrite.summary, replaced: c.rewrite.removed.map((r) => r.name), maxRel: c.verification.maxRel, maxAbs: c.verification.maxAbs });
+  print(f.json, { input, output: ok ? output : null, ok, report, verification: verification ?? null, verified: !!verification, skipped: skipped.map(asJson), culprit: culprit ? asJson(culprit) : null, timings }, lines);
+  if (!ok) {
+    const who = culprit ? `rewrite ${describe(culprit)} changes the outputs` : `optimized model differs from the original beyond tolerance (max rel ${verification!.maxRel.toExponential(2)})`;
+    process.stderr.write(`reparam-onnx: error: ${input}: ${who}; nothing written${culprit && !f["skip-failing"] ? " (--skip-failing writes the model without it)" : ""}\n`);
+  }
   return ok ? EXIT.ok : EXIT.verifyFailed;
+}
+
+function describe(c: Culprit): string {
+  const r = c.rewrite;
+  return `'${r.node}' [${r.pass}: ${r.summary}; replaced ${r.removed.map((x) => x.name).join(", ") || "nothing"}] (max rel ${c.verification.maxRel.toExponential(2)}, max abs ${c.verification.maxAbs.toExponential(2)})`;
 }
 
 async function cmdVerify(args: string[], f: Flags): Promise<number> {
