@@ -5,7 +5,7 @@ import { dtypeName } from "../ir/dtype.js";
 import type { Node } from "../ir/graph.js";
 import {
   alloc, broadcastDims, broadcastStrides, checkWork, expandData, isBool, isFloat, isInt, offsets, product, refuse, sameDims,
-  stridesOf, type Value,
+  sizeOf, stridesOf, type Value,
 } from "./value.js";
 
 function need(v: Value | undefined, op: string, i = 0): Value {
@@ -252,6 +252,7 @@ function buildWindow(node: Node, inSp: number[], kSp: number[], useDilations: bo
   const outSize = product(outSp);
   const kSize = product(kSp);
   checkWork(work(outSize), node.opType);
+  sizeOf([outSize, kSize], `${node.opType} window table`);
   const nsp = inSp.length;
   const inSt = stridesOf(inSp);
   const table = new Int32Array(outSize * kSize);
@@ -371,6 +372,7 @@ export function evalConvTranspose(node: Node, ins: (Value | undefined)[]): Value
   const kSize = product(kSp);
   const outSize = product(outSp);
   checkWork(N * C * Mg * inSize * kSize, "ConvTranspose");
+  sizeOf([inSize, kSize], "ConvTranspose window table");
   const outSt = stridesOf(outSp);
   const tab = new Int32Array(inSize * kSize);
   for (let i = 0; i < inSize; i++)

@@ -62,10 +62,6 @@ export function isEvaluableDtype(dtype: number): boolean {
   return isFloat(dtype) || isInt(dtype) || isBool(dtype);
 }
 
-export function dtypeLabel(dtype: number): string {
-  return dtypeName(dtype);
-}
-
 /** Round one float64 to the nearest value of a float dtype. */
 export function roundFloat(dtype: number, x: number): number {
   switch (dtype) {
