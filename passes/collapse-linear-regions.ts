@@ -6,7 +6,7 @@
 // part is collapsed on its own when the driver reaches it.
 import { affineAfter, perChannel } from "../src/algebra/affine.js";
 import { composeMaps } from "../src/algebra/compose.js";
-import { identityMap, isRefusal, macsPerPixel, type LinearMap, type Pads } from "../src/algebra/linear-map.js";
+import { identityMap, isRefusal, macsPerPixel, type LinearMap, type Pads, type Refusal } from "../src/algebra/linear-map.js";
 import { averagePoolMap } from "../src/algebra/pool.js";
 import { negate, sumMaps } from "../src/algebra/sum.js";
 import { DataType } from "../src/ir/dtype.js";
@@ -31,11 +31,11 @@ interface Part {
 const leaf = (tensor: string): Part => ({ leaf: tensor, map: null, nodes: [] });
 
 class RegionBuilder {
-  private readonly ops = new Map<Node, LinearOp | { refused: string }>();
+  private readonly ops = new Map<Node, LinearOp | Refusal>();
   constructor(private readonly ctx: PassContext) {}
 
   /** Reading a node decodes its weights: do it once per node between rewrites. */
-  read(node: Node): LinearOp | { refused: string } {
+  read(node: Node): LinearOp | Refusal {
     let op = this.ops.get(node);
     if (!op) this.ops.set(node, (op = readLinearOp(this.ctx, node)));
     return op;
@@ -60,7 +60,7 @@ class RegionBuilder {
     const op = this.read(node);
     if ("refused" in op) {
       // A node that looks linear but fails a precondition is worth explaining; a Relu is not.
-      if (!op.refused.endsWith("is not linear")) this.ctx.refuse(node, op.refused);
+      if (!op.quiet) this.ctx.refuse(node, op.refused);
       return undefined;
     }
     return op;
@@ -84,9 +84,15 @@ class RegionBuilder {
       }
       case "pad": {
         const p = this.part(op.input);
-        const pad = { pads: op.pads, values: op.value === 0 ? null : Float64Array.of(op.value) };
-        if (p.pad) return { ...leaf(op.input), nodes: [op.node], pad };
-        return { ...p, nodes: [...p.nodes, op.node], pad };
+        const values = op.values.every((v) => v === 0) ? null : op.values;
+        const pad = { pads: op.pads, values };
+        if (!p.pad) return { ...p, nodes: [...p.nodes, ...op.nodes], pad };
+        // Pad after pad: a zero-amount Pad (exporters emit them before AveragePool) is an identity;
+        // two pads with the same border value are one pad of the summed amounts.
+        if (op.pads.every((v) => v === 0)) return { ...p, nodes: [...p.nodes, ...op.nodes] };
+        if (sameValues(p.pad.values, values))
+          return { ...p, nodes: [...p.nodes, ...op.nodes], pad: { pads: p.pad.pads.map((v, i) => v + op.pads[i]!) as Pads, values } };
+        return { ...leaf(op.input), nodes: op.nodes, pad };
       }
       case "conv": case "pool": {
         const p = this.part(op.input);
@@ -211,7 +217,7 @@ class RegionBuilder {
       const producer = producers.get(l);
       if (!producer) continue;
       const op = this.read(producer);
-      if ("refused" in op) hints.add(op.refused.endsWith("is not linear") ? `${producer.opType} inside a branch` : op.refused);
+      if ("refused" in op) hints.add(op.quiet ? `${producer.opType} inside a branch` : op.refused);
       else if (readers > 1 || this.ctx.isGraphOutput(l)) hints.add(`'${l}' has another reader (folding would change it)`);
     }
     const unique = [...new Set(leaves)].map((l) => `'${l}'`).join(" vs ");
@@ -232,6 +238,14 @@ class RegionBuilder {
     const rest = parts.filter((p) => !best.includes(p));
     return { leaf: best[0]!.leaf, map: merged, nodes: [...best.flatMap((p) => p.nodes), ...sums], rest } as Part & { rest: typeof rest };
   }
+}
+
+function sameValues(a: Float64Array | null, b: Float64Array | null): boolean {
+  const za = !a || a.every((v) => v === 0), zb = !b || b.every((v) => v === 0);
+  if (za || zb) return za && zb;
+  const n = Math.max(a!.length, b!.length);
+  for (let i = 0; i < n; i++) if (a![a!.length === 1 ? 0 : i] !== b![b!.length === 1 ? 0 : i]) return false;
+  return true;
 }
 
 /** The border value after an affine: s ⊙ v + t (v = 0 when the pad was a zero pad). */
@@ -264,7 +278,7 @@ function weightDtype(ctx: PassContext, nodes: Node[], leafTensor: string): numbe
   return ctx.shapes().get(leafTensor)?.dtype ?? DataType.FLOAT;
 }
 
-const LINEAR_OPS = new Set(["Conv", "BatchNormalization", "Add", "Sub", "Mul", "Div", "Sum", "Neg", "AveragePool", "Pad", "Identity", "Dropout"]);
+const LINEAR_OPS = new Set(["Conv", "BatchNormalization", "Add", "Sub", "Mul", "Div", "Sum", "Neg", "AveragePool", "Pad", "ScatterND", "Identity", "Dropout"]);
 const SUM_OPS = new Set(["Add", "Sub", "Sum"]);
 
 /**
@@ -296,7 +310,7 @@ export const collapseLinearRegions: Pass = {
       if (!output || !mayRootRegion(ctx, anchor) || ctx.rewriter.declinedAnchor(anchor)) continue;
       const read = builder.read(anchor);
       if ("refused" in read) {
-        if (!read.refused.endsWith("is not linear") && !read.refused.startsWith("both operands")) ctx.refuse(anchor, read.refused);
+        if (!read.quiet) ctx.refuse(anchor, read.refused);
         continue;
       }
       const part = builder.part(output, true) as Part & { rest?: (Part & { sign: 1 | -1; tensor: string })[] };

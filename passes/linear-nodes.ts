@@ -1,19 +1,21 @@
 // The one place where ONNX nodes are read as linear maps (and where a LinearMap becomes a Conv
 // node again). Each reader checks the node's preconditions and returns a refusal saying why not.
 import { batchNormAffine } from "../src/algebra/affine.js";
-import { makeMap, refuse, type LinearMap, type Pads, type Refusal } from "../src/algebra/linear-map.js";
+import { makeMap, notCandidate, refuse, type LinearMap, type Pads, type Refusal } from "../src/algebra/linear-map.js";
 import type { AveragePoolParams } from "../src/algebra/pool.js";
 import { DataType } from "../src/ir/dtype.js";
 import { attr, Node } from "../src/ir/graph.js";
 import { resolvePads } from "../src/ir/shapes.js";
 import { Tensor } from "../src/ir/tensor.js";
 import type { PassContext } from "../src/pipeline/context.js";
+import { readBorderFill } from "./border-fill.js";
 
 export type LinearOp =
   | { kind: "conv"; node: Node; input: string; map: LinearMap }
   | { kind: "pool"; node: Node; input: string; params: AveragePoolParams }
   | { kind: "affine"; node: Node; input: string; scale: Float64Array; shift: Float64Array }
-  | { kind: "pad"; node: Node; input: string; pads: Pads; value: number }
+  /** A constant pad; `values` per channel or one value; `nodes` = every node it consists of. */
+  | { kind: "pad"; node: Node; input: string; pads: Pads; values: Float64Array; nodes: Node[] }
   | { kind: "sum"; node: Node; terms: { tensor: string; sign: 1 | -1 }[] }
   | { kind: "identity"; node: Node; input: string };
 
@@ -46,7 +48,14 @@ export function readLinearOp(ctx: PassContext, node: Node): LinearOp | Refusal {
     case "Sum": return node.inputs.length >= 1 ? { kind: "sum", node, terms: node.inputs.map((tensor) => ({ tensor, sign: 1 as const })) } : refuse("empty Sum");
     case "Neg": return { kind: "affine", node, input: node.inputs[0]!, scale: Float64Array.of(-1), shift: Float64Array.of(0) };
     case "AveragePool": return readAveragePool(ctx, node);
-    case "Pad": return readPad(ctx, node);
+    case "Pad": {
+      const p = readPad(ctx, node);
+      return "refused" in p ? p : { kind: "pad", node, input: p.input, pads: p.pads, values: Float64Array.of(p.value), nodes: [node] };
+    }
+    case "ScatterND": {
+      const fill = readBorderFill(ctx, node, (n) => readPad(ctx, n));
+      return "refused" in fill ? fill : { kind: "pad", node, input: fill.input, pads: fill.pads, values: fill.values, nodes: fill.nodes };
+    }
     case "Identity": return { kind: "identity", node, input: node.inputs[0]! };
     case "Dropout": {
       if (node.outputs.slice(1).some((o) => present(o) && ctx.consumers(o).length > 0)) return refuse("Dropout mask is used");
@@ -55,7 +64,7 @@ export function readLinearOp(ctx: PassContext, node: Node): LinearOp | Refusal {
       return { kind: "identity", node, input: node.inputs[0]! };
     }
     default:
-      return refuse(`${node.opType} is not linear`);
+      return notCandidate(`${node.opType} is not linear`);
   }
 }
 
@@ -115,12 +124,15 @@ function channelVector(ctx: PassContext, constName: string, other: string): Floa
 function readBinary(ctx: PassContext, node: Node): LinearOp | Refusal {
   const [a, b] = node.inputs as [string, string];
   const ca = ctx.constant(a), cb = ctx.constant(b);
-  if (ca && cb) return refuse("both operands are constants (constant folding, not a linear layer)");
+  if (ca && cb) return notCandidate("both operands are constants (constant folding, not a linear layer)");
   const op = node.opType;
+  const out = ctx.shapes().get(node.outputs[0]!);
+  if (out?.dims && out.dims.length !== 4) return notCandidate(`'${node.outputs[0]}' is ${out.dims.length}-D, not an NCHW image`);
+  if (out?.dtype !== undefined && ![DataType.FLOAT, DataType.DOUBLE, DataType.FLOAT16, DataType.BFLOAT16].includes(out.dtype as 1)) return notCandidate("not a floating-point tensor");
   if (!ca && !cb) {
     if (op === "Add") return { kind: "sum", node, terms: [{ tensor: a, sign: 1 }, { tensor: b, sign: 1 }] };
     if (op === "Sub") return { kind: "sum", node, terms: [{ tensor: a, sign: 1 }, { tensor: b, sign: -1 }] };
-    return refuse(`${op} of two activations is not linear`);
+    return notCandidate(`${op} of two activations is not linear`);
   }
   // A per-channel constant read by other nodes too (DBB's `Sub t … Add t`) stays for them; folding
   // copies at most a [C] vector, so sharing is not a reason to refuse here (unlike weights and BN).
@@ -158,7 +170,7 @@ function readAveragePool(ctx: PassContext, node: Node): LinearOp | Refusal {
   };
 }
 
-function readPad(ctx: PassContext, node: Node): LinearOp | Refusal {
+function readPad(ctx: PassContext, node: Node): { input: string; pads: Pads; value: number } | Refusal {
   const mode = node.string("mode", "constant");
   if (mode !== "constant") return refuse(`Pad mode '${mode}' is not a constant pad`);
   if (present(node.inputs[3])) return refuse("Pad with axes input");
@@ -180,7 +192,7 @@ function readPad(ctx: PassContext, node: Node): LinearOp | Refusal {
   if (!pads || pads.length !== 8) return refuse("Pad is not on a 4-D tensor");
   if (pads[0] || pads[1] || pads[4] || pads[5]) return refuse("Pad pads batch or channel axes");
   if (pads.some((p) => p < 0)) return refuse("Pad with negative amounts (a crop)");
-  return { kind: "pad", node, input: node.inputs[0]!, pads: [pads[2]!, pads[3]!, pads[6]!, pads[7]!], value };
+  return { input: node.inputs[0]!, pads: [pads[2]!, pads[3]!, pads[6]!, pads[7]!], value };
 }
 
 /** Emit a LinearMap as a Conv node reading `input` and writing `output` (weights in `dtype`). */

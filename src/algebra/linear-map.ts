@@ -23,6 +23,8 @@ export interface LinearMap {
 /** A reason a rule does not apply: data, not a silent null (feeds --explain and the tests). */
 export interface Refusal {
   refused: string;
+  /** Not a candidate at all (a Relu, an integer index tensor): nothing worth explaining. */
+  quiet?: boolean;
 }
 
 export function isRefusal(x: unknown): x is Refusal {
@@ -30,6 +32,7 @@ export function isRefusal(x: unknown): x is Refusal {
 }
 
 export const refuse = (reason: string): Refusal => ({ refused: reason });
+export const notCandidate = (reason: string): Refusal => ({ refused: reason, quiet: true });
 
 export function kernelIndex(m: LinearMap, o: number, c: number, i: number, j: number): number {
   return ((o * (m.inChannels / m.groups) + c) * m.kh + i) * m.kw + j;

@@ -24,6 +24,7 @@ export const INT64_MAX_VALUE = 2 ** 63;
 const I64_MAX = 0x7fffffffffffffffn;
 const I64_MIN = -0x8000000000000000n;
 const SAFE = BigInt(Number.MAX_SAFE_INTEGER);
+const NEAR_LIMIT = 2n ** 62n;
 
 /** Thrown inside the evaluator; evaluateNode turns it into `{ unsupported }`. */
 export class Unsupported extends Error {}
@@ -331,8 +332,10 @@ export function valueFromTensor(t: Tensor): Value {
     for (let i = 0; i < raw.length; i++) {
       const b = raw[i]!;
       if (b >= -SAFE && b <= SAFE) out[i] = Number(b);
-      else if (raw instanceof BigInt64Array && b === I64_MAX) out[i] = INT64_MAX_VALUE;
-      else if (raw instanceof BigInt64Array && b === I64_MIN) out[i] = -INT64_MAX_VALUE;
+      // Exporters write "open" slice bounds as INT64_MAX or INT64_MIN(+1): values this close to the
+      // int64 limits are taken as the ±2^63 sentinels, which only bound-like ops accept.
+      else if (raw instanceof BigInt64Array && b >= NEAR_LIMIT) out[i] = INT64_MAX_VALUE;
+      else if (raw instanceof BigInt64Array && b <= -NEAR_LIMIT) out[i] = -INT64_MAX_VALUE;
       else out[i] = NaN; // not exact as float64: any op that reads it refuses
     }
   } else if (t.dtype === DataType.BOOL) {

@@ -21,6 +21,7 @@ const SAME_SHAPE = new Set([
   "BatchNormalization", "Relu", "Sigmoid", "Tanh", "LeakyRelu", "Clip", "HardSigmoid", "HardSwish", "Identity", "Dropout",
   "Neg", "Abs", "Exp", "Log", "Sqrt", "Softmax", "LogSoftmax", "Erf", "Gelu", "Mish", "Elu", "Selu", "Softplus", "Softsign",
   "PRelu", "Reciprocal", "Floor", "Ceil", "Round", "Sign", "InstanceNormalization", "LayerNormalization", "LRN", "Not", "ThresholdedRelu", "Celu", "Swish",
+  "ScatterND", "ScatterElements",
 ]);
 const BROADCAST = new Set(["Add", "Sub", "Mul", "Div", "Pow", "Max", "Min", "Sum", "Mean", "Where", "Equal", "Less", "Greater", "And", "Or", "PRelu"]);
 

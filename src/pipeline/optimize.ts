@@ -3,6 +3,7 @@
 import type { Model } from "../ir/graph.js";
 import { collapseLinearRegions } from "../../passes/collapse-linear-regions.js";
 import { pruneZeroChannels } from "../../passes/prune-zero-channels.js";
+import { foldConstants } from "../../passes/fold-constants.js";
 import { PassContext, type PassOptions, type RefusalRecord } from "./context.js";
 import type { Pass } from "./pass.js";
 import type { RewriteFilter, RewriteRecord } from "./rewriter.js";
@@ -33,7 +34,7 @@ export interface OptimizeReport {
 }
 
 export function defaultPasses(): Pass[] {
-  return [collapseLinearRegions, pruneZeroChannels];
+  return [foldConstants, collapseLinearRegions, pruneZeroChannels];
 }
 
 export function optimize(model: Model, options: OptimizeOptions = {}): { model: Model; report: OptimizeReport } {

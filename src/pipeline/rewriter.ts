@@ -28,6 +28,8 @@ export interface Replacement {
   macsAfter?: number;
   /** Tensors the rewrite stopped reading (e.g. replaced initializers): dropped if now unused. */
   collect?: string[];
+  /** Initializers that take the place of removed nodes' outputs, under those outputs' names. */
+  initializers?: Tensor[];
 }
 
 /** Decides whether a rewrite may be applied (used to bisect a verification failure). */
@@ -109,6 +111,7 @@ export class Rewriter {
       return false;
     }
     this.pending = [];
+    for (const t of r.initializers ?? []) this.graph.initializers.set(t.name, t);
     const nodes = this.graph.nodes;
     const at = nodes.indexOf(r.anchor);
     if (at < 0) throw new Error(`rewriter: anchor ${r.anchor.name} is not in the graph`);
