@@ -68,3 +68,17 @@ describe.each(entries.filter((e) => e.expect === "unfolded"))("stays unfolded $f
     }
   });
 });
+
+describe("cost awareness", () => {
+  it("the 11x11/2 stem raises MACs: folded by default (the authors' deploy form), skipped with noCostlier", () => {
+    const model = loadModel(dir + "comp_stem_first_s2_preserve_op13.onnx");
+    const { report } = optimize(model);
+    const stem = report.rewrites.find((r) => /11x11\/2/.test(r.summary));
+    expect(stem).toBeDefined();
+    expect(stem!.macsAfter!).toBeGreaterThan(stem!.macsBefore!);
+    const cautious = optimize(model, { noCostlier: true });
+    expect(cautious.report.rewrites.some((r) => /11x11/.test(r.summary))).toBe(false);
+    expect(cautious.report.refusals.map((r) => r.reason).join()).toMatch(/would raise MACs/);
+    expect(cautious.report.after.macs).toBeLessThanOrEqual(cautious.report.before.macs);
+  });
+});

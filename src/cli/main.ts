@@ -218,7 +218,11 @@ async function cmdInspect(args: string[], f: Flags): Promise<number> {
     `  ${g.initializers.size} initializers, ${stats.weightBytes.toLocaleString("en-US")} bytes, dtype ${stats.dtype}; conv weights ${stats.convWeights.toLocaleString("en-US")}; MACs ${stats.macs.toLocaleString("en-US")}`,
     `  optimize would: ${report.rewrites.length} rewrite${report.rewrites.length === 1 ? "" : "s"}, nodes ${report.before.nodes} → ${report.after.nodes}, MACs ${report.before.macs.toLocaleString("en-US")} → ${report.after.macs.toLocaleString("en-US")}`,
   ];
-  for (const r of report.rewrites) lines.push(`  opportunity ${r.node}: ${r.summary}`);
+  for (const r of report.rewrites) {
+    const costlier = r.macsBefore !== undefined && r.macsAfter !== undefined && r.macsBefore > 0 && r.macsAfter > r.macsBefore;
+    const macs = r.macsBefore ? ` (MACs ${r.macsBefore.toLocaleString("en-US")} → ${(r.macsAfter ?? 0).toLocaleString("en-US")}${costlier ? ", costlier: done by default as the authors' deploy form; --no-costlier skips it" : ""})` : "";
+    lines.push(`  opportunity ${r.node}: ${r.summary}${macs}`);
+  }
   if (f.explain) for (const r of report.refusals) lines.push(`  left alone ${r.node} (${r.op}): ${r.reason}`);
   else if (report.refusals.length) lines.push(`  ${report.refusals.length} candidate(s) left alone (--explain says why)`);
   print(f.json, { file, stats, opportunities: report.rewrites, refusals: report.refusals, after: report.after }, lines);
