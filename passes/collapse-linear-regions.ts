@@ -8,6 +8,7 @@ import { affineAfter, perChannel } from "../src/algebra/affine.js";
 import { composeMaps } from "../src/algebra/compose.js";
 import { identityMap, isRefusal, macsPerPixel, type LinearMap, type Pads, type Refusal } from "../src/algebra/linear-map.js";
 import { averagePoolMap } from "../src/algebra/pool.js";
+import { withScratch } from "../src/algebra/scratch.js";
 import { negate, sumMaps } from "../src/algebra/sum.js";
 import { DataType } from "../src/ir/dtype.js";
 import { Node } from "../src/ir/graph.js";
@@ -299,6 +300,12 @@ export const collapseLinearRegions: Pass = {
   name: "collapse-linear-regions",
   description: "fold BN/affine, merge parallel branches, compose sequential convs/pools into one Conv per linear region",
   run(ctx) {
+    // Kernel arrays of a region come from a scratch arena, recycled before each candidate region.
+    return withScratch((recycle) => collapse(ctx, recycle));
+  },
+};
+
+function collapse(ctx: PassContext, recycle: () => void): boolean {
     let changed = false;
     const builder = new RegionBuilder(ctx);
     // Roots from the graph's end: the largest region containing a tensor is tried before its parts.
@@ -306,6 +313,7 @@ export const collapseLinearRegions: Pass = {
     const removed = new Set<Node>();
     for (const anchor of candidates) {
       if (removed.has(anchor) || !ctx.graph.nodes.includes(anchor)) continue;
+      recycle();
       const output = anchor.outputs[0];
       if (!output || !mayRootRegion(ctx, anchor) || ctx.rewriter.declinedAnchor(anchor)) continue;
       const read = builder.read(anchor);
@@ -352,5 +360,5 @@ export const collapseLinearRegions: Pass = {
       changed = true;
     }
     return changed;
-  },
-};
+}
+

@@ -85,7 +85,7 @@ function readConv(ctx: PassContext, node: Node): LinearOp | Refusal {
   if (!pads) return refuse("Conv auto_pad needs input sizes that are unknown (give --shape)");
   if (O % groups !== 0) return refuse("Conv output channels not divisible by groups");
   const map = makeMap({
-    outChannels: O, inChannels: Cg * groups, groups, kh, kw, kernel: w.toFloat64(),
+    outChannels: O, inChannels: Cg * groups, groups, kh, kw, kernel: w.floatView(),
     bias: b ? b.toFloat64() : new Float64Array(O),
     stride: [strides[0]!, strides[1]!], pads: [pads[0]!, pads[1]!, pads[2]!, pads[3]!], dilation: [dilations[0]!, dilations[1]!],
   });

@@ -1,5 +1,6 @@
 // Rule 1: BatchNormalization (inference), Mul/Div/Add/Sub by per-channel or scalar constants are
 // all the affine map y = s ⊙ x + t. Normalize them to (s, t), then fold into a LinearMap.
+import { kernelArray } from "./scratch.js";
 import type { LinearMap } from "./linear-map.js";
 
 export interface Affine {
@@ -29,7 +30,7 @@ export function perChannel(values: Float64Array, channels: number): Float64Array
 export function affineAfter(m: LinearMap, a: Affine): LinearMap {
   const s = perChannel(a.scale, m.outChannels), t = perChannel(a.shift, m.outChannels);
   const per = (m.kernel.length / m.outChannels) | 0; // integer: keeps typed-array access fast
-  const kernel = new Float64Array(m.kernel.length);
+  const kernel = kernelArray(m.kernel.length);
   const bias = new Float64Array(m.outChannels);
   const src = m.kernel;
   for (let o = 0; o < m.outChannels; o++) {

@@ -1,9 +1,17 @@
 // One representation for "a conv-like linear map" (REPARAM_MATH.md): y = W * x + b with stride,
 // pads, dilation and groups. Every fold builds, combines and emits these; all values are float64.
+import { kernelArray } from "./scratch.js";
 
 export type Pair = [number, number];
 /** ONNX order for 2-D: [top, left, bottom, right]. */
 export type Pads = [number, number, number, number];
+
+/**
+ * Kernel values. Inputs may be float32 views of a model's weights (read, never written: reading a
+ * float32 into float64 arithmetic is exact, and it saves a decoded copy of every weight); every
+ * kernel the algebra computes is float64.
+ */
+export type KernelData = Float64Array | Float32Array;
 
 export interface LinearMap {
   outChannels: number;
@@ -13,7 +21,7 @@ export interface LinearMap {
   kh: number;
   kw: number;
   /** [outChannels, inChannels/groups, kh, kw], row-major. */
-  kernel: Float64Array;
+  kernel: KernelData;
   bias: Float64Array;
   stride: Pair;
   pads: Pads;
@@ -40,7 +48,7 @@ export function kernelIndex(m: LinearMap, o: number, c: number, i: number, j: nu
 
 export function makeMap(p: Omit<LinearMap, "kernel" | "bias"> & Partial<Pick<LinearMap, "kernel" | "bias">>): LinearMap {
   const size = p.outChannels * (p.inChannels / p.groups) * p.kh * p.kw;
-  const m: LinearMap = { ...p, kernel: p.kernel ?? new Float64Array(size), bias: p.bias ?? new Float64Array(p.outChannels) };
+  const m: LinearMap = { ...p, kernel: p.kernel ?? kernelArray(size), bias: p.bias ?? new Float64Array(p.outChannels) };
   if (m.kernel.length !== size) throw new Error(`kernel has ${m.kernel.length} values, expected ${size}`);
   // Dilation along a one-tap axis means nothing: normalize so such maps combine freely.
   if (m.kh === 1) m.dilation = [1, m.dilation[1]];
@@ -71,7 +79,7 @@ export function regroup(m: LinearMap, g: number): LinearMap {
   const outPerOld = (m.outChannels / m.groups) | 0, inPerOld = (m.inChannels / m.groups) | 0;
   const outPerNew = (m.outChannels / g) | 0, inPerNew = (m.inChannels / g) | 0;
   const taps = (m.kh * m.kw) | 0;
-  const kernel = new Float64Array(m.outChannels * inPerNew * taps);
+  const kernel = kernelArray(m.outChannels * inPerNew * taps);
   for (let o = 0; o < m.outChannels; o++) {
     const oldGroup = Math.floor(o / outPerOld);
     const newGroup = Math.floor(o / outPerNew);

@@ -2,7 +2,8 @@
 // where Ŵ_i is W_i embedded in the union window. Exact only when the branches' output grids are
 // identical for every input size: same stride, same dilation (on axes with more than one tap) and
 // the same `pad_begin + pad_end − span` per axis, so the windows line up at both borders.
-import { gcd, makeMap, refuse, regroup, type LinearMap, type Refusal } from "./linear-map.js";
+import { kernelArray } from "./scratch.js";
+import { gcd, makeMap, refuse, regroup, type KernelData, type LinearMap, type Refusal } from "./linear-map.js";
 
 interface AxisPlan {
   dilation: number;
@@ -73,7 +74,7 @@ function addInto(out: LinearMap, maps: LinearMap[], rowOffsets: number[], colOff
 }
 
 // A monomorphic hot loop on integers (divisions would make doubles and slow V8's indexing).
-function addKernel(dst: Float64Array, OH: number, OW: number, src: Float64Array, KH: number, KW: number, rows: number, dy: number, dx: number): void {
+function addKernel(dst: KernelData, OH: number, OW: number, src: KernelData, KH: number, KW: number, rows: number, dy: number, dx: number): void {
   if (KH === OH && KW === OW) {
     for (let i = 0; i < src.length; i++) dst[i] = dst[i]! + src[i]!;
     return;
@@ -90,5 +91,7 @@ function addKernel(dst: Float64Array, OH: number, OW: number, src: Float64Array,
 
 /** −map: for Sub(a, b) = a + (−b). */
 export function negate(m: LinearMap): LinearMap {
-  return { ...m, kernel: m.kernel.map((v) => -v), bias: m.bias.map((v) => -v) };
+  const kernel = kernelArray(m.kernel.length);
+  for (let i = 0; i < kernel.length; i++) kernel[i] = -m.kernel[i]!;
+  return { ...m, kernel, bias: m.bias.map((v) => -v) };
 }

@@ -4,7 +4,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { ModelError, UsageError } from "./errors.js";
 import { Graph, Model, graphFromProto } from "./graph.js";
-import { decodeModel, encodeModel, onnx, type ModelProto, type TensorProto } from "./proto.js";
+import { copyWireInfo, decodeModel, encodeGraph, encodeModel, encodeTensor, onnx, type ModelProto, type TensorProto } from "./proto.js";
 import { Tensor, rawBytes, type ExternalReader, type ExternalRef } from "./tensor.js";
 
 /** A single protobuf message cannot exceed 2 GiB; larger models must put weights in a data file. */
@@ -201,13 +201,19 @@ export function saveModel(model: Model, file: string, options: SaveOptions = {})
       if (total > PROTOBUF_LIMIT)
         throw new UsageError(`${file}: weights are ${(total / 2 ** 30).toFixed(2)} GiB, over protobuf's 2 GiB limit: use --external-data`);
     }
-    const bytes = encodeModel(proto);
     const tmp = tempName(file);
     tmpFiles.push(tmp);
-    writeSynced(tmp, bytes);
+    const weightBytes = (proto.graph?.initializer ?? []).reduce((sum, t) => sum + (t.rawData?.length ?? 0), 0);
+    let written: number;
+    if (weightBytes >= STREAM_THRESHOLD) written = writeStreamed(tmp, proto);
+    else {
+      const bytes = encodeModel(proto);
+      writeSynced(tmp, bytes);
+      written = bytes.length;
+    }
     renames.push([tmp, file]);
     for (const [from, to] of renames) fs.renameSync(from, to);
-    return { bytes: bytes.length, dataBytes };
+    return { bytes: written, dataBytes };
   } catch (e) {
     for (const t of tmpFiles) fs.rmSync(t, { force: true });
     if (e instanceof UsageError || e instanceof ModelError) throw e;
@@ -222,6 +228,74 @@ function inlineProto(t: Tensor): TensorProto {
 
 function tempName(file: string): string {
   return path.join(path.dirname(path.resolve(file)), `.${path.basename(file)}.${process.pid}.${Math.random().toString(36).slice(2, 8)}.tmp`);
+}
+
+/** Above this many bytes of weights, models are written without building the whole message in memory. */
+const STREAM_THRESHOLD = 16 * 2 ** 20;
+
+function varint(n: number): Uint8Array {
+  const out: number[] = [];
+  while (n >= 0x80) {
+    out.push((n % 0x80) | 0x80);
+    n = Math.floor(n / 0x80);
+  }
+  out.push(n);
+  return Uint8Array.from(out);
+}
+
+/**
+ * Write a ModelProto whose weights are large without encoding it into one buffer: the small parts
+ * are encoded, each initializer's raw_data is written straight from its typed array. Protobuf
+ * allows fields in any order, so the graph's initializers go last (ModelProto.graph = 7,
+ * GraphProto.initializer = 5, TensorProto.raw_data = 9; length-delimited).
+ */
+function writeStreamed(file: string, proto: ModelProto): number {
+  const graph = proto.graph!;
+  const initializers = graph.initializer ?? [];
+  const pieces: Uint8Array[][] = initializers.map((t) => {
+    const raw = t.rawData && t.rawData.length > 0 ? t.rawData : undefined;
+    const header = encodeTensorHeader(t, !!raw);
+    const body = raw ? [header, Uint8Array.of(0x4a), varint(raw.length), raw] : [header];
+    const length = body.reduce((n, b) => n + b.length, 0);
+    return [Uint8Array.of(0x2a), varint(length), ...body];
+  });
+  const graphHead = encodeGraphWithout(graph);
+  const graphLength = graphHead.length + pieces.reduce((n, p) => n + p.reduce((m, b) => m + b.length, 0), 0);
+  const modelHead = encodeModel({ ...shallow(proto), graph: undefined } as ModelProto);
+  const all = [modelHead, Uint8Array.of(0x3a), varint(graphLength), graphHead, ...pieces.flat()];
+  const fd = fs.openSync(file, "w");
+  let total = 0;
+  try {
+    for (const b of all) {
+      let done = 0;
+      while (done < b.length) done += fs.writeSync(fd, b, done, b.length - done);
+      total += b.length;
+    }
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+  return total;
+}
+
+/** A copy of a decoded message that keeps its unknown fields and wire-layout notes. */
+function shallow<T extends object>(m: T): T {
+  const copy = Object.create(Object.getPrototypeOf(m)) as T;
+  Object.assign(copy, m);
+  copyWireInfo(m, copy);
+  return copy;
+}
+
+function encodeTensorHeader(t: TensorProto, dropRaw: boolean): Uint8Array {
+  const copy = shallow(t);
+  if (dropRaw) delete (copy as { rawData?: unknown }).rawData;
+  return encodeTensor(copy);
+}
+
+function encodeGraphWithout(g: NonNullable<ModelProto["graph"]>): Uint8Array {
+  const copy = shallow(g);
+  copy.initializer = [];
+  return encodeGraph(copy);
 }
 
 function writeSynced(file: string, bytes: Uint8Array): void {

@@ -179,6 +179,16 @@ export function decodeModel(bytes: Uint8Array): ModelProto {
   return onnx.ModelProto.decode(bytes) as ModelProto;
 }
 
+export function encodeTensor(t: TensorProto): Uint8Array {
+  ensurePatched();
+  return onnx.TensorProto.encode(t as OnnxNs.TensorProto).finish();
+}
+
+export function encodeGraph(g: GraphProto): Uint8Array {
+  ensurePatched();
+  return onnx.GraphProto.encode(g as OnnxNs.GraphProto).finish();
+}
+
 export function encodeModel(model: ModelProto): Uint8Array {
   ensurePatched();
   return onnx.ModelProto.encode(model as OnnxNs.ModelProto).finish();

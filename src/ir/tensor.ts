@@ -113,7 +113,7 @@ export class Tensor {
   }
 
   /** Store float64 values in `dtype` (rounding happens here, once). */
-  static fromFloat64(name: string, dtype: number, dims: readonly number[], values: Float64Array): Tensor {
+  static fromFloat64(name: string, dtype: number, dims: readonly number[], values: Float64Array | Float32Array): Tensor {
     return Tensor.fromData(name, dtype, dims, encodeFloat(dtype, values));
   }
 
@@ -177,6 +177,13 @@ export class Tensor {
     return decodeFloat(this.dtype, this.data());
   }
 
+  /** Float values to read in float64 arithmetic: a view for float32/float64 data, decoded otherwise. */
+  floatView(): Float32Array | Float64Array {
+    const data = this.data();
+    if (data instanceof Float32Array || data instanceof Float64Array) return data;
+    return decodeFloat(this.dtype, data);
+  }
+
   /** Proto for saving: the original when untouched (lossless), else a fresh raw_data proto. */
   toProto(): TensorProto {
     if (this.original && !this.cachedIsNew) {
@@ -221,10 +228,11 @@ export function decodeFloat(dtype: number, data: TensorData): Float64Array {
   return out;
 }
 
-export function encodeFloat(dtype: number, values: Float64Array): TensorData {
+export function encodeFloat(dtype: number, values: Float64Array | Float32Array): TensorData {
   switch (dtype) {
-    case DataType.FLOAT: return Float32Array.from(values);
-    case DataType.DOUBLE: return Float64Array.from(values);
+    // TypedArray#set converts natively (much faster than Float32Array.from on large kernels).
+    case DataType.FLOAT: { const out = new Float32Array(values.length); out.set(values); return out; }
+    case DataType.DOUBLE: { const out = new Float64Array(values.length); out.set(values); return out; }
     case DataType.FLOAT16: return Uint16Array.from(values, floatToHalf);
     case DataType.BFLOAT16: return Uint16Array.from(values, floatToBfloat16);
     case DataType.INT64: return BigInt64Array.from(values, (v) => BigInt(Math.round(v)));
