@@ -351,3 +351,35 @@ describe("a wrong rewrite is named, and --skip-failing keeps the others", () => 
     expect(fs.existsSync(at("neg_out.onnx"))).toBe(true);
   });
 });
+
+describe("atomic output under a kill", () => {
+  it("killing the process mid-write leaves the previous output file intact (never a partial model)", async () => {
+    const { spawn } = await import("node:child_process");
+    fs.copyFileSync(DEMO, at("kill_in.onnx"));
+    fs.writeFileSync(at("kill_out.onnx"), "previous output");
+    const child = spawn(process.execPath, [CLI, "optimize", "kill_in.onnx", "kill_out.onnx", "--no-verify"], {
+      cwd: at("."), env: { ...process.env, REPARAM_ONNX_TEST_WRITE_DELAY_MS: "5000" }, stdio: "ignore",
+    });
+    // Wait until the temporary file exists (the write has started), then kill.
+    const tmpStarted = () => fs.readdirSync(at(".")).some((f) => f.startsWith(".kill_out.onnx.") && f.endsWith(".tmp"));
+    const t0 = Date.now();
+    while (!tmpStarted() && Date.now() - t0 < 20000) await new Promise((r) => setTimeout(r, 20));
+    expect(tmpStarted()).toBe(true);
+    const exited = new Promise((r) => child.on("exit", r));
+    child.kill("SIGKILL");
+    await exited;
+    expect(fs.readFileSync(at("kill_out.onnx"), "utf8")).toBe("previous output");
+    // And without a previous file, a killed write leaves no output at all.
+    fs.rmSync(at("kill_out.onnx"));
+    const again = spawn(process.execPath, [CLI, "optimize", "kill_in.onnx", "kill_out.onnx", "--no-verify"], {
+      cwd: at("."), env: { ...process.env, REPARAM_ONNX_TEST_WRITE_DELAY_MS: "5000" }, stdio: "ignore",
+    });
+    const t1 = Date.now();
+    while (!tmpStarted() && Date.now() - t1 < 20000) await new Promise((r) => setTimeout(r, 20));
+    const exited2 = new Promise((r) => again.on("exit", r));
+    again.kill("SIGKILL");
+    await exited2;
+    expect(fs.existsSync(at("kill_out.onnx"))).toBe(false);
+    for (const f of fs.readdirSync(at("."))) if (f.startsWith(".kill_out.onnx.")) fs.rmSync(at(f));
+  });
+});

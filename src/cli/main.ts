@@ -13,6 +13,7 @@ import { modelStats } from "../pipeline/stats.js";
 import { readNpy } from "../verify/npy.js";
 import { verifyModels, type Feed, type Provider } from "../verify/verify.js";
 import { formatOptimize, formatVerify, ms } from "./format.js";
+import { Progress } from "./progress.js";
 
 export const EXIT = { ok: 0, verifyFailed: 1, usage: 2, internal: 3 } as const;
 
@@ -130,9 +131,12 @@ async function cmdOptimize(args: string[], f: Flags): Promise<number> {
   if (fs.existsSync(output) && fs.statSync(output).isDirectory()) throw new UsageError(`${output}: is a directory`);
   const shapes = parseShapes(f.shape);
   const prov = provider(f.provider);
+  const progress = new Progress(f.json);
+  progress.stage(`loading ${input}`);
   const t0 = performance.now();
   const model = loadModel(input);
   const tLoad = performance.now() - t0;
+  progress.stage("rewriting");
   // --unsafe-ignore-border-rule exists for tests and demonstrations only: it makes wrong folds on purpose.
   const passOptions = { shapes, noCostlier: f["no-costlier"], duplicateShared: f["duplicate-shared"], unsafeIgnoreBorderRule: f["unsafe-ignore-border-rule"] };
   let { model: optimized, report } = about(input, () => optimize(model, passOptions));
@@ -143,7 +147,9 @@ async function cmdOptimize(args: string[], f: Flags): Promise<number> {
   if (!f["no-verify"]) {
     const t1 = performance.now();
     const verifyOptions = { shapes, provider: prov, tolerance, runs, seed };
+    progress.stage(`verifying in onnxruntime (${prov})`);
     verification = await verifyModels(model, optimized, verifyOptions);
+    if (!verification.ok) progress.stage("verification failed: finding the rewrite responsible");
     if (!verification.ok && f["skip-failing"]) {
       const r = await skipFailing(model, report, passOptions, verifyOptions);
       if (r) [optimized, report, verification, skipped] = [r.model, r.report, r.verification, r.culprits];
@@ -155,7 +161,12 @@ async function cmdOptimize(args: string[], f: Flags): Promise<number> {
   const ok = !verification || verification.ok;
   let written: { bytes: number; dataBytes: number } | undefined;
   const t2 = performance.now();
-  if (ok) written = about(input, () => saveModel(optimized, output, { externalData: f["external-data"] }));
+  if (ok) progress.stage(`writing ${output}`);
+  try {
+    if (ok) written = about(input, () => saveModel(optimized, output, { externalData: f["external-data"] }));
+  } finally {
+    progress.done();
+  }
   const tWrite = performance.now() - t2;
   const timings = { loadMs: tLoad, passesMs: report.timeMs, verifyMs: tVerify, writeMs: tWrite };
   const lines = [`reparam-onnx optimize ${input} → ${output}`, ...formatOptimize(report, !!f.explain)];
@@ -249,6 +260,7 @@ export async function main(argv: string[]): Promise<number> {
       default: throw new UsageError(`unknown command '${cmd}'\n${USAGE}`);
     }
   } catch (e) {
+    Progress.current?.done();
     if (e instanceof ModelError || e instanceof UsageError) {
       process.stderr.write(`reparam-onnx: error: ${e.message}\n`);
       return EXIT.usage;

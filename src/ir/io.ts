@@ -266,7 +266,8 @@ function writeStreamed(file: string, proto: ModelProto): number {
   const fd = fs.openSync(file, "w");
   let total = 0;
   try {
-    for (const b of all) {
+    for (const [k, b] of all.entries()) {
+      if (k === all.length >> 1) testPauseMidWrite();
       let done = 0;
       while (done < b.length) done += fs.writeSync(fd, b, done, b.length - done);
       total += b.length;
@@ -298,10 +299,22 @@ function encodeGraphWithout(g: NonNullable<ModelProto["graph"]>): Uint8Array {
   return encodeGraph(copy);
 }
 
+/**
+ * Test hook: REPARAM_ONNX_TEST_WRITE_DELAY_MS pauses a write halfway, so a test can kill the
+ * process mid-write and check that the output path never holds a partial model.
+ */
+function testPauseMidWrite(): void {
+  const ms = Number(process.env.REPARAM_ONNX_TEST_WRITE_DELAY_MS ?? 0);
+  if (ms > 0) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+}
+
 function writeSynced(file: string, bytes: Uint8Array): void {
   const fd = fs.openSync(file, "w");
   try {
     let done = 0;
+    const half = bytes.length >> 1;
+    while (done < half) done += fs.writeSync(fd, bytes, done, half - done);
+    testPauseMidWrite();
     while (done < bytes.length) done += fs.writeSync(fd, bytes, done, bytes.length - done);
     fs.fsyncSync(fd);
   } finally {
