@@ -90,6 +90,8 @@ export const SPECS: Record<string, RepvggSpec> = {
   "repvgg-a0": { widths: [48, 48, 96, 192, 1280], depths: [1, 2, 4, 14, 1] },
   "repvgg-b1": { widths: [64, 128, 256, 512, 2048], depths: [1, 4, 6, 16, 1] },
   "dbb-a0": { widths: [48, 48, 96, 192, 1280], depths: [1, 2, 4, 14, 1], block: "dbb" },
+  // Over protobuf's 2 GiB of weights (≈ 2.3 GB float32 in training form): stored as external data.
+  "repvgg-2gb": { widths: [64, 256, 512, 1792, 4096], depths: [1, 4, 6, 16, 1], resolution: 64 },
 };
 
 export function repvgg(spec: RepvggSpec, seed = 7): Model {

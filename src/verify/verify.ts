@@ -4,13 +4,14 @@
 // the border of an image and folded-BN bugs only show when channels have a non-zero mean.
 import * as fs from "node:fs";
 import { createRequire } from "node:module";
+import * as os from "node:os";
 import * as path from "node:path";
 import * as ort from "onnxruntime-node";
 import { GraphBuilder } from "../ir/builder.js";
 import { DataType, bfloat16ToFloat, dtypeName, floatToHalf, halfToFloat } from "../ir/dtype.js";
 import { ModelError, UsageError } from "../ir/errors.js";
 import type { Model } from "../ir/graph.js";
-import { modelToBytes } from "../ir/io.js";
+import { modelToBytes, saveModel } from "../ir/io.js";
 import { toNumber, type ValueInfoProto } from "../ir/proto.js";
 
 export type Provider = "cpu" | "cuda";
@@ -409,18 +410,32 @@ function modelLabel(model: Model, role: string): string {
  */
 export async function createSession(model: Model, provider: Provider = "cpu", role = ""): Promise<ort.InferenceSession> {
   await requireProvider(provider);
-  const bytes = modelToBytes(model);
   const options: ort.InferenceSession.SessionOptions =
     provider === "cuda" ? strictCudaOptions() : { executionProviders: ["cpu"], graphOptimizationLevel: "all", logSeverityLevel: 4 };
+  // A model over protobuf's 2 GiB cannot be handed over as bytes: write it with external data to a
+  // temporary folder and let onnxruntime load it from there.
+  const weights = [...model.graph.initializers.values()].reduce((n, t) => n + t.byteLength, 0);
+  let tmpDir: string | undefined;
   try {
-    return await ort.InferenceSession.create(bytes, options);
+    if (weights > LARGE_MODEL_BYTES) {
+      tmpDir = fs.mkdtempSync(path.join(os.tmpdir(), "reparam-onnx-verify-"));
+      const file = path.join(tmpDir, "model.onnx");
+      saveModel(model, file, { externalData: true });
+      return await ort.InferenceSession.create(file, options);
+    }
+    return await ort.InferenceSession.create(modelToBytes(model), options);
   } catch (e) {
     const line = firstLine(e);
     if (provider === "cuda" && /fallback to CPU EP has been explicitly disabled/i.test(line))
       throw new UsageError(`${modelLabel(model, role)}: onnxruntime would run some nodes on CPU (no CUDA kernel, or a shape computation it keeps on CPU) and verify refuses CPU fallback with provider cuda (use provider cpu): ${line}`);
     throw new ModelError(`${modelLabel(model, role)}: onnxruntime cannot load it: ${line}`);
+  } finally {
+    if (tmpDir) fs.rmSync(tmpDir, { recursive: true, force: true });
   }
 }
+
+/** Above this, sessions load from a temporary file with external data instead of bytes. */
+const LARGE_MODEL_BYTES = 1.5 * 2 ** 30;
 
 async function runSession(session: ort.InferenceSession, feeds: Record<string, ort.Tensor>, model: Model, role: string): Promise<Record<string, ort.Tensor>> {
   try {
