@@ -14,13 +14,15 @@ import { DataType } from "../src/ir/dtype.js";
 import { Node } from "../src/ir/graph.js";
 import type { PassContext } from "../src/pipeline/context.js";
 import type { Pass } from "../src/pipeline/pass.js";
-import { emitConv, readLinearOp, type LinearOp } from "./linear-nodes.js";
+import { denseNodeCount, emitConv, emitDense, featureCount, layoutOf, readLinearOp, type Layout, type LinearOp } from "./linear-nodes.js";
 
 /** A part of a region: `map` (null = identity) applied to `leaf`, built from `nodes`. */
 interface Part {
   leaf: string;
   map: LinearMap | null;
   nodes: Node[];
+  /** The axis the map acts on (undefined for a bare leaf). */
+  layout?: Layout;
   /**
    * A Pad waiting for the conv/pool that consumes it: its amounts and the per-channel value the
    * border holds (an affine after the Pad maps the value too: DBB's `Sub t → Pad 0 → Add t`).
@@ -46,8 +48,8 @@ class RegionBuilder {
     this.ops.clear();
   }
 
-  channels(tensor: string): number | undefined {
-    return this.ctx.shapes().get(tensor)?.dims?.[1];
+  channels(tensor: string, layout: Layout = "nchw"): number | undefined {
+    return featureCount(this.ctx, tensor, layout);
   }
 
   /** Can the walk continue above `tensor`? Only if the region is its sole reader. */
@@ -77,17 +79,19 @@ class RegionBuilder {
         return { ...p, nodes: [...p.nodes, op.node] };
       }
       case "affine": {
-        const p = this.part(op.input);
-        const base = p.map ?? this.identity(p.leaf, op.scale.length > 1 ? op.scale.length : undefined, op.node);
+        let p = this.part(op.input);
+        if (p.map && p.layout !== op.layout) p = leaf(op.input); // a layout change is a region border
+        const base = p.map ?? this.identity(p.leaf, op.scale.length > 1 ? op.scale.length : undefined, op.node, op.layout);
         if (!base) return leaf(tensor);
         const pad = p.pad && { pads: p.pad.pads, values: affineValues(p.pad.values, op.scale, op.shift) };
-        return { leaf: p.leaf, map: affineAfter(base, op), nodes: [...p.nodes, op.node], pad };
+        return { leaf: p.leaf, map: affineAfter(base, op), nodes: [...p.nodes, op.node], pad, layout: op.layout };
       }
       case "pad": {
         const p = this.part(op.input);
         const values = op.values.every((v) => v === 0) ? null : op.values;
         const pad = { pads: op.pads, values };
-        if (!p.pad) return { ...p, nodes: [...p.nodes, ...op.nodes], pad };
+        if (p.map && p.layout !== "nchw") return { ...leaf(op.input), nodes: op.nodes, pad, layout: "nchw" };
+        if (!p.pad) return { ...p, nodes: [...p.nodes, ...op.nodes], pad, layout: "nchw" };
         // Pad after pad: a zero-amount Pad (exporters emit them before AveragePool) is an identity;
         // two pads with the same border value are one pad of the summed amounts.
         if (op.pads.every((v) => v === 0)) return { ...p, nodes: [...p.nodes, ...op.nodes] };
@@ -96,7 +100,9 @@ class RegionBuilder {
         return { ...leaf(op.input), nodes: op.nodes, pad };
       }
       case "conv": case "pool": {
-        const p = this.part(op.input);
+        const layout: Layout = op.kind === "conv" ? op.layout : "nchw";
+        let p = this.part(op.input);
+        if (p.map && p.layout !== layout) p = leaf(op.input);
         let second: LinearMap | undefined;
         if (op.kind === "conv") second = op.map;
         else {
@@ -110,15 +116,15 @@ class RegionBuilder {
           }
           second = pool;
         }
-        return this.compose(p, second, op.node, op.input);
+        return { ...this.compose(p, second, op.node, op.input), layout };
       }
       case "sum":
         return this.sum(op.node, root);
     }
   }
 
-  private identity(tensor: string, hint: number | undefined, node: Node): LinearMap | undefined {
-    const c = hint ?? this.channels(tensor);
+  private identity(tensor: string, hint: number | undefined, node: Node, layout: Layout = "nchw"): LinearMap | undefined {
+    const c = hint ?? this.channels(tensor, layout);
     if (c === undefined) {
       this.ctx.refuse(node, `channel count of '${tensor}' is unknown (give --shape)`);
       return undefined;
@@ -176,9 +182,12 @@ class RegionBuilder {
     const terms: { tensor: string; sign: 1 | -1 }[] = [];
     const sums: Node[] = [];
     this.terms(node, 1, terms, sums);
+    const layout = layoutOf(this.ctx, output);
+    if (typeof layout !== "string") return leaf(output);
     const parts = terms.map((t) => {
       const p = this.internal(t.tensor) ? this.part(t.tensor) : leaf(t.tensor);
-      return { ...(p.pad ? leaf(t.tensor) : p), sign: t.sign, tensor: t.tensor };
+      const usable = !p.pad && (!p.map || p.layout === layout);
+      return { ...(usable ? p : leaf(t.tensor)), sign: t.sign, tensor: t.tensor };
     });
     const leaves = [...new Set(parts.map((p) => p.leaf))];
     if (leaves.length > 1) {
@@ -187,18 +196,18 @@ class RegionBuilder {
         this.ctx.refuse(node, why);
         return leaf(output);
       }
-      return this.partialSum(node, sums, parts, why);
+      return { ...this.partialSum(node, sums, parts, why, layout), layout };
     }
-    const merged = this.merge(parts, node);
+    const merged = this.merge(parts, node, layout);
     if (!merged) return leaf(output);
-    return { leaf: leaves[0]!, map: merged, nodes: [...parts.flatMap((p) => p.nodes), ...sums] };
+    return { leaf: leaves[0]!, map: merged, nodes: [...parts.flatMap((p) => p.nodes), ...sums], layout };
   }
 
-  private merge(parts: (Part & { sign: 1 | -1 })[], node: Node): LinearMap | undefined {
+  private merge(parts: (Part & { sign: 1 | -1 })[], node: Node, layout: Layout): LinearMap | undefined {
     const known = parts.find((p) => p.map)?.map;
     const maps: LinearMap[] = [];
     for (const p of parts) {
-      const m = p.map ?? (known ? identityMap(known.inChannels) : this.identity(p.leaf, undefined, node));
+      const m = p.map ?? (known ? identityMap(known.inChannels) : this.identity(p.leaf, undefined, node, layout));
       if (!m) return undefined;
       maps.push(p.sign < 0 ? negate(m) : m);
     }
@@ -226,7 +235,7 @@ class RegionBuilder {
   }
 
   /** A root sum over several inputs: merge the largest same-input group, keep the other terms. */
-  private partialSum(node: Node, sums: Node[], parts: (Part & { sign: 1 | -1; tensor: string })[], why: string): Part {
+  private partialSum(node: Node, sums: Node[], parts: (Part & { sign: 1 | -1; tensor: string })[], why: string, layout: Layout): Part {
     const groups = new Map<string, typeof parts>();
     for (const p of parts) groups.set(p.leaf, [...(groups.get(p.leaf) ?? []), p]);
     const best = [...groups.values()].filter((g) => g.length >= 2).sort((a, b) => b.length - a.length)[0];
@@ -234,7 +243,7 @@ class RegionBuilder {
       this.ctx.refuse(node, why);
       return leaf(node.outputs[0]!);
     }
-    const merged = this.merge(best, node);
+    const merged = this.merge(best, node, layout);
     if (!merged) return leaf(node.outputs[0]!);
     const rest = parts.filter((p) => !best.includes(p));
     return { leaf: best[0]!.leaf, map: merged, nodes: [...best.flatMap((p) => p.nodes), ...sums], rest } as Part & { rest: typeof rest };
@@ -258,8 +267,10 @@ function affineValues(values: Float64Array | null, scale: Float64Array, shift: F
 
 function convMacs(ctx: PassContext, node: Node, map: LinearMap | undefined): number {
   const dims = ctx.shapes().get(node.outputs[0]!)?.dims;
-  if (!map || !dims || dims[2] === undefined || dims[3] === undefined) return 0;
-  return macsPerPixel(map) * dims[2] * dims[3];
+  if (!map || !dims) return 0;
+  // Positions the map is applied at per input: H·W of an image, L of a [N, L, F] token tensor.
+  const positions = (dims.length === 4 ? dims.slice(2) : dims.slice(1, -1)).reduce<number | undefined>((p, v) => (p === undefined || v === undefined ? undefined : p * v), 1);
+  return positions === undefined ? 0 : macsPerPixel(map) * positions;
 }
 
 function regionMacs(ctx: PassContext, builder: RegionBuilder, nodes: Node[]): number {
@@ -272,14 +283,14 @@ function regionMacs(ctx: PassContext, builder: RegionBuilder, nodes: Node[]): nu
 }
 
 function weightDtype(ctx: PassContext, nodes: Node[], leafTensor: string): number {
-  for (const n of nodes) if (n.opType === "Conv") {
+  for (const n of nodes) if (n.opType === "Conv" || n.opType === "Gemm" || n.opType === "MatMul") {
     const w = ctx.constant(n.inputs[1]!);
     if (w) return w.dtype;
   }
   return ctx.shapes().get(leafTensor)?.dtype ?? DataType.FLOAT;
 }
 
-const LINEAR_OPS = new Set(["Conv", "BatchNormalization", "Add", "Sub", "Mul", "Div", "Sum", "Neg", "AveragePool", "Pad", "ScatterND", "Identity", "Dropout"]);
+const LINEAR_OPS = new Set(["Conv", "Gemm", "MatMul", "BatchNormalization", "Add", "Sub", "Mul", "Div", "Sum", "Neg", "AveragePool", "Pad", "ScatterND", "Identity", "Dropout"]);
 const SUM_OPS = new Set(["Add", "Sub", "Sum"]);
 
 /**
@@ -324,7 +335,9 @@ function collapse(ctx: PassContext, recycle: () => void): boolean {
       const part = builder.part(output, true) as Part & { rest?: (Part & { sign: 1 | -1; tensor: string })[] };
       if (!part.map || part.pad || !part.nodes.includes(anchor)) continue;
       const rest = part.rest ?? [];
-      if (part.nodes.length - rest.length < 2) continue; // nothing gained: one node stays one node
+      const dense = part.layout === "features";
+      const emitted = (dense ? denseNodeCount(ctx, part.map, part.leaf) : 1) + rest.length;
+      if (part.nodes.length <= emitted) continue; // nothing gained: as many nodes as before
       const macsBefore = regionMacs(ctx, builder, part.nodes);
       const macsAfter = convMacs(ctx, anchor, part.map);
       if (ctx.options.noCostlier && macsBefore > 0 && macsAfter > macsBefore) {
@@ -335,8 +348,8 @@ function collapse(ctx: PassContext, recycle: () => void): boolean {
       const dtype = weightDtype(ctx, part.nodes, part.leaf);
       const add: Node[] = [];
       const convOut = rest.length ? ctx.rewriter.uniqueName(`${output}_reparam`) : output;
-      const conv = emitConv(ctx, part.map, part.leaf, convOut, `${base}/reparam_conv`, dtype);
-      add.push(conv);
+      if (dense) add.push(...emitDense(ctx, part.map, part.leaf, convOut, `${base}/reparam_fc`, dtype));
+      else add.push(emitConv(ctx, part.map, part.leaf, convOut, `${base}/reparam_conv`, dtype));
       let acc = convOut;
       rest.forEach((term, i) => {
         const out = i === rest.length - 1 ? output : ctx.rewriter.uniqueName(`${output}_partial`);
@@ -348,7 +361,7 @@ function collapse(ctx: PassContext, recycle: () => void): boolean {
       const what = [...histogram].map(([op, n]) => `${n} ${op}`).join(" + ");
       const applied = ctx.rewriter.replace({
         pass: collapseLinearRegions.name, anchor, remove: part.nodes, add,
-        summary: `${what} → Conv ${part.map.kh}x${part.map.kw}/${part.map.stride[0]}${part.map.groups > 1 ? ` g${part.map.groups}` : ""}${rest.length ? ` + ${rest.length} kept term(s)` : ""}`,
+        summary: `${what} → ${dense ? `${add.map((n) => n.opType).join("+")} ${part.map.inChannels}→${part.map.outChannels}` : `Conv ${part.map.kh}x${part.map.kw}/${part.map.stride[0]}${part.map.groups > 1 ? ` g${part.map.groups}` : ""}`}${rest.length ? ` + ${rest.length} kept term(s)` : ""}`,
         macsBefore, macsAfter,
       });
       if (!applied) {

@@ -10,10 +10,18 @@ import { Tensor } from "../src/ir/tensor.js";
 import type { PassContext } from "../src/pipeline/context.js";
 import { readBorderFill } from "./border-fill.js";
 
+/**
+ * Which axis a region's maps act on: "nchw" = axis 1 of a 4-D image (convs, pools, pads);
+ * "features" = the last axis of a [N, F] or [N, L, F] tensor (Gemm, MatMul, BN1d, per-feature
+ * affines). A fully connected layer is then a 1x1 "conv" on the feature axis, so the same algebra
+ * (affine, sum, composition = matrix product) folds both kinds of region.
+ */
+export type Layout = "nchw" | "features";
+
 export type LinearOp =
-  | { kind: "conv"; node: Node; input: string; map: LinearMap }
+  | { kind: "conv"; node: Node; input: string; map: LinearMap; layout: Layout }
   | { kind: "pool"; node: Node; input: string; params: AveragePoolParams }
-  | { kind: "affine"; node: Node; input: string; scale: Float64Array; shift: Float64Array }
+  | { kind: "affine"; node: Node; input: string; scale: Float64Array; shift: Float64Array; layout: Layout }
   /** A constant pad; `values` per channel or one value; `nodes` = every node it consists of. */
   | { kind: "pad"; node: Node; input: string; pads: Pads; values: Float64Array; nodes: Node[] }
   | { kind: "sum"; node: Node; terms: { tensor: string; sign: 1 | -1 }[] }
@@ -32,21 +40,38 @@ function sharedParameters(ctx: PassContext, node: Node, names: string[]): Refusa
   return undefined;
 }
 
-function rank4(ctx: PassContext, tensor: string): Refusal | undefined {
+/** The layout a tensor's rank implies: 4-D images are NCHW, 2-D and 3-D tensors carry features last. */
+export function layoutOf(ctx: PassContext, tensor: string): Layout | Refusal {
   const dims = ctx.shapes().get(tensor)?.dims;
   if (!dims) return refuse(`rank of '${tensor}' is unknown (give --shape)`);
-  if (dims.length !== 4) return refuse(`'${tensor}' is ${dims.length}-D, not an NCHW image`);
-  return undefined;
+  if (dims.length === 4) return "nchw";
+  if (dims.length === 2 || dims.length === 3) return "features";
+  return notCandidate(`'${tensor}' is ${dims.length}-D`);
 }
+
+/** Channel (nchw) or feature (last-axis) count of a tensor, when known. */
+export function featureCount(ctx: PassContext, tensor: string, layout: Layout): number | undefined {
+  const dims = ctx.shapes().get(tensor)?.dims;
+  if (!dims) return undefined;
+  return layout === "nchw" ? dims[1] : dims[dims.length - 1];
+}
+
+const FLOAT_TYPES: number[] = [DataType.FLOAT, DataType.DOUBLE, DataType.FLOAT16, DataType.BFLOAT16];
 
 export function readLinearOp(ctx: PassContext, node: Node): LinearOp | Refusal {
   if (node.domain && node.domain !== "ai.onnx") return refuse(`custom-domain op ${node.domain}.${node.opType}`);
   switch (node.opType) {
     case "Conv": return readConv(ctx, node);
+    case "Gemm": return readGemm(ctx, node);
+    case "MatMul": return readMatMul(ctx, node);
     case "BatchNormalization": return readBatchNorm(ctx, node);
     case "Add": case "Sub": case "Mul": case "Div": return readBinary(ctx, node);
     case "Sum": return node.inputs.length >= 1 ? { kind: "sum", node, terms: node.inputs.map((tensor) => ({ tensor, sign: 1 as const })) } : refuse("empty Sum");
-    case "Neg": return { kind: "affine", node, input: node.inputs[0]!, scale: Float64Array.of(-1), shift: Float64Array.of(0) };
+    case "Neg": {
+      const layout = layoutOf(ctx, node.inputs[0]!);
+      if (typeof layout !== "string") return layout;
+      return { kind: "affine", node, input: node.inputs[0]!, scale: Float64Array.of(-1), shift: Float64Array.of(0), layout };
+    }
     case "AveragePool": return readAveragePool(ctx, node);
     case "Pad": {
       const p = readPad(ctx, node);
@@ -89,7 +114,60 @@ function readConv(ctx: PassContext, node: Node): LinearOp | Refusal {
     bias: b ? b.toFloat64() : new Float64Array(O),
     stride: [strides[0]!, strides[1]!], pads: [pads[0]!, pads[1]!, pads[2]!, pads[3]!], dilation: [dilations[0]!, dilations[1]!],
   });
-  return { kind: "conv", node, input: x!, map };
+  return { kind: "conv", node, input: x!, map, layout: "nchw" };
+}
+
+/** A fully connected layer as a 1x1 map on the feature axis. */
+function denseMap(weightOI: Float64Array | Float32Array, O: number, I: number, bias: Float64Array): LinearMap {
+  return makeMap({ outChannels: O, inChannels: I, groups: 1, kh: 1, kw: 1, kernel: weightOI, bias, stride: [1, 1], pads: [0, 0, 0, 0], dilation: [1, 1] });
+}
+
+function transpose2(data: ArrayLike<number>, rows: number, cols: number): Float64Array {
+  const out = new Float64Array(rows * cols);
+  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) out[c * rows + r] = data[r * cols + c]!;
+  return out;
+}
+
+/** Gemm(A, B, C) = alpha·A·op(B) + beta·C with constant B, C: a dense map of A's rows. */
+function readGemm(ctx: PassContext, node: Node): LinearOp | Refusal {
+  const [a, bName, cName] = node.inputs;
+  if (node.int("transA", 0) !== 0) return refuse("Gemm with transA");
+  const B = ctx.constant(bName ?? "");
+  if (!B || B.dims.length !== 2) return refuse("Gemm weight is not a constant matrix");
+  const C = present(cName) ? ctx.constant(cName) : undefined;
+  if (present(cName) && !C) return refuse("Gemm bias is not a constant");
+  const shared = sharedParameters(ctx, node, [bName!, ...(present(cName) ? [cName] : [])]);
+  if (shared) return shared;
+  const transB = node.int("transB", 0) === 1;
+  const [r, c] = B.dims as [number, number];
+  const O = transB ? r : c, I = transB ? c : r;
+  const alpha = node.float("alpha", 1), beta = node.float("beta", 1);
+  let w: Float64Array | Float32Array = transB ? B.floatView() : transpose2(B.floatView(), r, c);
+  if (alpha !== 1) w = w.map((v) => v * alpha);
+  const bias = new Float64Array(O);
+  if (C) {
+    const cv = C.toFloat64();
+    const cd = C.dims;
+    // C broadcasts to [M, O]: only a per-output vector (or scalar) is a bias of the map.
+    if (cd.length === 2 && cd[0] !== 1) return refuse(`Gemm bias of shape [${cd}] varies per row`);
+    if (cv.length !== 1 && cv.length !== O) return refuse(`Gemm bias of shape [${cd}] does not match ${O} outputs`);
+    for (let o = 0; o < O; o++) bias[o] = beta * cv[cv.length === 1 ? 0 : o]!;
+  }
+  return { kind: "conv", node, input: a!, map: denseMap(w, O, I, bias), layout: "features" };
+}
+
+/** MatMul(X, W) with a constant 2-D W on the right: a dense map of X's last axis. */
+function readMatMul(ctx: PassContext, node: Node): LinearOp | Refusal {
+  const [x, wName] = node.inputs as [string, string];
+  const W = ctx.constant(wName);
+  if (!W || ctx.constant(x)) return notCandidate("MatMul without exactly one constant weight on the right");
+  if (W.dims.length !== 2) return refuse(`MatMul weight of rank ${W.dims.length} (batched weights are not a linear layer of the features)`);
+  const xDims = ctx.shapes().get(x)?.dims;
+  if (!xDims || xDims.length < 2) return refuse("MatMul input rank unknown or 1-D");
+  const shared = sharedParameters(ctx, node, [wName]);
+  if (shared) return shared;
+  const [I, O] = W.dims as [number, number];
+  return { kind: "conv", node, input: x, map: denseMap(transpose2(W.floatView(), I, O), O, I, new Float64Array(O)), layout: "features" };
 }
 
 function readBatchNorm(ctx: PassContext, node: Node): LinearOp | Refusal {
@@ -102,22 +180,30 @@ function readBatchNorm(ctx: PassContext, node: Node): LinearOp | Refusal {
   if (shared) return shared;
   const [g, b, m, v] = params.map((p) => p!.toFloat64()) as [Float64Array, Float64Array, Float64Array, Float64Array];
   const { scale, shift } = batchNormAffine(g, b, m, v, node.float("epsilon", 1e-5));
-  return { kind: "affine", node, input: node.inputs[0]!, scale, shift };
+  // BN normalizes axis 1: the channels of an image, the features of [N, F] — but not of [N, C, L].
+  const rank = ctx.shapes().get(node.inputs[0]!)?.dims?.length;
+  if (rank !== 4 && rank !== 2) return refuse(rank === undefined ? "BatchNormalization input rank unknown" : `BatchNormalization over a ${rank}-D tensor (axis 1 is not the feature axis)`);
+  return { kind: "affine", node, input: node.inputs[0]!, scale, shift, layout: rank === 4 ? "nchw" : "features" };
 }
 
-/** A constant that scales or shifts whole channels of an NCHW tensor: shape [], [1], [C,1,1], [1,C,1,1]. */
-function channelVector(ctx: PassContext, constName: string, other: string): Float64Array | Refusal {
+/**
+ * A constant that scales or shifts whole channels: for an NCHW tensor shape [], [1], [C,1,1] or
+ * [1,C,1,1]; for a features tensor [..., F] a constant varying only along the last axis.
+ */
+function channelVector(ctx: PassContext, constName: string, other: string, layout: Layout): Float64Array | Refusal {
   const t = ctx.constant(constName)!;
   const dims = t.dims;
-  if (dims.length > 4) return refuse(`constant '${constName}' has rank ${dims.length} > 4`);
-  const padded = [...new Array(4 - dims.length).fill(1), ...dims];
-  if (padded[0] !== 1 || padded[2] !== 1 || padded[3] !== 1)
-    return refuse(`constant '${constName}' of shape [${dims}] is not per-channel (for an NCHW tensor only [C,1,1], [1,C,1,1] or scalars are)`);
-  const notImage = rank4(ctx, other);
-  if (notImage) return notImage;
-  const channels = ctx.shapes().get(other)!.dims![1];
-  if (padded[1] !== 1 && padded[1] !== channels) return refuse(`constant '${constName}' has ${padded[1]} channels, tensor has ${channels ?? "unknown"}`);
-  if (!t.dtype || ![DataType.FLOAT, DataType.DOUBLE, DataType.FLOAT16, DataType.BFLOAT16].includes(t.dtype as 1)) return refuse(`constant '${constName}' is not floating point`);
+  const rank = ctx.shapes().get(other)!.dims!.length;
+  if (dims.length > rank) return refuse(`constant '${constName}' of rank ${dims.length} would broadcast the tensor up`);
+  const padded = [...new Array(rank - dims.length).fill(1), ...dims];
+  const axis = layout === "nchw" ? 1 : rank - 1;
+  if (padded.some((d, i) => i !== axis && d !== 1))
+    return refuse(layout === "nchw"
+      ? `constant '${constName}' of shape [${dims}] is not per-channel (for an NCHW tensor only [C,1,1], [1,C,1,1] or scalars are)`
+      : `constant '${constName}' of shape [${dims}] varies along more than the feature axis`);
+  const count = featureCount(ctx, other, layout);
+  if (padded[axis] !== 1 && padded[axis] !== count) return refuse(`constant '${constName}' has ${padded[axis]} channels, tensor has ${count ?? "unknown"}`);
+  if (!t.dtype || !FLOAT_TYPES.includes(t.dtype)) return refuse(`constant '${constName}' is not floating point`);
   return t.toFloat64();
 }
 
@@ -127,8 +213,9 @@ function readBinary(ctx: PassContext, node: Node): LinearOp | Refusal {
   if (ca && cb) return notCandidate("both operands are constants (constant folding, not a linear layer)");
   const op = node.opType;
   const out = ctx.shapes().get(node.outputs[0]!);
-  if (out?.dims && out.dims.length !== 4) return notCandidate(`'${node.outputs[0]}' is ${out.dims.length}-D, not an NCHW image`);
-  if (out?.dtype !== undefined && ![DataType.FLOAT, DataType.DOUBLE, DataType.FLOAT16, DataType.BFLOAT16].includes(out.dtype as 1)) return notCandidate("not a floating-point tensor");
+  if (out?.dtype !== undefined && !FLOAT_TYPES.includes(out.dtype)) return notCandidate("not a floating-point tensor");
+  const layout = layoutOf(ctx, node.outputs[0]!);
+  if (typeof layout !== "string") return layout;
   if (!ca && !cb) {
     if (op === "Add") return { kind: "sum", node, terms: [{ tensor: a, sign: 1 }, { tensor: b, sign: 1 }] };
     if (op === "Sub") return { kind: "sum", node, terms: [{ tensor: a, sign: 1 }, { tensor: b, sign: -1 }] };
@@ -137,19 +224,21 @@ function readBinary(ctx: PassContext, node: Node): LinearOp | Refusal {
   // A per-channel constant read by other nodes too (DBB's `Sub t … Add t`) stays for them; folding
   // copies at most a [C] vector, so sharing is not a reason to refuse here (unlike weights and BN).
   const constName = ca ? a : b, x = ca ? b : a;
-  const v = channelVector(ctx, constName, x);
+  const inDims = ctx.shapes().get(x)?.dims;
+  if (!inDims || inDims.length !== out!.dims!.length) return refuse(`the constant would broadcast '${x}' to another rank`);
+  const v = channelVector(ctx, constName, x, layout);
   if ("refused" in v) return v;
   const ones = () => new Float64Array(v.length).fill(1);
   const zeros = () => new Float64Array(v.length);
   switch (op) {
-    case "Mul": return { kind: "affine", node, input: x, scale: v, shift: zeros() };
-    case "Add": return { kind: "affine", node, input: x, scale: ones(), shift: v };
+    case "Mul": return { kind: "affine", node, input: x, scale: v, shift: zeros(), layout };
+    case "Add": return { kind: "affine", node, input: x, scale: ones(), shift: v, layout };
     case "Sub": return ca
-      ? { kind: "affine", node, input: x, scale: ones().fill(-1), shift: v } // c − x
-      : { kind: "affine", node, input: x, scale: ones(), shift: v.map((s) => -s) };
+      ? { kind: "affine", node, input: x, scale: ones().fill(-1), shift: v, layout } // c − x
+      : { kind: "affine", node, input: x, scale: ones(), shift: v.map((s) => -s), layout };
     default: // Div
       if (ca) return refuse("division by an activation is not linear");
-      return { kind: "affine", node, input: x, scale: v.map((s) => 1 / s), shift: zeros() };
+      return { kind: "affine", node, input: x, scale: v.map((s) => 1 / s), shift: zeros(), layout };
   }
 }
 
@@ -193,6 +282,37 @@ function readPad(ctx: PassContext, node: Node): { input: string; pads: Pads; val
   if (pads[0] || pads[1] || pads[4] || pads[5]) return refuse("Pad pads batch or channel axes");
   if (pads.some((p) => p < 0)) return refuse("Pad with negative amounts (a crop)");
   return { input: node.inputs[0]!, pads: [pads[2]!, pads[3]!, pads[6]!, pads[7]!], value };
+}
+
+/**
+ * Emit a features-layout map: Gemm for [N, F] inputs, MatMul (+ Add of the bias) otherwise.
+ * Returns the nodes (one or two).
+ */
+export function emitDense(ctx: PassContext, m: LinearMap, input: string, output: string, baseName: string, dtype: number): Node[] {
+  const rank = ctx.shapes().get(input)?.dims?.length ?? 2;
+  const O = m.outChannels, I = m.inChannels;
+  const hasBias = m.bias.some((v) => v !== 0);
+  if (rank === 2) {
+    const w = ctx.rewriter.addInitializer(`${baseName}.weight`, (name) => Tensor.fromFloat64(name, dtype, [O, I], m.kernel));
+    const inputs = [input, w];
+    if (hasBias) inputs.push(ctx.rewriter.addInitializer(`${baseName}.bias`, (name) => Tensor.fromFloat64(name, dtype, [O], m.bias)));
+    return [new Node(ctx.rewriter.uniqueName(baseName), "Gemm", inputs, [output], [attr.int("transB", 1)])];
+  }
+  const wT = transpose2(m.kernel, O, I); // [I, O] for MatMul
+  const w = ctx.rewriter.addInitializer(`${baseName}.weight`, (name) => Tensor.fromFloat64(name, dtype, [I, O], wT));
+  if (!hasBias) return [new Node(ctx.rewriter.uniqueName(baseName), "MatMul", [input, w], [output])];
+  const mid = ctx.rewriter.uniqueName(`${output}_matmul`);
+  const b = ctx.rewriter.addInitializer(`${baseName}.bias`, (name) => Tensor.fromFloat64(name, dtype, [O], m.bias));
+  return [
+    new Node(ctx.rewriter.uniqueName(baseName), "MatMul", [input, w], [mid]),
+    new Node(ctx.rewriter.uniqueName(`${baseName}_bias`), "Add", [mid, b], [output]),
+  ];
+}
+
+/** How many nodes emitDense makes (to decide whether a features region is worth rewriting). */
+export function denseNodeCount(ctx: PassContext, m: LinearMap, input: string): number {
+  const rank = ctx.shapes().get(input)?.dims?.length ?? 2;
+  return rank === 2 || m.bias.every((v) => v === 0) ? 1 : 2;
 }
 
 /** Emit a LinearMap as a Conv node reading `input` and writing `output` (weights in `dtype`). */

@@ -225,3 +225,42 @@ describe("ResRep pruning (rule 7)", () => {
     expect(report.refusals.map((r) => r.reason).join()).toMatch(/cannot drop input channels/);
   });
 });
+
+describe("fully connected regions (features layout)", () => {
+  const gemm = (n: Net, x: string, i: number, o: number, bias = true) => {
+    const w = n.constant("fcw", [o, i], Array.from({ length: o * i }, () => n.r() * 2 - 1));
+    const inputs = [x, w];
+    if (bias) inputs.push(n.constant("fcb", [o], Array.from({ length: o }, () => n.r() - 0.5)));
+    return n.op("Gemm", inputs, { transB: 1 });
+  };
+  it("Gemm → BN1d, BN1d → Gemm, Linear–Linear, parallel heads averaged: one Gemm", async () => {
+    const n = new Net(61);
+    const x = n.input("x", ["N", 12]);
+    const a = n.bn(gemm(n, n.bn(x, 12), 12, 8), 8);
+    const b = gemm(n, a, 8, 6);
+    const heads = n.op("Div", [n.op("Add", [gemm(n, b, 6, 5), gemm(n, b, 6, 5)]), n.constant("two", [], [2])]);
+    const { model } = await foldAndVerify(n.finish(heads));
+    expect(ops(model)).toEqual({ Gemm: 1 });
+  });
+
+  it("MatMul on [N, L, C] tokens with a layer scale γ[C] and a bias: MatMul + Add", async () => {
+    const n = new Net(62);
+    const x = n.input("x", [2, 5, 8]);
+    const w = n.constant("w", [8, 8], Array.from({ length: 64 }, () => n.r() - 0.5));
+    const y = n.op("Add", [n.op("MatMul", [x, w]), n.constant("b", [8], Array.from({ length: 8 }, () => n.r()))]);
+    const scaled = n.op("Mul", [y, n.constant("gamma", [8], Array.from({ length: 8 }, () => n.r() * 0.1))]);
+    const out = n.op("Add", [x, scaled]); // x + γ ⊙ f(x)
+    const { model } = await foldAndVerify(n.finish(out));
+    expect(ops(model)).toEqual({ MatMul: 1, Add: 1 });
+  });
+
+  it("a per-row constant or BN over [N, C, L] is not a feature affine: left alone", () => {
+    const n = new Net(63);
+    const x = n.input("x", [2, 4, 6]);
+    const y = n.bn(x, 4);
+    const w = n.constant("w", [6, 3], Array.from({ length: 18 }, () => n.r()));
+    const { model, report } = optimize(n.finish(n.op("MatMul", [y, w])));
+    expect(ops(model)).toEqual({ BatchNormalization: 1, MatMul: 1 });
+    expect(report.refusals.map((r) => r.reason).join()).toMatch(/axis 1 is not the feature axis/);
+  });
+});
