@@ -70,15 +70,16 @@ for (const name of names) {
   const opt = child("optimize-child.js", [input, ours, ...(external ? ["--external-data"] : [])]);
   let ortRun: Record<string, number> = { ortOptimizeMs: NaN };
   try {
-    ortRun = child("ort-child.js", [input, ortOpt]);
+    ortRun = child("ort-child.js", [input, ortOpt, ...(external ? ["--external-data"] : [])]);
   } catch (e) {
+    fs.rmSync(ortOpt, { force: true });
     console.log(`${name}: onnxruntime's offline optimization failed: ${(e as Error).message.split("\n")[0]}`);
   }
   const tv = performance.now();
   const verification = await verifyModels(loadModel(input), loadModel(ours), { runs: 1 });
   const verifyMs = performance.now() - tv;
   const fileBytes = fs.statSync(input).size + (external ? fs.statSync(`${input}.data`).size : 0);
-  const files = [input, ours, ...(fs.existsSync(ortOpt) ? [ortOpt] : [])];
+  const files = [input, ours, ...(fs.existsSync(ortOpt) && fs.statSync(ortOpt).size > 0 ? [ortOpt] : [])];
   const [train, oursMs, ortMs] = await latencies(files, shape);
   const lat = { train: train!, ours: oursMs!, ort: ortMs ?? NaN };
   const row = {

@@ -36,6 +36,15 @@ export const foldConstants: Pass = {
       values.set(name, decoded);
       return decoded;
     };
+    // Identity of an initializer (PyTorch's export of a second use of a shared parameter): readers
+    // use the initializer itself, so folding never turns one shared weight into two copies.
+    for (const node of graph.nodes) {
+      const src = node.inputs[0];
+      if (node.opType === "Identity" && !node.domain && src && graph.initializers.has(src) && ctx.constant(src) && !ctx.isGraphOutput(node.outputs[0]!)) {
+        ctx.rewriter.replaceAllUses(node.outputs[0]!, src);
+        if (ctx.rewriter.replace({ pass: foldConstants.name, anchor: node, remove: [node], add: [], summary: `Identity of initializer '${src}' removed (its readers share it)` })) return true;
+      }
+    }
     const removed: Node[] = [];
     const produced = new Map<string, Value>();
     for (const node of graph.nodes) {

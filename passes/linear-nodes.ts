@@ -34,10 +34,23 @@ function sharedParameters(ctx: PassContext, node: Node, names: string[]): Refusa
   if (ctx.options.duplicateShared) return undefined;
   for (const name of names) {
     const t = ctx.constant(name);
-    if (t && t.size > 1 && ctx.otherUsers(name, node).length > 0)
-      return refuse(`parameter '${name}' is shared with ${ctx.otherUsers(name, node)[0]!.name || "another node"}: folding would duplicate it (use --duplicate-shared)`);
+    const others = t && t.size > 1 ? ctx.otherUsers(name, node) : [];
+    if (others.length === 0) continue;
+    // Weight sharing by recursion (SReT): the same layer applied at several places. Each use may
+    // fold; identical rewritten weights are merged again afterwards (dedupe-initializers), and if
+    // the model would still grow the driver redoes the run without this allowance.
+    if (!ctx.options.strictSharing && node.opType !== "BatchNormalization" && others.every((o) => sameLayer(ctx, o, node)))
+      continue;
+    return refuse(`parameter '${name}' is shared with ${others[0]!.name || "another node"}: folding would duplicate it (use --duplicate-shared)`);
   }
   return undefined;
+}
+
+/** The same layer applied to another input: same op, attributes and constant operands. */
+function sameLayer(ctx: PassContext, a: Node, b: Node): boolean {
+  if (a.opType !== b.opType || a.domain !== b.domain || a.inputs.length !== b.inputs.length) return false;
+  if (JSON.stringify(a.attributes) !== JSON.stringify(b.attributes)) return false;
+  return a.inputs.every((name, i) => (ctx.constant(name) || ctx.constant(b.inputs[i]!) ? name === b.inputs[i] : true));
 }
 
 /** The layout a tensor's rank implies: 4-D images are NCHW, 2-D and 3-D tensors carry features last. */

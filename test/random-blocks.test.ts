@@ -36,12 +36,14 @@ describe("random linear blocks", () => {
     await fc.assert(
       fc.asyncProperty(specArb, async (spec) => {
         const model = buildBlock(spec);
-        const { model: out } = optimize(model);
+        const { model: out, report } = optimize(model);
+        // A composition that would multiply the cost (a lone dw KxK → 1x1 chain) is left as two layers by design.
+        const costBound = report.refusals.some((r) => /raise MACs/.test(r.reason));
         const v = await verifyModels(model, out, { runs: 2 });
         expect(v.ok, `max rel ${v.maxRel} for ${JSON.stringify(spec)}`).toBe(true);
         const convs = out.graph.nodes.filter((n) => n.opType === "Conv").length;
         const linearLeft = out.graph.nodes.filter((n) => ["Add", "Sub", "Mul", "Pad", "AveragePool", "BatchNormalization"].includes(n.opType));
-        if (!spec.negative && spec.branches.some((b) => b !== "identity")) {
+        if (!spec.negative && !costBound && spec.branches.some((b) => b !== "identity")) {
           expect(convs, JSON.stringify(spec)).toBe(1);
           expect(linearLeft.map((n) => n.opType), JSON.stringify(spec)).toEqual([]);
         }

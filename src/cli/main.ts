@@ -19,7 +19,7 @@ export const EXIT = { ok: 0, verifyFailed: 1, usage: 2, internal: 3 } as const;
 
 const USAGE = `usage:
   reparam-onnx optimize IN.onnx OUT.onnx [--shape NAME=1x3x224x224] [--no-verify] [--tolerance T]
-                        [--runs N] [--seed S] [--provider cpu|cuda] [--external-data] [--no-costlier]
+                        [--runs N] [--seed S] [--provider cpu|cuda] [--external-data] [--no-costlier] [--max-mac-growth F]
                         [--duplicate-shared] [--skip-failing] [--explain] [--json]
   reparam-onnx verify A.onnx B.onnx [--input NAME=FILE.npy] [--shape NAME=DIMS] [--runs N]
                         [--tolerance T] [--provider cpu|cuda] [--json]
@@ -38,6 +38,7 @@ const OPTIONS = {
   "no-costlier": { type: "boolean" },
   "duplicate-shared": { type: "boolean" },
   "skip-failing": { type: "boolean" },
+  "max-mac-growth": { type: "string" },
   "unsafe-ignore-border-rule": { type: "boolean" },
   explain: { type: "boolean" },
   json: { type: "boolean" },
@@ -138,7 +139,7 @@ async function cmdOptimize(args: string[], f: Flags): Promise<number> {
   const tLoad = performance.now() - t0;
   progress.stage("rewriting");
   // --unsafe-ignore-border-rule exists for tests and demonstrations only: it makes wrong folds on purpose.
-  const passOptions = { shapes, noCostlier: f["no-costlier"], duplicateShared: f["duplicate-shared"], unsafeIgnoreBorderRule: f["unsafe-ignore-border-rule"] };
+  const passOptions = { shapes, noCostlier: f["no-costlier"], maxMacGrowth: number("max-mac-growth", f["max-mac-growth"], undefined), duplicateShared: f["duplicate-shared"], unsafeIgnoreBorderRule: f["unsafe-ignore-border-rule"] };
   let { model: optimized, report } = about(input, () => optimize(model, passOptions));
   let verification;
   let tVerify = 0;

@@ -17,8 +17,12 @@ export interface PassOptions {
   shapes?: Record<string, number[]>;
   /** Skip compositions that increase multiply-accumulates (default: do them, as the authors' deploy code does). */
   noCostlier?: boolean;
+  /** Largest factor by which a composition may raise multiply-accumulates (default 2). */
+  maxMacGrowth?: number;
   /** Allow folds that need a private copy of an initializer shared with other nodes. */
   duplicateShared?: boolean;
+  /** Refuse every fold that touches a shared initializer (the driver's fallback when sharing would grow the model). */
+  strictSharing?: boolean;
   /**
    * TESTS ONLY: fold across borders as naive tools do (zero-padded intermediates, count_include_pad=0),
    * so tests can show that the folds this tool refuses would really change the outputs.

@@ -4,6 +4,8 @@ import type { Model } from "../ir/graph.js";
 import { collapseLinearRegions } from "../../passes/collapse-linear-regions.js";
 import { pruneZeroChannels } from "../../passes/prune-zero-channels.js";
 import { foldConstants } from "../../passes/fold-constants.js";
+import { convIntoFc } from "../../passes/conv-into-fc.js";
+import { dedupeInitializers } from "../../passes/dedupe-initializers.js";
 import { PassContext, type PassOptions, type RefusalRecord } from "./context.js";
 import type { Pass } from "./pass.js";
 import type { RewriteFilter, RewriteRecord } from "./rewriter.js";
@@ -34,10 +36,29 @@ export interface OptimizeReport {
 }
 
 export function defaultPasses(): Pass[] {
-  return [foldConstants, collapseLinearRegions, pruneZeroChannels];
+  return [foldConstants, dedupeInitializers, collapseLinearRegions, convIntoFc, pruneZeroChannels];
 }
 
 export function optimize(model: Model, options: OptimizeOptions = {}): { model: Model; report: OptimizeReport } {
+  const result = optimizeOnce(model, options);
+  const { before, after } = result.report;
+  // Folding layers that share weights is allowed when it keeps them shared; if the model grew
+  // instead, redo the run refusing every fold of a shared weight, and say so.
+  if (!options.duplicateShared && !options.strictSharing && after.weightBytes > before.weightBytes) {
+    const strict = optimizeOnce(model, { ...options, strictSharing: true });
+    if (strict.report.after.weightBytes < after.weightBytes) {
+      strict.report.refusals.push({
+        pass: "driver", node: "(model)", op: "-",
+        reason: `folding layers that share weights would grow the weights from ${before.weightBytes} to ${after.weightBytes} bytes: those folds are left alone (--duplicate-shared allows them)`,
+      });
+      strict.report.timeMs += result.report.timeMs;
+      return strict;
+    }
+  }
+  return result;
+}
+
+function optimizeOnce(model: Model, options: OptimizeOptions): { model: Model; report: OptimizeReport } {
   const start = performance.now();
   const passes = options.passes ?? defaultPasses();
   const work = model.clone();
