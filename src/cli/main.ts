@@ -14,6 +14,9 @@ import { readNpy } from "../verify/npy.js";
 import { verifyModels, type Feed, type Provider } from "../verify/verify.js";
 import { formatOptimize, formatVerify, ms } from "./format.js";
 import { Progress } from "./progress.js";
+import { findAttentionBlocks, replaceGates } from "../../passes/approximate-attention.js";
+import { approximationError, attentionStats, readCalibration, type ApproximationError, type AttentionStat } from "../verify/calibration.js";
+import type { Model } from "../ir/graph.js";
 
 export const EXIT = { ok: 0, verifyFailed: 1, usage: 2, internal: 3 } as const;
 
@@ -23,7 +26,9 @@ const USAGE = `usage:
                         [--duplicate-shared] [--skip-failing] [--explain] [--json]
   reparam-onnx verify A.onnx B.onnx [--input NAME=FILE.npy] [--shape NAME=DIMS] [--runs N]
                         [--tolerance T] [--provider cpu|cuda] [--json]
-  reparam-onnx inspect MODEL.onnx [--explain] [--shape NAME=DIMS] [--json]
+  reparam-onnx inspect MODEL.onnx [--explain] [--shape NAME=DIMS] [--attention-stats --calib DATA] [--json]
+  approximation (never by default): optimize ... --approx-attention=mean --calib DATA
+                        [--approx-threshold 0.01] [--labels LABELS.npy]
 exit codes: 0 ok, 1 verification failed (nothing written), 2 bad input or usage, 3 internal error`;
 
 const OPTIONS = {
@@ -39,6 +44,11 @@ const OPTIONS = {
   "duplicate-shared": { type: "boolean" },
   "skip-failing": { type: "boolean" },
   "max-mac-growth": { type: "string" },
+  "approx-attention": { type: "string" },
+  "approx-threshold": { type: "string" },
+  "attention-stats": { type: "boolean" },
+  calib: { type: "string" },
+  labels: { type: "string" },
   "unsafe-ignore-border-rule": { type: "boolean" },
   explain: { type: "boolean" },
   json: { type: "boolean" },
@@ -135,8 +145,18 @@ async function cmdOptimize(args: string[], f: Flags): Promise<number> {
   const progress = new Progress(f.json);
   progress.stage(`loading ${input}`);
   const t0 = performance.now();
-  const model = loadModel(input);
+  const loaded = loadModel(input);
   const tLoad = performance.now() - t0;
+  // --approx-attention=mean: replace nearly constant attention by its mean (an approximation, off by
+  // default). The exact check below then proves the folding against that approximated model, and
+  // the approximation's own end-to-end error on the calibration set is reported separately.
+  let model = loaded;
+  let approximation: Awaited<ReturnType<typeof approximate>> | undefined;
+  if (f["approx-attention"] !== undefined) {
+    progress.stage("measuring attention on the calibration set");
+    approximation = await approximate(loaded, f);
+    model = approximation.model;
+  }
   progress.stage("rewriting");
   // --unsafe-ignore-border-rule exists for tests and demonstrations only: it makes wrong folds on purpose.
   const passOptions = { shapes, noCostlier: f["no-costlier"], maxMacGrowth: number("max-mac-growth", f["max-mac-growth"], undefined), duplicateShared: f["duplicate-shared"], unsafeIgnoreBorderRule: f["unsafe-ignore-border-rule"] };
@@ -170,19 +190,41 @@ async function cmdOptimize(args: string[], f: Flags): Promise<number> {
   }
   const tWrite = performance.now() - t2;
   const timings = { loadMs: tLoad, passesMs: report.timeMs, verifyMs: tVerify, writeMs: tWrite };
+  let approxError: ApproximationError | undefined;
+  if (approximation && approximation.replaced.length > 0) approxError = await approximationError(loaded, optimized, approximation.calib, approximation.labels);
   const lines = [`reparam-onnx optimize ${input} → ${output}`, ...formatOptimize(report, !!f.explain)];
+  if (approximation) {
+    for (const st of approximation.stats)
+      lines.push(`  attention ${st.block}: spread (max std) ${st.spreadMaxStd.toExponential(2)}, max range ${st.spreadMaxRange.toExponential(2)} → ${approximation.replaced.includes(st.block) ? "replaced by its mean (APPROXIMATION)" : `kept (above --approx-threshold ${approximation.threshold})`}`);
+    if (approxError)
+      lines.push(`  approximation on ${approxError.samples} calibration inputs: max abs ${approxError.maxAbs.toExponential(2)}, max rel ${approxError.maxRel.toExponential(2)}, top-1 agreement ${(approxError.top1Agreement * 100).toFixed(1)}%${approxError.accuracy ? `, accuracy ${(approxError.accuracy.original * 100).toFixed(1)}% → ${(approxError.accuracy.approximated * 100).toFixed(1)}%` : ""}`);
+  }
   for (const c of skipped) lines.push(`  skipped rewrite ${describe(c)} (--skip-failing); the rest verified again`);
   if (verification) lines.push(...formatVerify(verification));
   else lines.push("  verification skipped (--no-verify): the output is NOT proven equal to the input");
   lines.push(`  time: load ${ms(tLoad)}, passes ${ms(report.timeMs)}, verify ${ms(tVerify)}, write ${ms(tWrite)}`);
   lines.push(ok ? `  wrote ${output} (${written!.bytes.toLocaleString("en-US")} bytes${written!.dataBytes ? ` + ${written!.dataBytes.toLocaleString("en-US")} bytes external data` : ""})` : `  verification FAILED: nothing written`);
   const asJson = (c: Culprit) => ({ key: c.rewrite.key, node: c.rewrite.node, summary: c.rewrite.summary, replaced: c.rewrite.removed.map((r) => r.name), maxRel: c.verification.maxRel, maxAbs: c.verification.maxAbs });
-  print(f.json, { input, output: ok ? output : null, ok, report, verification: verification ?? null, verified: !!verification, skipped: skipped.map(asJson), culprit: culprit ? asJson(culprit) : null, timings }, lines);
+  const approx = approximation ? { threshold: approximation.threshold, stats: approximation.stats, replaced: approximation.replaced, error: approxError ?? null } : null;
+  print(f.json, { input, output: ok ? output : null, ok, report, verification: verification ?? null, verified: !!verification, skipped: skipped.map(asJson), culprit: culprit ? asJson(culprit) : null, approximation: approx, timings }, lines);
   if (!ok) {
     const who = culprit ? `rewrite ${describe(culprit)} changes the outputs` : `optimized model differs from the original beyond tolerance (max rel ${verification!.maxRel.toExponential(2)})`;
     process.stderr.write(`reparam-onnx: error: ${input}: ${who}; nothing written${culprit && !f["skip-failing"] ? " (--skip-failing writes the model without it)" : ""}\n`);
   }
   return ok ? EXIT.ok : EXIT.verifyFailed;
+}
+
+async function approximate(model: Model, f: Flags) {
+  if (f["approx-attention"] !== "mean") throw new UsageError(`--approx-attention '${f["approx-attention"]}': the only mode is 'mean'`);
+  if (!f.calib) throw new UsageError("--approx-attention needs --calib DATA (.npy inputs or a folder of them)");
+  const threshold = number("approx-threshold", f["approx-threshold"], 0.01)!;
+  const calib = readCalibration(f.calib, model);
+  const labels = f.labels ? Array.from(readNpy(f.labels).data as ArrayLike<number | bigint>, Number) : undefined;
+  const blocks = findAttentionBlocks(model);
+  const stats = await attentionStats(model, blocks, calib);
+  const chosen = blocks.filter((_, k) => stats[k]!.spreadMaxStd < threshold);
+  const approximated = replaceGates(model, chosen.map((block) => ({ block, mean: Float64Array.from(stats[blocks.indexOf(block)]!.mean) })));
+  return { model: approximated, stats, replaced: chosen.map((b) => b.mul.name), threshold, calib, labels };
 }
 
 function describe(c: Culprit): string {
@@ -235,9 +277,18 @@ async function cmdInspect(args: string[], f: Flags): Promise<number> {
     const macs = r.macsBefore ? ` (MACs ${r.macsBefore.toLocaleString("en-US")} → ${(r.macsAfter ?? 0).toLocaleString("en-US")}${costlier ? ", costlier: done by default as the authors' deploy form; --no-costlier skips it" : ""})` : "";
     lines.push(`  opportunity ${r.node}: ${r.summary}${macs}`);
   }
+  let attention: AttentionStat[] | undefined;
+  if (f["attention-stats"]) {
+    if (!f.calib) throw new UsageError("--attention-stats needs --calib DATA (.npy inputs or a folder of them)");
+    const blocks = findAttentionBlocks(model);
+    attention = await attentionStats(model, blocks, readCalibration(f.calib, model));
+    if (blocks.length === 0) lines.push("  no input-dependent channel attention found");
+    for (const st of attention)
+      lines.push(`  attention ${st.block} (${st.channels} channels): spread max std ${st.spreadMaxStd.toExponential(2)}, max range ${st.spreadMaxRange.toExponential(2)}; mean [${st.mean.slice(0, 8).map((v) => v.toFixed(4)).join(", ")}${st.channels > 8 ? ", …" : ""}]`);
+  }
   if (f.explain) for (const r of report.refusals) lines.push(`  left alone ${r.node} (${r.op}): ${r.reason}`);
   else if (report.refusals.length) lines.push(`  ${report.refusals.length} candidate(s) left alone (--explain says why)`);
-  print(f.json, { file, stats, opportunities: report.rewrites, refusals: report.refusals, after: report.after }, lines);
+  print(f.json, { file, stats, opportunities: report.rewrites, refusals: report.refusals, after: report.after, attention: attention ?? null }, lines);
   return EXIT.ok;
 }
 
