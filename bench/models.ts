@@ -4,15 +4,12 @@ import { GraphBuilder } from "../src/ir/builder.js";
 import type { Model } from "../src/ir/graph.js";
 import { Tensor } from "../src/ir/tensor.js";
 import { DataType } from "../src/ir/dtype.js";
+import { mulberry32 } from "../src/verify/verify.js";
 
+/** Uniform in [-0.5, 0.5), deterministic. */
 function fastRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = Math.imul(a ^ (a >>> 15), a | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296 - 0.5;
-  };
+  const r = mulberry32(seed);
+  return () => r() - 0.5;
 }
 
 class Gen extends GraphBuilder {

@@ -4,6 +4,7 @@
 // is optimized and verified; a positive block must fold to exactly one Conv.
 import { GraphBuilder } from "../src/ir/builder.js";
 import { DataType } from "../src/ir/dtype.js";
+import { mulberry32 } from "../src/verify/verify.js";
 import type { Model } from "../src/ir/graph.js";
 
 export const BRANCHES = ["kxk", "1x1", "1xk", "kx1", "identity", "1x1-kxk-convpad", "1x1-kxk-subpad", "1x1-avg", "kxk-1x1", "dw-1x1"] as const;
@@ -35,17 +36,14 @@ export function legal(spec: BlockSpec, b: Branch): boolean {
 }
 
 class Gen extends GraphBuilder {
-  private a: number;
+  private readonly next: () => number;
   constructor(private readonly spec: BlockSpec) {
     super(spec.opset, spec.float16 ? DataType.FLOAT16 : DataType.FLOAT);
-    this.a = spec.seed >>> 0 || 1;
+    this.next = mulberry32(spec.seed >>> 0 || 1);
   }
 
   rand(): number {
-    this.a = (this.a + 0x6d2b79f5) >>> 0;
-    let t = Math.imul(this.a ^ (this.a >>> 15), this.a | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296 - 0.5;
+    return this.next() - 0.5;
   }
 
   vec(prefix: string, n: number, f: () => number): string {
@@ -132,13 +130,7 @@ export function buildBlock(spec: BlockSpec): Model {
 
 /** A deterministic random spec (for the fuzz script; the test suite uses fast-check arbitraries). */
 export function randomSpec(seed: number): BlockSpec {
-  let a = seed >>> 0;
-  const r = () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = Math.imul(a ^ (a >>> 15), a | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const r = mulberry32(seed);
   const pick = <T>(xs: readonly T[]): T => xs[Math.floor(r() * xs.length)]!;
   const cin = pick([2, 4, 6]);
   const spec: BlockSpec = {

@@ -2,32 +2,15 @@
 // attention (SE, 1x1-conv and ECA heads, inside RepVGG/DBB), RepMLP locality injection, SReT
 // learnable residuals with shared weights, Gemm/BN1d folds, parallel heads, layer scales. Each must
 // reach its hand-fused deploy structure and weight count and verify; negatives stay, with reasons.
-import * as fs from "node:fs";
 import { describe, expect, it } from "vitest";
 import { loadModel } from "../src/ir/io.js";
 import type { Model } from "../src/ir/graph.js";
 import { optimize } from "../src/pipeline/optimize.js";
 import { verifyModels } from "../src/verify/verify.js";
+import { FIXTURES, histogram, readManifest } from "./helpers/manifest.js";
 
-interface Entry {
-  file: string;
-  case: string;
-  form: string;
-  opset: number;
-  expect: "fold" | "unfolded";
-  deploy: string | null;
-  weight_floats: number;
-  deploy_weight_floats?: number;
-  histogram_ignore?: string[];
-}
-
-const dir = new URL("../fixtures/models/", import.meta.url).pathname;
-const entries = JSON.parse(fs.readFileSync(dir + "attention.json", "utf8")) as Entry[];
-const histogram = (m: Model, ignore: string[] = []) => {
-  const h: Record<string, number> = {};
-  for (const n of m.graph.nodes) if (!ignore.includes(n.opType)) h[n.opType] = (h[n.opType] ?? 0) + 1;
-  return Object.fromEntries(Object.entries(h).sort(([a], [b]) => a.localeCompare(b)));
-};
+const dir = FIXTURES;
+const entries = readManifest("attention.json");
 const floats = (m: Model) => [...m.graph.initializers.values()].filter((t) => t.dtype === 1).reduce((s, t) => s + t.size, 0);
 
 /** The official RepMLPNet block (6-D partition reshapes, grouped FC over sharesets) is not folded yet. */

@@ -3,31 +3,16 @@
 // in the graph, explicit branches), linear stems, ResRep pruning, a DBB-ResNet. Each must reach the
 // authors' deploy structure exactly (op histogram, Conv weight size, pruned channel counts) and
 // verify; each negative stays, says why, and its naive fold is shown to be wrong.
-import * as fs from "node:fs";
 import { describe, expect, it } from "vitest";
 import { loadModel } from "../src/ir/io.js";
 import type { Model } from "../src/ir/graph.js";
 import { optimize } from "../src/pipeline/optimize.js";
 import { verifyModels } from "../src/verify/verify.js";
+import { FIXTURES, histogram, readManifest } from "./helpers/manifest.js";
 
-interface Entry {
-  file: string;
-  case: string;
-  form: string;
-  opset: number;
-  expect: "fold" | "unfolded";
-  deploy: string | null;
-  deploy_out_channels?: number[];
-}
+const dir = FIXTURES;
+const entries = readManifest("compositions.json");
 
-const dir = new URL("../fixtures/models/", import.meta.url).pathname;
-const entries = JSON.parse(fs.readFileSync(dir + "compositions.json", "utf8")) as Entry[];
-
-const histogram = (m: Model) => {
-  const h: Record<string, number> = {};
-  for (const n of m.graph.nodes) h[n.opType] = (h[n.opType] ?? 0) + 1;
-  return Object.fromEntries(Object.entries(h).sort(([a], [b]) => a.localeCompare(b)));
-};
 const convWeights = (m: Model) => m.graph.nodes.filter((n) => n.opType === "Conv").reduce((s, n) => s + m.graph.initializers.get(n.inputs[1]!)!.size, 0);
 
 const REASONS: Record<string, RegExp> = {

@@ -1,31 +1,16 @@
 // Every PyTorch fixture (fixtures/make_fixtures.py): the optimized training-form model must have
 // exactly the op histogram of the authors' hand-fused deploy export, and equal outputs in
 // onnxruntime on border-heavy inputs; negative cases must keep their branch sum and say why.
-import * as fs from "node:fs";
 import { describe, expect, it } from "vitest";
 import { loadModel } from "../src/ir/io.js";
 import type { Model } from "../src/ir/graph.js";
 import { optimize } from "../src/pipeline/optimize.js";
 import { verifyModels } from "../src/verify/verify.js";
+import { FIXTURES, histogram, readManifest } from "./helpers/manifest.js";
 
-interface Entry {
-  file: string;
-  case: string;
-  form: string;
-  opset: number;
-  expect: "fold" | "unfolded";
-  deploy: string | null;
-  why: string;
-}
+const dir = FIXTURES;
+const manifest = readManifest("manifest.json");
 
-const dir = new URL("../fixtures/models/", import.meta.url).pathname;
-const manifest = JSON.parse(fs.readFileSync(dir + "manifest.json", "utf8")) as Entry[];
-
-const histogram = (m: Model) => {
-  const h: Record<string, number> = {};
-  for (const n of m.graph.nodes) h[n.opType] = (h[n.opType] ?? 0) + 1;
-  return Object.fromEntries(Object.entries(h).sort(([a], [b]) => a.localeCompare(b)));
-};
 
 /** What --explain must say for each negative case. */
 const REASONS: Record<string, RegExp> = {
