@@ -44,9 +44,12 @@ export function composeMaps(first: LinearMap, second: LinearMap, padValue?: Floa
     pads = [t * s1h, l * s1w, b * s1h, r * s1w];
   }
 
+  // The composite has the coarser grouping g = gcd. Only `first` is re-expressed with it; `second`
+  // keeps its own (finer) groups — expanding a depthwise second layer (an AveragePool, a dw conv) to
+  // dense would multiply the work by its channel count for nothing.
   const g = gcd(first.groups, second.groups);
   const a = regroup(first, g);
-  const b = regroup(second, g);
+  const b = second;
   const kh = a.kh + (b.kh - 1) * s1h;
   const kw = a.kw + (b.kw - 1) * s1w;
   const out = makeMap({
@@ -55,12 +58,16 @@ export function composeMaps(first: LinearMap, second: LinearMap, padValue?: Floa
   });
   // Integer-typed (| 0) sizes keep V8's typed-array indexing on its fast path.
   const inPer = (a.inChannels / g) | 0; // input channels per group of the composite (and of `a`)
-  const midPer = (b.inChannels / g) | 0; // intermediate channels per group
-  const outPer = (b.outChannels / g) | 0;
+  const midPer = (b.inChannels / b.groups) | 0; // intermediate channels an output of `b` reads
+  const outPer = (b.outChannels / b.groups) | 0; // outputs per group of `b`
   const AH = a.kh | 0, AW = a.kw | 0, BH = b.kh | 0, BW = b.kw | 0;
   const aK = a.kernel, bK = b.kernel, oK = out.kernel;
+  if (AH === 1 && AW === 1) {
+    composePointwiseFirst(a, b, out, inPer, midPer, outPer, s1h, s1w);
+    return out;
+  }
   for (let o = 0; o < b.outChannels; o++) {
-    const group = Math.floor(o / outPer);
+    const group = Math.floor(o / outPer); // o's group in `b`; its g-group holds the same channels
     let bias = b.bias[o]!;
     for (let ml = 0; ml < midPer; ml++) {
       const m = group * midPer + ml;
@@ -85,4 +92,51 @@ export function composeMaps(first: LinearMap, second: LinearMap, padValue?: Floa
     out.bias[o] = bias;
   }
   return out;
+}
+
+/**
+ * The same sum when the first layer is 1x1 (DBB's 1x1 → KxK, OREPA's 1x1 → pool): for each tap of
+ * the second layer it is a matrix product W2[:, :, p, q] · W1, accumulated with the input channel
+ * innermost so both operands are read contiguously.
+ */
+function composePointwiseFirst(a: LinearMap, b: LinearMap, out: LinearMap, inPer: number, midPer: number, outPer: number, s1h: number, s1w: number): void {
+  const BH = b.kh | 0, BW = b.kw | 0, kh = out.kh | 0, kw = out.kw | 0;
+  const aK = a.kernel, bK = b.kernel, oK = out.kernel;
+  const acc = new Float64Array(BH * BW * inPer);
+  for (let o = 0; o < b.outChannels; o++) {
+    const group = Math.floor(o / outPer);
+    acc.fill(0);
+    let bias = b.bias[o]!;
+    const taps = (BH * BW) | 0;
+    let ml = 0;
+    // Four intermediate channels at a time: a quarter of the accumulator traffic.
+    for (; ml + 4 <= midPer; ml += 4) {
+      const m = group * midPer + ml;
+      const s0 = (m * inPer) | 0, s1 = (s0 + inPer) | 0, s2 = (s1 + inPer) | 0, s3 = (s2 + inPer) | 0;
+      const w = ((o * midPer + ml) * taps) | 0;
+      for (let t = 0; t < taps; t++) {
+        const w0 = bK[w + t]!, w1 = bK[w + taps + t]!, w2 = bK[w + 2 * taps + t]!, w3 = bK[w + 3 * taps + t]!;
+        bias += w0 * a.bias[m]! + w1 * a.bias[m + 1]! + w2 * a.bias[m + 2]! + w3 * a.bias[m + 3]!;
+        const base = (t * inPer) | 0;
+        for (let c = 0; c < inPer; c++) acc[base + c] = acc[base + c]! + w0 * aK[s0 + c]! + w1 * aK[s1 + c]! + w2 * aK[s2 + c]! + w3 * aK[s3 + c]!;
+      }
+    }
+    for (; ml < midPer; ml++) {
+      const m = group * midPer + ml;
+      const src = (m * inPer) | 0;
+      for (let t = 0; t < taps; t++) {
+        const w2 = bK[((o * midPer + ml) * taps + t) | 0]!;
+        if (w2 === 0) continue;
+        bias += w2 * a.bias[m]!;
+        const base = (t * inPer) | 0;
+        for (let c = 0; c < inPer; c++) acc[base + c] = acc[base + c]! + w2 * aK[src + c]!;
+      }
+    }
+    out.bias[o] = bias;
+    for (let p = 0; p < BH; p++)
+      for (let q = 0; q < BW; q++) {
+        const base = ((p * BW + q) * inPer) | 0;
+        for (let c = 0; c < inPer; c++) oK[(((o * inPer + c) * kh + p * s1h) * kw + q * s1w) | 0] = acc[base + c]!;
+      }
+  }
 }
