@@ -24,7 +24,7 @@ export const dedupeInitializers: Pass = {
   run(ctx) {
     const seen = new Map<string, Tensor[]>();
     for (const t of ctx.graph.initializers.values()) {
-      if (t.original || t.size < 2) continue; // the model's own tensors are not touched
+      if (!ctx.rewriter.created.has(t.name) || t.size < 2) continue; // the model's own tensors are not touched
       const key = fingerprint(t);
       const twin = (seen.get(key) ?? []).find((u) => equal(u, t));
       if (!twin) {

@@ -264,3 +264,15 @@ describe("fully connected regions (features layout)", () => {
     expect(report.refusals.map((r) => r.reason).join()).toMatch(/axis 1 is not the feature axis/);
   });
 });
+
+describe("models built in memory", () => {
+  it("identical parameters of a GraphBuilder model are not merged (only tensors a rewrite created are)", async () => {
+    const n = new Net(71);
+    const x = n.input("x", [1, 3, 6, 6]);
+    // Two BNs whose shift vectors happen to be equal (both zero): separate parameters, must still fold.
+    const bn = (y: string) => n.op("BatchNormalization", [y, n.constant("g", [3], [1, 2, 3]), n.constant("b", [3], [0, 0, 0]), n.constant("m", [3], [0, 0, 0]), n.constant("v", [3], [1, 1, 1])], { epsilon: 1e-5 });
+    const y = n.add(bn(n.conv(x, 3, 3, 3)), bn(n.conv(x, 3, 3, 1)));
+    const { model } = await foldAndVerify(n.finish(y));
+    expect(ops(model)).toEqual({ Conv: 1 });
+  });
+});

@@ -69,7 +69,7 @@ const CASES: [string, Case][] = [
 describe("wasm gradient kernels match the cpu backend", () => {
   beforeAll(async () => {
     const info = await selectBackend("wasm");
-    expect(info.registered).toEqual(expect.arrayContaining(["Conv2DBackpropFilter", "DepthwiseConv2dNativeBackpropFilter", "DepthwiseConv2dNativeBackpropInput"]));
+    expect(info.registered).toEqual(expect.arrayContaining(["Conv2DBackpropFilter", "Conv2DBackpropInput", "DepthwiseConv2dNativeBackpropFilter", "DepthwiseConv2dNativeBackpropInput", "AvgPoolGrad"]));
   });
 
   for (const [name, k] of CASES) {
@@ -79,6 +79,21 @@ describe("wasm gradient kernels match the cpu backend", () => {
       expect(maxRel(got.y, ref.y)).toBeLessThan(1e-5);
       expect(maxRel(got.dx, ref.dx)).toBeLessThan(1e-5);
       expect(maxRel(got.dw, ref.dw)).toBeLessThan(1e-5);
+    });
+  }
+
+  for (const [name, k, s, h, w] of [["avg 3x3 s1", 3, 1, 7, 6], ["avg 3x3 s2 odd", 3, 2, 9, 7], ["avg 3x3 s2 even", 3, 2, 8, 8], ["avg 2x2 s2", 2, 2, 6, 5]] as const) {
+    it(`AvgPoolGrad ${name} (valid)`, async () => {
+      const run = async (backend: string) => {
+        await tf.setBackend(backend);
+        return tf.tidy(() => {
+          const x = tf.tensor4d(rand(2 * h * w * 3, 7), [2, h, w, 3]);
+          const y = tf.avgPool(x, k, s, "valid");
+          const r = tf.tensor(rand(y.size, 8), y.shape);
+          return tf.grad((a: tf.Tensor) => tf.sum(tf.mul(tf.avgPool(a as tf.Tensor4D, k, s, "valid"), r)))(x).dataSync() as Float32Array;
+        });
+      };
+      expect(maxRel(await run("wasm"), await run("cpu"))).toBeLessThan(1e-5);
     });
   }
 

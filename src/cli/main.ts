@@ -29,6 +29,13 @@ const USAGE = `usage:
   reparam-onnx inspect MODEL.onnx [--explain] [--shape NAME=DIMS] [--attention-stats --calib DATA] [--json]
   approximation (never by default): optimize ... --approx-attention=mean --calib DATA
                         [--approx-threshold 0.01] [--labels LABELS.npy]
+  reparam-onnx train [--arch NAME | --block-spec FILE.json] [--data fashion-mnist|mnist|synthetic[:N]|DIR]
+                        [--epochs N] [--batch N] [--lr X] [--optimizer sgd|adam] [--weight-decay X]
+                        [--online] [--dynamic [--dynamic-every N]] [--asr] [--out FILE.onnx]
+                        [--checkpoint FILE] [--resume] [--backend auto|tfjs-node-gpu|tfjs-node|wasm|cpu]
+                        [--workers N|auto] [--limit N] [--seed S] [--no-progress] [--json]
+  reparam-onnx eval MODEL.onnx [--data NAME|DIR] [--split test|train] [--limit N] [--batch N]
+                        [--provider cpu|cuda] [--json]
 exit codes: 0 ok, 1 verification failed (nothing written), 2 bad input or usage, 3 internal error`;
 
 const OPTIONS = {
@@ -54,6 +61,27 @@ const OPTIONS = {
   json: { type: "boolean" },
   help: { type: "boolean", short: "h" },
   version: { type: "boolean" },
+  // train / eval (src/cli/train.ts)
+  arch: { type: "string" },
+  "block-spec": { type: "string" },
+  data: { type: "string" },
+  epochs: { type: "string" },
+  batch: { type: "string" },
+  lr: { type: "string" },
+  optimizer: { type: "string" },
+  "weight-decay": { type: "string" },
+  out: { type: "string" },
+  checkpoint: { type: "string" },
+  resume: { type: "boolean" },
+  online: { type: "boolean" },
+  dynamic: { type: "boolean" },
+  "dynamic-every": { type: "string" },
+  asr: { type: "boolean" },
+  backend: { type: "string" },
+  workers: { type: "string" },
+  limit: { type: "string" },
+  split: { type: "string" },
+  "no-progress": { type: "boolean" },
 } as const;
 
 type Flags = ReturnType<typeof parse>["values"];
@@ -309,6 +337,8 @@ export async function main(argv: string[]): Promise<number> {
       case "optimize": return await cmdOptimize(rest, f);
       case "verify": return await cmdVerify(rest, f);
       case "inspect": return await cmdInspect(rest, f);
+      case "train": return await (await import("./train.js")).cmdTrain(rest, f);
+      case "eval": return await (await import("./train.js")).cmdEval(rest, f);
       default: throw new UsageError(`unknown command '${cmd}'\n${USAGE}`);
     }
   } catch (e) {

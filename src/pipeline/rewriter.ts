@@ -45,6 +45,8 @@ export class Rewriter {
   readonly declined = new Set<string>();
   private names = new Set<string>();
   private pending: string[] = [];
+  /** Initializers this run created (the model's own ones are never merged or rewritten in place). */
+  readonly created = new Set<string>();
   filter: RewriteFilter | undefined;
 
   constructor(private readonly graph: Graph, private readonly invalidate: () => void) {
@@ -67,6 +69,7 @@ export class Rewriter {
     const t = make(name);
     this.graph.initializers.set(name, t);
     this.pending.push(name);
+    this.created.add(name);
     return name;
   }
 
@@ -111,7 +114,10 @@ export class Rewriter {
       return false;
     }
     this.pending = [];
-    for (const t of r.initializers ?? []) this.graph.initializers.set(t.name, t);
+    for (const t of r.initializers ?? []) {
+      this.graph.initializers.set(t.name, t);
+      this.created.add(t.name);
+    }
     const nodes = this.graph.nodes;
     const at = nodes.indexOf(r.anchor);
     if (at < 0) throw new Error(`rewriter: anchor ${r.anchor.name} is not in the graph`);

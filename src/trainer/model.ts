@@ -7,6 +7,7 @@
 //                 from the branch parameters every step, one conv in the forward pass
 // Weights are HWIO (tfjs); export.ts writes OIHW.
 import { tf } from "./backend.js";
+import { batchNormTrain } from "./ops.js";
 import type { BranchKind, LayerSpec, NetSpec } from "./spec.js";
 
 export const BN_EPS = 1e-5;
@@ -96,11 +97,15 @@ export class Net {
   /** DBB BN-value padding: t = β − μγ/σ from the running stats, constant within a step. */
   private padValues = new Map<BN, tf.Tensor>();
 
-  constructor(readonly spec: NetSpec, readonly online: boolean, seed = 1) {
+  /**
+   * `mainOnly`: every layer starts with its main k×k conv only (DyRep grows the other branches of
+   * spec.branches during training).
+   */
+  constructor(readonly spec: NetSpec, readonly online: boolean, seed = 1, mainOnly = false) {
     this.rng = new Rng(seed);
     for (const ls of spec.layers) {
       const layer: Layer = { spec: ls, branches: [] };
-      ls.branches.forEach((kind) => this.addBranch(layer, kind));
+      (mainOnly ? ls.branches.slice(0, 1) : ls.branches).forEach((kind) => this.addBranch(layer, kind));
       if (online) layer.post = this.bn(`${ls.name}.bn`, ls.cout);
       if (ls.asr) layer.asr = this.makeAsr(ls.name, ls.cout);
       this.layers.push(layer);
@@ -205,6 +210,15 @@ export class Net {
     };
   }
 
+  allBns(): BN[] {
+    const out: BN[] = [];
+    for (const l of this.layers) {
+      for (const b of l.branches) out.push(...Object.values(b.bns));
+      if (l.post) out.push(l.post);
+    }
+    return out;
+  }
+
   trainables(): tf.Variable[] {
     return [...this.vars.values()].filter((v) => v.trainable);
   }
@@ -284,10 +298,10 @@ export class Net {
   }
 
   private applyBn(bn: BN, x: tf.Tensor4D, o: ForwardOptions): tf.Tensor4D {
-    if (!o.training) return tf.batchNorm4d(x, bn.mean, bn.variance, bn.beta, bn.gamma, BN_EPS);
-    const { mean, variance } = tf.moments(x, [0, 1, 2]);
-    this.pending.push({ bn, mean: tf.keep(mean), variance: tf.keep(variance), count: x.shape[0] * x.shape[1] * x.shape[2] });
-    return tf.batchNorm4d(x, mean, variance, bn.beta, bn.gamma, BN_EPS);
+    const g = bn.gamma as tf.Tensor1D, b = bn.beta as tf.Tensor1D;
+    if (!o.training) return tf.batchNorm4d(x, bn.mean as tf.Tensor1D, bn.variance as tf.Tensor1D, b, g, BN_EPS);
+    const count = x.shape[0] * x.shape[1] * x.shape[2];
+    return batchNormTrain(x, g, b, BN_EPS, (s) => this.pending.push({ bn, mean: s.mean, variance: s.variance, count }));
   }
 
   private conv(x: tf.Tensor4D, w: tf.Tensor4D, stride: number, pads: [number, number, number, number], depthwise: boolean): tf.Tensor4D {

@@ -1,0 +1,271 @@
+// `reparam-onnx train` and `reparam-onnx eval`: the bundled TensorFlow.js trainer and the
+// onnxruntime accuracy check. Loaded on demand by main.ts (tfjs is not imported by optimize/verify).
+import { createHash } from "node:crypto";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import * as ort from "onnxruntime-node";
+import { UsageError } from "../ir/errors.js";
+import { loadModel, modelFromBytes, modelToBytes, saveModel } from "../ir/io.js";
+import { dimsOf } from "../ir/shapes.js";
+import { createSession, type Provider } from "../verify/verify.js";
+
+export interface TrainFlags {
+  arch?: string;
+  "block-spec"?: string;
+  data?: string;
+  epochs?: string;
+  batch?: string;
+  lr?: string;
+  optimizer?: string;
+  "weight-decay"?: string;
+  out?: string;
+  checkpoint?: string;
+  resume?: boolean;
+  online?: boolean;
+  dynamic?: boolean;
+  "dynamic-every"?: string;
+  asr?: boolean;
+  backend?: string;
+  workers?: string;
+  limit?: string;
+  seed?: string;
+  split?: string;
+  provider?: string;
+  json?: boolean;
+  "no-progress"?: boolean;
+}
+
+const int = (flag: string, v: string | undefined, fallback: number, min = 1): number => {
+  if (v === undefined) return fallback;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < min) throw new UsageError(`--${flag} '${v}': expected an integer ≥ ${min}`);
+  return n;
+};
+
+const positive = (flag: string, v: string | undefined, fallback: number, allowZero = false): number => {
+  if (v === undefined) return fallback;
+  const n = Number(v);
+  if (!Number.isFinite(n) || n < 0 || (!allowZero && n === 0)) throw new UsageError(`--${flag} '${v}': expected a ${allowZero ? "non-negative" : "positive"} number`);
+  return n;
+};
+
+function checkWritable(file: string, flag: string): void {
+  const dir = path.dirname(path.resolve(file));
+  if (!fs.existsSync(dir) || !fs.statSync(dir).isDirectory()) throw new UsageError(`${flag} ${file}: cannot write (folder ${dir} does not exist)`);
+  try {
+    fs.accessSync(dir, fs.constants.W_OK);
+  } catch {
+    throw new UsageError(`${flag} ${file}: cannot write (folder ${dir} is not writable)`);
+  }
+  if (fs.existsSync(file) && fs.statSync(file).isDirectory()) throw new UsageError(`${flag} ${file}: is a directory`);
+}
+
+const fmtInt = (n: number) => n.toLocaleString("en-US");
+const pct = (x: number) => `${(100 * x).toFixed(2)}%`;
+function duration(s: number): string {
+  if (s < 60) return `${s.toFixed(1)} s`;
+  const m = Math.floor(s / 60);
+  return `${m}m${String(Math.round(s - 60 * m)).padStart(2, "0")}s`;
+}
+
+function opHistogram(nodes: { opType: string }[]): string {
+  const h = new Map<string, number>();
+  for (const n of nodes) h.set(n.opType, (h.get(n.opType) ?? 0) + 1);
+  return [...h].map(([k, v]) => `${k} ${v}`).join(", ");
+}
+
+/** A one-line progress bar on stderr, redrawn at most every 100 ms (only on a TTY). */
+class ProgressBar {
+  private last = 0;
+  private shown = false;
+  constructor(private readonly enabled: boolean) {}
+  update(p: { epoch: number; epochs: number; step: number; steps: number; loss: number; acc: number; imagesPerSec: number; elapsed: number }): void {
+    if (!this.enabled) return;
+    const now = performance.now();
+    if (now - this.last < 100 && p.step !== p.steps) return;
+    this.last = now;
+    const width = 24;
+    const filled = Math.round((width * p.step) / p.steps);
+    const eta = p.step > 0 ? (p.elapsed * (p.steps - p.step)) / p.step : 0;
+    const line = `epoch ${p.epoch}/${p.epochs} [${"#".repeat(filled)}${".".repeat(width - filled)}] ${p.step}/${p.steps} loss ${p.loss.toFixed(4)} acc ${pct(p.acc)} ${Math.round(p.imagesPerSec)} img/s eta ${duration(eta)}`;
+    process.stderr.write(`\r\x1b[K${line}`);
+    this.shown = true;
+  }
+  clear(): void {
+    if (this.shown) process.stderr.write("\r\x1b[K");
+    this.shown = false;
+  }
+}
+
+export async function cmdTrain(args: string[], f: TrainFlags): Promise<number> {
+  if (args.length) throw new UsageError(`train takes no file arguments (got ${args.join(" ")}); use --out FILE.onnx`);
+  // Every flag is checked before any work.
+  const out = f.out ?? "model.onnx";
+  if (!out.endsWith(".onnx")) throw new UsageError(`--out ${out}: expected a .onnx file name`);
+  checkWritable(out, "--out");
+  const checkpoint = f.checkpoint ?? `${out}.ckpt`;
+  checkWritable(checkpoint, "--checkpoint");
+  const epochs = int("epochs", f.epochs, 2);
+  const batch = int("batch", f.batch, 64, 2);
+  const optimizerKind = f.optimizer ?? "sgd";
+  if (optimizerKind !== "sgd" && optimizerKind !== "adam") throw new UsageError(`--optimizer '${optimizerKind}': expected sgd or adam`);
+  const lr = positive("lr", f.lr, optimizerKind === "sgd" ? 0.1 : 0.003);
+  const weightDecay = positive("weight-decay", f["weight-decay"], optimizerKind === "sgd" ? 1e-4 : 0.01, true);
+  const seed = int("seed", f.seed, 1, 0);
+  const limit = f.limit === undefined ? undefined : int("limit", f.limit, 0);
+  const dynamicEvery = int("dynamic-every", f["dynamic-every"], 1);
+  const workers = f.workers === undefined || f.workers === "auto" ? "auto" : int("workers", f.workers, 1);
+  const { backendChoice, selectBackend } = await import("../trainer/backend.js");
+  const choice = backendChoice(f.backend);
+
+  const { loadData } = await import("../trainer/data.js");
+  const { resolveNet } = await import("../trainer/spec.js");
+  const { Trainer } = await import("../trainer/train.js");
+  const { exportNet } = await import("../trainer/export.js");
+
+  const dataName = f.data ?? "fashion-mnist";
+  const data = loadData(dataName, { limit, seed });
+  const spec = resolveNet({ arch: f.arch, blockSpec: f["block-spec"], asr: f.asr, input: data.train.shape, classes: data.classes });
+  const online = !!f.online || spec.families.every((fam) => fam === "orepa");
+  if (f.dynamic && online) throw new UsageError("--dynamic grows and prunes BN branches of multi-branch training; it cannot be combined with --online (or an OREPA arch)");
+  const info = await selectBackend(choice);
+  const nWorkers = workers === "auto" ? (info.name === "wasm" ? Math.min(2, os.availableParallelism()) : 1) : workers;
+
+  const trainer = new Trainer(spec, data, {
+    epochs, batch, seed, online, checkpoint, evalTest: true,
+    optimizer: { kind: optimizerKind, lr, momentum: 0.9, weightDecay },
+    dynamic: f.dynamic ? { every: dynamicEvery } : undefined,
+    workers: nWorkers,
+  });
+  const lines: string[] = [];
+  const say = (line: string) => {
+    lines.push(line);
+    if (!f.json) process.stdout.write(line + "\n");
+  };
+  let stop = false, interrupts = 0;
+  const onSigint = () => {
+    interrupts++;
+    stop = true;
+    if (interrupts > 1) process.exit(130);
+  };
+  process.on("SIGINT", onSigint);
+  const bar = new ProgressBar(!f.json && !f["no-progress"] && !!process.stderr.isTTY);
+  try {
+    if (f.resume) trainer.restore(checkpoint);
+    const form = online ? "online (OREPA-style: one conv per layer in the forward pass)" : "multi-branch";
+    say(`reparam-onnx train: ${spec.name} (${form}${f.dynamic ? ", dynamic DyRep branches" : ""}) on ${data.name} (${fmtInt(data.train.n)} train / ${fmtInt(data.test.n)} test, ${data.train.shape.join("x")}, ${data.classes} classes)`);
+    say(`  backend ${info.label}${nWorkers > 1 ? `, ${nWorkers} data-parallel workers` : ""}${info.skipped.length ? ` (skipped ${info.skipped.join("; ")})` : ""}`);
+    say(`  ${spec.layers.length} re-parameterizable layers, ${fmtInt(trainer.net.paramCount())} trainable parameters; batch ${batch}, ${optimizerKind} lr ${lr} (cosine), weight decay ${weightDecay}, seed ${seed}`);
+    if (trainer.resumedFrom !== undefined) say(`  resumed from ${checkpoint} after epoch ${trainer.resumedFrom}`);
+    const result = await trainer.run({
+      onStep: (p) => bar.update(p),
+      onEpoch: (r) => {
+        bar.clear();
+        say(`  epoch ${r.epoch}/${epochs}: loss ${r.loss.toFixed(4)}, train acc ${pct(r.trainAcc)}, test acc ${r.testAcc === undefined ? "-" : pct(r.testAcc)}, ${duration(r.seconds)} (${fmtInt(Math.round(r.imagesPerSec))} img/s)${r.checkpoint ? `, checkpoint ${r.checkpoint}` : ""}`);
+        for (const e of r.dynamic ?? []) say(`    dynamic: ${e}`);
+      },
+      shouldStop: () => stop,
+    });
+    bar.clear();
+    if (result.stopped) {
+      const last = trainer.epochsDone;
+      process.stderr.write(`reparam-onnx: interrupted; ${last > 0 ? `the last checkpoint (${checkpoint}, epoch ${last}) is intact: continue with --resume` : "no epoch finished, no checkpoint written"}; nothing exported\n`);
+      if (f.json) process.stdout.write(JSON.stringify({ interrupted: true, epochsDone: last, checkpoint: last > 0 ? checkpoint : null }) + "\n");
+      return 130;
+    }
+    const finalTrain = trainer.history.at(-1);
+    const model = modelFromBytes(modelToBytes(exportNet(trainer.net, { "reparam-onnx.data": data.name, "reparam-onnx.classes": (data.classNames ?? []).join(",") })));
+    const written = saveModel(model, out);
+    const testAcc = finalTrain?.testAcc;
+    const deploy = out.replace(/\.onnx$/, ".deploy.onnx");
+    say(`  final: train acc ${finalTrain ? pct(finalTrain.trainAcc) : "-"}, test acc ${testAcc === undefined ? "-" : pct(testAcc)} (tfjs, inference mode), training time ${duration(trainer.history.reduce((s, r) => s + r.seconds, 0))} over ${trainer.epochsDone} epochs`);
+    say(`  wrote ${out} (${fmtInt(written.bytes)} bytes): ${online ? "online-linearized" : "multi-branch"} training form, ${model.graph.nodes.length} nodes (${opHistogram(model.graph.nodes)})`);
+    say(`  next: npx reparam-onnx optimize ${out} ${deploy}`);
+    say(`        npx reparam-onnx eval ${deploy} --data ${dataName}${limit ? ` --limit ${limit}` : ""}`);
+    if (f.json)
+      process.stdout.write(JSON.stringify({
+        out, checkpoint, arch: spec.name, form: online ? "online" : "multi-branch", dynamic: !!f.dynamic, backend: info.label, workers: nWorkers,
+        data: data.name, epochs: trainer.epochsDone, history: trainer.history, testAccuracy: testAcc ?? null, bytes: written.bytes,
+        nodes: model.graph.nodes.length, structure: trainer.net.structure(), optimizeCommand: `npx reparam-onnx optimize ${out} ${deploy}`,
+      }, null, 2) + "\n");
+    return 0;
+  } finally {
+    bar.clear();
+    process.off("SIGINT", onSigint);
+    await trainer.dispose();
+  }
+}
+
+/** Accuracy of an ONNX classifier in onnxruntime on an IDX/synthetic data split. */
+export async function evaluateOnnx(file: string, dataName: string, options: { split?: "test" | "train"; limit?: number; batch?: number; provider?: Provider } = {}) {
+  const { loadData, batchOf } = await import("../trainer/data.js");
+  const model = loadModel(file);
+  const data = loadData(dataName, { limit: options.limit });
+  const split = options.split ?? "test";
+  const d = split === "test" ? data.test : data.train;
+  const inputs = model.graph.realInputs();
+  if (inputs.length !== 1) throw new UsageError(`${file}: expected one input (an image batch), found ${inputs.length}`);
+  const input = inputs[0]!;
+  const dims = dimsOf(input);
+  const [c, h, w] = d.shape;
+  if (dims && (dims.length !== 4 || (dims[1] !== undefined && dims[1] !== c) || (dims[2] !== undefined && dims[2] !== h) || (dims[3] !== undefined && dims[3] !== w)))
+    throw new UsageError(`${file}: input '${input.name}' has shape [${dims.map((x) => x ?? "?").join(", ")}], the data is [N, ${c}, ${h}, ${w}]`);
+  const fixedBatch = dims && dims[0] !== undefined ? dims[0] : undefined;
+  const batch = fixedBatch ?? options.batch ?? 500;
+  const session = await createSession(model, options.provider ?? "cpu");
+  const t0 = performance.now();
+  let correct = 0;
+  const predictions = new Int32Array(d.n);
+  const perClass = new Map<number, [number, number]>();
+  try {
+    for (let i = 0; i < d.n; i += batch) {
+      const m = Math.min(batch, d.n - i);
+      const idx = Uint32Array.from({ length: fixedBatch ?? m }, (_, j) => Math.min(i + j, d.n - 1));
+      const { x, y } = batchOf(d, idx);
+      const res = await session.run({ [input.name!]: new ort.Tensor("float32", x, [idx.length, c, h, w]) });
+      const outName = session.outputNames[0]!;
+      const logits = res[outName]!.data as Float32Array;
+      const classes = logits.length / idx.length;
+      if (!Number.isInteger(classes) || classes < 2) throw new UsageError(`${file}: output '${outName}' is not [N, classes] logits`);
+      for (let j = 0; j < m; j++) {
+        let best = 0;
+        for (let k = 1; k < classes; k++) if (logits[j * classes + k]! > logits[j * classes + best]!) best = k;
+        predictions[i + j] = best;
+        const pc = perClass.get(y[j]!) ?? [0, 0];
+        pc[1]++;
+        if (best === y[j]) {
+          correct++;
+          pc[0]++;
+        }
+        perClass.set(y[j]!, pc);
+      }
+    }
+  } finally {
+    await session.release();
+  }
+  const digest = createHash("sha256").update(new Uint8Array(predictions.buffer)).digest("hex").slice(0, 16);
+  return { file, data: data.name, split, n: d.n, correct, accuracy: correct / d.n, seconds: (performance.now() - t0) / 1000, predictionsDigest: digest, perClass, classNames: data.classNames };
+}
+
+export async function cmdEval(args: string[], f: TrainFlags): Promise<number> {
+  if (args.length !== 1) throw new UsageError(`eval takes 1 file argument (MODEL.onnx), got ${args.length}`);
+  const split = f.split ?? "test";
+  if (split !== "test" && split !== "train") throw new UsageError(`--split '${split}': expected test or train`);
+  const limit = f.limit === undefined ? undefined : int("limit", f.limit, 0);
+  const batch = int("batch", f.batch, 500);
+  const provider = f.provider === undefined || f.provider === "cpu" ? "cpu" : f.provider === "cuda" ? "cuda" : undefined;
+  if (!provider) throw new UsageError(`--provider '${f.provider}': expected cpu or cuda`);
+  const r = await evaluateOnnx(args[0]!, f.data ?? "fashion-mnist", { split, limit, batch, provider });
+  if (f.json) {
+    process.stdout.write(JSON.stringify({ ...r, perClass: Object.fromEntries([...r.perClass].map(([k, [c, n]]) => [r.classNames?.[k] ?? String(k), { correct: c, n }])) }, null, 2) + "\n");
+    return 0;
+  }
+  const lines = [
+    `reparam-onnx eval ${r.file} on ${r.data} (${r.split}, ${fmtInt(r.n)} images, onnxruntime ${provider})`,
+    `  accuracy ${pct(r.accuracy)} (${fmtInt(r.correct)}/${fmtInt(r.n)}), ${duration(r.seconds)}; predictions digest ${r.predictionsDigest}`,
+    `  per class: ${[...r.perClass].sort((a, b) => a[0] - b[0]).map(([k, [c, n]]) => `${r.classNames?.[k] ?? k} ${pct(c / n)}`).join(", ")}`,
+  ];
+  process.stdout.write(lines.join("\n") + "\n");
+  return 0;
+}
