@@ -32,7 +32,7 @@ const specArb: fc.Arbitrary<BlockSpec> = fc
 
 describe("random linear blocks", () => {
   it("fold and verify in onnxruntime; positive blocks become one Conv", async () => {
-    const runs = process.env.CI ? 150 : 200;
+    const runs = 300;
     await fc.assert(
       fc.asyncProperty(specArb, async (spec) => {
         const model = buildBlock(spec);
