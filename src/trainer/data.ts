@@ -1,9 +1,11 @@
 // Training data: MNIST-format IDX files (Fashion-MNIST from Debian's dataset-fashion-mnist, MNIST,
-// any folder holding the four files, gzipped or not) and a tiny synthetic set for tests and demos.
+// any folder holding the four files, gzipped or not), a folder of PNG images (ImageFolder layout),
+// and a tiny synthetic set for tests and demos.
 // Images stay as bytes; batches are converted to float32 pixel/255, NCHW (the exported model's input).
 import * as fs from "node:fs";
 import * as path from "node:path";
 import * as zlib from "node:zlib";
+import { PNG } from "pngjs";
 import { UsageError } from "../ir/errors.js";
 import { Rng } from "./model.js";
 
@@ -107,7 +109,15 @@ export function loadData(spec: string, options: { limit?: number; seed?: number 
       dir = path.join(datasetsRoot(), spec);
       if (!fs.existsSync(dir)) throw new UsageError(`--data ${spec}: ${dir} not found; ${installHint(spec)}`);
     } else if (!fs.existsSync(spec) || !fs.statSync(spec).isDirectory()) {
-      throw new UsageError(`--data '${spec}': expected fashion-mnist, mnist, synthetic[:N] or a folder with IDX files (${Object.values(FILES).join(", ")}, optionally .gz)`);
+      throw new UsageError(`--data '${spec}': expected fashion-mnist, mnist, synthetic[:N], a folder with IDX files (${Object.values(FILES).join(", ")}, optionally .gz) or a folder of PNG images (CLASS/*.png, or train/CLASS and test/CLASS)`);
+    }
+    if (!findFile(dir, FILES.trainImages) && !findFile(dir, FILES.testImages) && isImageFolder(dir)) {
+      splits = loadImageFolder(dir);
+      if (options.limit) {
+        splits.train = take(splits.train, options.limit);
+        splits.test = take(splits.test, options.limit);
+      }
+      return splits;
     }
     if (!findFile(dir, FILES.trainImages) && !findFile(dir, FILES.testImages)) throw new UsageError(`--data ${spec}: no IDX files in ${dir}; ${installHint(name)}`);
     const train = readSplit(dir, FILES.trainImages, FILES.trainLabels);
@@ -121,6 +131,78 @@ export function loadData(spec: string, options: { limit?: number; seed?: number 
     splits.test = take(splits.test, options.limit);
   }
   return splits;
+}
+
+// --- a folder of PNG images ------------------------------------------------------------------
+
+const classDirs = (dir: string) =>
+  fs.readdirSync(dir, { withFileTypes: true }).filter((e) => e.isDirectory()).map((e) => e.name).sort();
+const pngs = (dir: string) => fs.readdirSync(dir).filter((f) => f.toLowerCase().endsWith(".png")).sort();
+
+function isImageFolder(dir: string): boolean {
+  const sub = classDirs(dir);
+  if (sub.includes("train") && sub.includes("test")) return classDirs(path.join(dir, "train")).some((c) => pngs(path.join(dir, "train", c)).length > 0);
+  return sub.some((c) => pngs(path.join(dir, c)).length > 0);
+}
+
+interface Decoded { pixels: Uint8Array; width: number; height: number; gray: boolean }
+
+function decodePng(file: string): Decoded {
+  let png: PNG;
+  try {
+    png = PNG.sync.read(fs.readFileSync(file));
+  } catch (e) {
+    throw new UsageError(`${file}: not a readable PNG (${(e as Error).message})`);
+  }
+  const rgba = png.data;
+  let gray = true;
+  for (let i = 0; i < rgba.length && gray; i += 4) if (rgba[i] !== rgba[i + 1] || rgba[i] !== rgba[i + 2]) gray = false;
+  return { pixels: Uint8Array.from(rgba), width: png.width, height: png.height, gray };
+}
+
+/**
+ * An ImageFolder-style data set: `DIR/train/CLASS/*.png` + `DIR/test/CLASS/*.png`, or `DIR/CLASS/*.png`
+ * split deterministically (every fifth image of a class is a test image). Classes are the sorted
+ * folder names; every image must have the same size (no resizing: the network's input is that size);
+ * all-gray images give one channel, otherwise RGB.
+ */
+export function loadImageFolder(dir: string): DataSplits {
+  const split = classDirs(dir).includes("train") && classDirs(dir).includes("test");
+  const classes = classDirs(split ? path.join(dir, "train") : dir);
+  if (classes.length < 2) throw new UsageError(`${dir}: an image folder needs at least two class folders`);
+  const collect = (root: string, keep: (i: number) => boolean) => {
+    const items: { file: string; label: number }[] = [];
+    classes.forEach((c, label) => {
+      const folder = path.join(root, c);
+      if (!fs.existsSync(folder)) return;
+      pngs(folder).forEach((f, i) => keep(i) && items.push({ file: path.join(folder, f), label }));
+    });
+    return items;
+  };
+  const trainItems = split ? collect(path.join(dir, "train"), () => true) : collect(dir, (i) => i % 5 !== 4);
+  const testItems = split ? collect(path.join(dir, "test"), () => true) : collect(dir, (i) => i % 5 === 4);
+  if (trainItems.length === 0 || testItems.length === 0) throw new UsageError(`${dir}: no PNG images for ${trainItems.length === 0 ? "training" : "testing"}`);
+  const decoded = [...trainItems, ...testItems].map((it) => ({ ...it, img: decodePng(it.file) }));
+  const { width, height } = decoded[0]!.img;
+  const odd = decoded.find((d) => d.img.width !== width || d.img.height !== height);
+  if (odd) throw new UsageError(`${odd.file}: ${odd.img.width}x${odd.img.height}, but the first image is ${width}x${height} (all images must have one size)`);
+  const channels = decoded.every((d) => d.img.gray) ? 1 : 3;
+  const toDataset = (items: typeof decoded): Dataset => {
+    const size = channels * height * width;
+    const images = new Uint8Array(items.length * size);
+    const labels = new Uint8Array(items.length);
+    items.forEach((d, n) => {
+      labels[n] = d.label;
+      for (let c = 0; c < channels; c++)
+        for (let p = 0; p < height * width; p++) images[n * size + c * height * width + p] = d.img.pixels[p * 4 + c]!;
+    });
+    return { images, labels, n: items.length, shape: [channels, height, width] };
+  };
+  return {
+    name: path.basename(path.resolve(dir)), source: dir,
+    train: toDataset(decoded.slice(0, trainItems.length)), test: toDataset(decoded.slice(trainItems.length)),
+    classes: classes.length, classNames: classes,
+  };
 }
 
 function take(d: Dataset, n: number): Dataset {
