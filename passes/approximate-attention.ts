@@ -4,8 +4,7 @@
 // APPROXIMATION, never done by default — after which the Mul is a per-channel scaling and folds
 // like any other. This file finds the blocks and performs the replacement; src/verify/calibration.ts
 // measures the statistics and the end-to-end error.
-import { Node } from "../src/ir/graph.js";
-import type { Model } from "../src/ir/graph.js";
+import type { Model, Node } from "../src/ir/graph.js";
 import { DataType } from "../src/ir/dtype.js";
 import { inferShapes } from "../src/ir/shapes.js";
 import { Tensor } from "../src/ir/tensor.js";
@@ -92,4 +91,3 @@ export function removeDeadNodes(model: Model): void {
   g.valueInfo = g.valueInfo.filter((v) => produced.has(v.name ?? ""));
 }
 
-export { Node };

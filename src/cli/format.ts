@@ -9,10 +9,7 @@ export const ms = (t: number) => (t < 1000 ? `${t.toFixed(0)} ms` : `${(t / 1000
 
 export function opDiff(before: ModelStats, after: ModelStats): string {
   const ops = [...new Set([...Object.keys(before.ops), ...Object.keys(after.ops)])].sort();
-  return ops
-    .filter((op) => (before.ops[op] ?? 0) !== (after.ops[op] ?? 0) || true)
-    .map((op) => `${op} ${before.ops[op] ?? 0}→${after.ops[op] ?? 0}`)
-    .join(", ");
+  return ops.map((op) => `${op} ${before.ops[op] ?? 0}→${after.ops[op] ?? 0}`).join(", ");
 }
 
 export function formatOptimize(report: OptimizeReport, explain: boolean): string[] {

@@ -186,7 +186,7 @@ export class Tensor {
 
   /** Proto for saving: the original when untouched (lossless), else a fresh raw_data proto. */
   toProto(): TensorProto {
-    if (this.original && !this.cachedIsNew) {
+    if (this.original) {
       if (this.original.name !== this.name) {
         // Shallow copy: data is shared, unknown fields and packing are kept.
         const copy = onnx.TensorProto.create();
@@ -205,9 +205,6 @@ export class Tensor {
     });
   }
 
-  private get cachedIsNew(): boolean {
-    return this.original === undefined;
-  }
 }
 
 function typedFieldCount(p: TensorProto): number {

@@ -1,7 +1,7 @@
 // All graph mutation goes through here (MLIR's PatternRewriter idea): passes describe a
 // replacement, the rewriter applies it, keeps the node order topological, garbage-collects what
 // the replaced nodes left unused, and records the rewrite for the report.
-import { Node, type Graph } from "../ir/graph.js";
+import type { Graph, Node } from "../ir/graph.js";
 import type { Tensor } from "../ir/tensor.js";
 
 export interface RewriteRecord {
@@ -165,9 +165,5 @@ export class Rewriter {
     const produced = new Set<string>();
     for (const n of this.graph.nodes) for (const o of n.outputs) produced.add(o);
     this.graph.valueInfo = this.graph.valueInfo.filter((v) => produced.has(v.name ?? "") || this.graph.initializers.has(v.name ?? ""));
-  }
-
-  static node(name: string, opType: string, inputs: string[], outputs: string[], attributes: Node["attributes"]): Node {
-    return new Node(name, opType, inputs, outputs, attributes);
   }
 }
