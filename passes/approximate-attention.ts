@@ -6,7 +6,7 @@
 // measures the statistics and the end-to-end error.
 import type { Model, Node } from "../src/ir/graph.js";
 import { DataType } from "../src/ir/dtype.js";
-import { inferShapes } from "../src/ir/shapes.js";
+import { inferShapes, knownProduct } from "../src/ir/shapes.js";
 import { Tensor } from "../src/ir/tensor.js";
 
 const GATES = new Set(["Sigmoid", "HardSigmoid"]);
@@ -43,7 +43,7 @@ export function findAttentionBlocks(model: Model): AttentionBlock[] {
       if (!xd || xd.length !== 4 || xd[1] === undefined) continue;
       // One value per channel (not a spatial gate); when the shape is only known at run time, the
       // calibration run checks it (attentionStats).
-      const perSample = sd?.slice(1).reduce<number | undefined>((a, b) => (a === undefined || b === undefined ? undefined : a * b), 1);
+      const perSample = sd && knownProduct(sd.slice(1));
       if (perSample !== undefined && perSample !== xd[1]) continue;
       blocks.push({ mul, input: x, gate: p.outputs[0]!, channels: xd[1] });
       break;

@@ -11,6 +11,7 @@ import { averagePoolMap } from "../src/algebra/pool.js";
 import { withScratch } from "../src/algebra/scratch.js";
 import { negate, sumMaps } from "../src/algebra/sum.js";
 import { DataType } from "../src/ir/dtype.js";
+import { knownProduct } from "../src/ir/shapes.js";
 import { Node } from "../src/ir/graph.js";
 import type { PassContext } from "../src/pipeline/context.js";
 import type { Pass } from "../src/pipeline/pass.js";
@@ -29,7 +30,11 @@ interface Part {
    * `values` of length 1 broadcast; null means zeros.
    */
   pad?: { pads: Pads; values: Float64Array | null };
+  /** For a root sum over several inputs: the terms kept as separate Adds/Subs (partialSum). */
+  rest?: Term[];
 }
+
+type Term = Part & { sign: 1 | -1; tensor: string };
 
 const leaf = (tensor: string): Part => ({ leaf: tensor, map: null, nodes: [] });
 
@@ -235,7 +240,7 @@ class RegionBuilder {
   }
 
   /** A root sum over several inputs: merge the largest same-input group, keep the other terms. */
-  private partialSum(node: Node, sums: Node[], parts: (Part & { sign: 1 | -1; tensor: string })[], why: string, layout: Layout): Part {
+  private partialSum(node: Node, sums: Node[], parts: Term[], why: string, layout: Layout): Part {
     const groups = new Map<string, typeof parts>();
     for (const p of parts) groups.set(p.leaf, [...(groups.get(p.leaf) ?? []), p]);
     const best = [...groups.values()].filter((g) => g.length >= 2).sort((a, b) => b.length - a.length)[0];
@@ -246,7 +251,7 @@ class RegionBuilder {
     const merged = this.merge(best, node, layout);
     if (!merged) return leaf(node.outputs[0]!);
     const rest = parts.filter((p) => !best.includes(p));
-    return { leaf: best[0]!.leaf, map: merged, nodes: [...best.flatMap((p) => p.nodes), ...sums], rest } as Part & { rest: typeof rest };
+    return { leaf: best[0]!.leaf, map: merged, nodes: [...best.flatMap((p) => p.nodes), ...sums], rest };
   }
 }
 
@@ -269,7 +274,7 @@ function convMacs(ctx: PassContext, node: Node, map: LinearMap | undefined): num
   const dims = ctx.shapes().get(node.outputs[0]!)?.dims;
   if (!map || !dims) return 0;
   // Positions the map is applied at per input: H·W of an image, L of a [N, L, F] token tensor.
-  const positions = (dims.length === 4 ? dims.slice(2) : dims.slice(1, -1)).reduce<number | undefined>((p, v) => (p === undefined || v === undefined ? undefined : p * v), 1);
+  const positions = knownProduct(dims.length === 4 ? dims.slice(2) : dims.slice(1, -1));
   return positions === undefined ? 0 : macsPerPixel(map) * positions;
 }
 
@@ -320,65 +325,65 @@ export const collapseLinearRegions: Pass = {
 };
 
 function collapse(ctx: PassContext, recycle: () => void): boolean {
-    let changed = false;
-    const builder = new RegionBuilder(ctx);
-    // Roots from the graph's end: the largest region containing a tensor is tried before its parts.
-    const candidates = [...ctx.graph.nodes].reverse();
-    const removed = new Set<Node>();
-    for (const anchor of candidates) {
-      if (removed.has(anchor) || !ctx.graph.nodes.includes(anchor)) continue;
-      recycle();
-      const output = anchor.outputs[0];
-      if (!output || !mayRootRegion(ctx, anchor) || ctx.rewriter.declinedAnchor(anchor)) continue;
-      const read = builder.read(anchor);
-      if ("refused" in read) {
-        if (!read.quiet) ctx.refuse(anchor, read.refused);
-        continue;
-      }
-      const part = builder.part(output, true) as Part & { rest?: (Part & { sign: 1 | -1; tensor: string })[] };
-      if (!part.map || part.pad || !part.nodes.includes(anchor)) continue;
-      const rest = part.rest ?? [];
-      const dense = part.layout === "features";
-      const emitted = (dense ? denseNodeCount(ctx, part.map, part.leaf) : 1) + rest.length;
-      if (part.nodes.length <= emitted) continue; // nothing gained: as many nodes as before
-      const macsBefore = regionMacs(ctx, builder, part.nodes);
-      const macsAfter = convMacs(ctx, anchor, part.map);
-      // Costlier compositions are the authors' deploy form for stems (7x7/2 from three 3x3), so they
-      // are done by default — within a bound: a depthwise conv composed into a dense one (dw3x3 →
-      // pw1x1) multiplies the cost by the kernel area and is left as two layers.
-      const limit = ctx.options.noCostlier ? 1 : ctx.options.maxMacGrowth ?? DEFAULT_MAX_MAC_GROWTH;
-      if (macsBefore > 0 && macsAfter > limit * macsBefore) {
-        ctx.refuse(anchor, `composition would raise MACs ${macsBefore} → ${macsAfter} (${(macsAfter / macsBefore).toFixed(2)}x; ${ctx.options.noCostlier ? "--no-costlier" : `limit ${limit}x, --max-mac-growth`})`);
-        continue;
-      }
-      const base = (anchor.name || output).replace(/\/[^/]*$/, "") || output;
-      const dtype = weightDtype(ctx, part.nodes, part.leaf);
-      const add: Node[] = [];
-      const convOut = rest.length ? ctx.rewriter.uniqueName(`${output}_reparam`) : output;
-      if (dense) add.push(...emitDense(ctx, part.map, part.leaf, convOut, `${base}/reparam_fc`, dtype));
-      else add.push(emitConv(ctx, part.map, part.leaf, convOut, `${base}/reparam_conv`, dtype));
-      let acc = convOut;
-      rest.forEach((term, i) => {
-        const out = i === rest.length - 1 ? output : ctx.rewriter.uniqueName(`${output}_partial`);
-        add.push(new Node(ctx.rewriter.uniqueName(`${base}/reparam_${term.sign > 0 ? "add" : "sub"}`), term.sign > 0 ? "Add" : "Sub", [acc, term.tensor], [out]));
-        acc = out;
-      });
-      const histogram = new Map<string, number>();
-      for (const n of part.nodes) histogram.set(n.opType, (histogram.get(n.opType) ?? 0) + 1);
-      const what = [...histogram].map(([op, n]) => `${n} ${op}`).join(" + ");
-      const applied = ctx.rewriter.replace({
-        pass: collapseLinearRegions.name, anchor, remove: part.nodes, add,
-        summary: `${what} → ${dense ? `${add.map((n) => n.opType).join("+")} ${part.map.inChannels}→${part.map.outChannels}` : `Conv ${part.map.kh}x${part.map.kw}/${part.map.stride[0]}${part.map.groups > 1 ? ` g${part.map.groups}` : ""}`}${rest.length ? ` + ${rest.length} kept term(s)` : ""}`,
-        macsBefore, macsAfter,
-      });
-      if (!applied) {
-        ctx.refuse(anchor, "rewrite skipped: it failed verification (--skip-failing)");
-        continue;
-      }
-      for (const n of part.nodes) removed.add(n);
-      builder.forget();
-      changed = true;
+  let changed = false;
+  const builder = new RegionBuilder(ctx);
+  // Roots from the graph's end: the largest region containing a tensor is tried before its parts.
+  const candidates = [...ctx.graph.nodes].reverse();
+  const removed = new Set<Node>();
+  for (const anchor of candidates) {
+    if (removed.has(anchor) || !ctx.graph.nodes.includes(anchor)) continue;
+    recycle();
+    const output = anchor.outputs[0];
+    if (!output || !mayRootRegion(ctx, anchor) || ctx.rewriter.declinedAnchor(anchor)) continue;
+    const read = builder.read(anchor);
+    if ("refused" in read) {
+      if (!read.quiet) ctx.refuse(anchor, read.refused);
+      continue;
     }
-    return changed;
+    const part = builder.part(output, true);
+    if (!part.map || part.pad || !part.nodes.includes(anchor)) continue;
+    const rest = part.rest ?? [];
+    const dense = part.layout === "features";
+    const emitted = (dense ? denseNodeCount(ctx, part.map, part.leaf) : 1) + rest.length;
+    if (part.nodes.length <= emitted) continue; // nothing gained: as many nodes as before
+    const macsBefore = regionMacs(ctx, builder, part.nodes);
+    const macsAfter = convMacs(ctx, anchor, part.map);
+    // Costlier compositions are the authors' deploy form for stems (7x7/2 from three 3x3), so they
+    // are done by default — within a bound: a depthwise conv composed into a dense one (dw3x3 →
+    // pw1x1) multiplies the cost by the kernel area and is left as two layers.
+    const limit = ctx.options.noCostlier ? 1 : ctx.options.maxMacGrowth ?? DEFAULT_MAX_MAC_GROWTH;
+    if (macsBefore > 0 && macsAfter > limit * macsBefore) {
+      ctx.refuse(anchor, `composition would raise MACs ${macsBefore} → ${macsAfter} (${(macsAfter / macsBefore).toFixed(2)}x; ${ctx.options.noCostlier ? "--no-costlier" : `limit ${limit}x, --max-mac-growth`})`);
+      continue;
+    }
+    const base = (anchor.name || output).replace(/\/[^/]*$/, "") || output;
+    const dtype = weightDtype(ctx, part.nodes, part.leaf);
+    const add: Node[] = [];
+    const convOut = rest.length ? ctx.rewriter.uniqueName(`${output}_reparam`) : output;
+    if (dense) add.push(...emitDense(ctx, part.map, part.leaf, convOut, `${base}/reparam_fc`, dtype));
+    else add.push(emitConv(ctx, part.map, part.leaf, convOut, `${base}/reparam_conv`, dtype));
+    let acc = convOut;
+    rest.forEach((term, i) => {
+      const out = i === rest.length - 1 ? output : ctx.rewriter.uniqueName(`${output}_partial`);
+      add.push(new Node(ctx.rewriter.uniqueName(`${base}/reparam_${term.sign > 0 ? "add" : "sub"}`), term.sign > 0 ? "Add" : "Sub", [acc, term.tensor], [out]));
+      acc = out;
+    });
+    const histogram = new Map<string, number>();
+    for (const n of part.nodes) histogram.set(n.opType, (histogram.get(n.opType) ?? 0) + 1);
+    const what = [...histogram].map(([op, n]) => `${n} ${op}`).join(" + ");
+    const applied = ctx.rewriter.replace({
+      pass: collapseLinearRegions.name, anchor, remove: part.nodes, add,
+      summary: `${what} → ${dense ? `${add.map((n) => n.opType).join("+")} ${part.map.inChannels}→${part.map.outChannels}` : `Conv ${part.map.kh}x${part.map.kw}/${part.map.stride[0]}${part.map.groups > 1 ? ` g${part.map.groups}` : ""}`}${rest.length ? ` + ${rest.length} kept term(s)` : ""}`,
+      macsBefore, macsAfter,
+    });
+    if (!applied) {
+      ctx.refuse(anchor, "rewrite skipped: it failed verification (--skip-failing)");
+      continue;
+    }
+    for (const n of part.nodes) removed.add(n);
+    builder.forget();
+    changed = true;
+  }
+  return changed;
 }
 

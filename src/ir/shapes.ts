@@ -11,6 +11,16 @@ export interface ShapeInfo {
 }
 export type ShapeMap = Map<string, ShapeInfo>;
 
+/** Product of dims, or undefined when any of them is unknown. */
+export function knownProduct(dims: Dims): number | undefined {
+  let n = 1;
+  for (const d of dims) {
+    if (d === undefined) return undefined;
+    n *= d;
+  }
+  return n;
+}
+
 export function dimsOf(v: ValueInfoProto): Dims | undefined {
   const shape = v.type?.tensorType?.shape;
   if (!shape) return undefined;
@@ -154,8 +164,7 @@ function inferNode(node: Node, shapes: ShapeMap, options: ShapeOptions): void {
     case "Flatten": {
       if (!xd) return set(undefined);
       const a = node.int("axis", 1), axis = a < 0 ? a + xd.length : a;
-      const prod = (ds: Dims) => ds.reduce<number | undefined>((p, v) => (p === undefined || v === undefined ? undefined : p * v), 1);
-      return set([prod(xd.slice(0, axis)), prod(xd.slice(axis))]);
+      return set([knownProduct(xd.slice(0, axis)), knownProduct(xd.slice(axis))]);
     }
     case "Gemm": {
       const a = xd, b = inp(1)?.dims;

@@ -1,6 +1,6 @@
 // Model statistics for reports: op histogram, Conv weight elements, multiply-accumulates, bytes.
 import type { Model } from "../ir/graph.js";
-import { inferShapes } from "../ir/shapes.js";
+import { inferShapes, knownProduct } from "../ir/shapes.js";
 import { dtypeName, isFloatType } from "../ir/dtype.js";
 
 export interface ModelStats {
@@ -29,14 +29,14 @@ export function modelStats(model: Model, shapes?: Record<string, number[]>): Mod
       if (w) {
         convWeights += w.size;
         const out = shapeMap.get(n.outputs[0] ?? "")?.dims;
-        const spatial = out?.slice(2).reduce<number | undefined>((p, v) => (p === undefined || v === undefined ? undefined : p * v), 1);
+        const spatial = out && knownProduct(out.slice(2));
         if (spatial !== undefined) macs += (w.size / 1) * spatial;
       }
     } else if (n.opType === "Gemm" || n.opType === "MatMul") {
       const w = g.initializers.get(n.inputs[1] ?? "");
       const out = shapeMap.get(n.outputs[0] ?? "")?.dims;
       if (w && out) {
-        const rows = out.slice(0, -1).reduce<number | undefined>((p, v) => (p === undefined || v === undefined ? undefined : p * v), 1);
+        const rows = knownProduct(out.slice(0, -1));
         if (rows !== undefined) macs += w.size * rows;
       }
     }
