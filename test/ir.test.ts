@@ -11,6 +11,7 @@ import { DataType } from "../src/ir/dtype.js";
 import { ModelError } from "../src/ir/errors.js";
 import { loadModel, modelFromBytes, modelToBytes, saveModel } from "../src/ir/io.js";
 import { decodeModel, encodeModel, onnx, unknownFieldCount, type ModelProto } from "../src/ir/proto.js";
+import { inferShapes } from "../src/ir/shapes.js";
 import { Tensor } from "../src/ir/tensor.js";
 import { optimize } from "../src/pipeline/optimize.js";
 
@@ -534,5 +535,39 @@ describe("load rejects", () => {
     p.graph!.initializer = [onnx.TensorProto.create({ name: "cplx", dataType: DataType.COMPLEX64, dims: [2], rawData: new Uint8Array(16) })];
     const m = modelFromBytes(encodeModel(p));
     expect(() => m.graph.initializers.get("cplx")!.toFloat64()).toThrow(/^initializer 'cplx': unsupported dtype complex64$/);
+  });
+});
+
+describe("shape inference", () => {
+  const shapesOf = (model: ReturnType<GraphBuilder["build"]>) =>
+    inferShapes(model.graph, { constant: (n) => { const t = model.graph.initializers.get(n); return t ? Array.from(t.toFloat64()) : undefined; } });
+
+  it("follows PyTorch's dynamic shape plumbing (Shape → Gather → Div → Cast → Unsqueeze → Concat → Reshape) to the static dims", () => {
+    const b = new GraphBuilder(13);
+    const x = b.input("x", ["N", 8, 12, 12]);
+    const shape = b.op("Shape", [x]);
+    const dim = (i: number) => b.op("Gather", [shape, b.scalarInt64("i", i)], { axis: 0 });
+    const hParts = b.op("Cast", [b.op("Div", [dim(2), b.scalarInt64("six", 6)])], { to: DataType.INT64 });
+    const unsq = (t: string) => b.op("Unsqueeze", [t, b.int64("axes", [0])]);
+    const target = b.op("Concat", [unsq(dim(0)), b.int64("c", [8]), unsq(hParts), b.int64("h", [6]), b.int64("wp", [2]), b.int64("w", [6])], { axis: 0 });
+    const y = b.op("Reshape", [x, target]);
+    const sliced = b.op("Reshape", [x, b.op("Concat", [b.op("Slice", [shape, b.int64("s", [0]), b.int64("e", [2])]), b.int64("rest", [-1])], { axis: 0 })]);
+    b.output(y);
+    b.output(sliced);
+    const shapes = shapesOf(b.build());
+    expect(shapes.get(y)?.dims).toEqual([undefined, 8, 2, 6, 2, 6]);
+    expect(shapes.get(sliced)?.dims).toEqual([undefined, 8, undefined]);
+  });
+
+  it("an unknown dim broadcast against a scalar stays unknown (not 1)", () => {
+    const b = new GraphBuilder(13);
+    const x = b.input("x", ["N", 4, 6, 6]);
+    const y = b.op("Add", [x, b.constant("zero", [], [0])]);
+    const z = b.op("Mul", [b.constant("c", [1, 4, 1, 1], [1, 2, 3, 4]), x]);
+    b.output(y);
+    b.output(z);
+    const shapes = shapesOf(b.build());
+    expect(shapes.get(y)?.dims).toEqual([undefined, 4, 6, 6]);
+    expect(shapes.get(z)?.dims).toEqual([undefined, 4, 6, 6]);
   });
 });

@@ -51,6 +51,13 @@ export class GraphBuilder {
     return name;
   }
 
+  /** A 0-d int64 initializer (a Gather index, a divisor in shape arithmetic). */
+  scalarInt64(prefix: string, value: number): string {
+    const name = this.fresh(prefix);
+    this.initializers.set(name, Tensor.fromData(name, DataType.INT64, [], BigInt64Array.of(BigInt(value))));
+    return name;
+  }
+
   node(opType: string, inputs: string[], attrs: Record<string, AttrInput> = {}, nOutputs = 1, name?: string): string[] {
     const nodeName = name ?? this.fresh(opType);
     const outputs = Array.from({ length: nOutputs }, (_, i) => (nOutputs === 1 ? `${nodeName}_out` : `${nodeName}_out${i}`));

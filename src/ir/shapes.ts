@@ -56,9 +56,14 @@ export function inferShapes(graph: Graph, options: ShapeOptions = {}): ShapeMap 
     if (dims && !override && options.symbolicDim !== undefined) dims = dims.map((d) => d ?? options.symbolicDim);
     shapes.set(name, { dims, dtype: elem(v) });
   }
+  // Partially known values of small integer tensors (shape plumbing: Shape → Gather → Div →
+  // Concat → Reshape), so a Reshape whose target is computed from a dynamic shape still gets the
+  // dims that are static.
+  const values: ValueMap = new Map();
   for (const node of graph.nodes) {
     try {
-      inferNode(node, shapes, options);
+      inferNode(node, shapes, options, values);
+      inferValue(node, shapes, options, values);
     } catch {
       // A node we cannot reason about leaves its outputs unknown.
     }
@@ -77,7 +82,8 @@ function broadcast(a: Dims, b: Dims): Dims {
   const n = Math.max(a.length, b.length);
   const out: Dims = [];
   for (let i = 0; i < n; i++) {
-    const x = a[a.length - n + i] ?? 1, y = b[b.length - n + i] ?? 1;
+    // An unknown dim stays unknown unless the other side is known and not 1 (then it must match).
+    const x = a[a.length - n + i], y = b[b.length - n + i];
     if (a.length - n + i < 0) out.push(y);
     else if (b.length - n + i < 0) out.push(x);
     else if (x === 1) out.push(y);
@@ -105,7 +111,82 @@ export function resolvePads(node: Node, input: Dims | undefined, kernel: number[
   return pads;
 }
 
-function inferNode(node: Node, shapes: ShapeMap, options: ShapeOptions): void {
+/** Entries of small 1-D/scalar integer tensors, undefined where not known statically. */
+type ValueMap = Map<string, (number | undefined)[]>;
+
+const MAX_VALUE_LENGTH = 64;
+
+function valueOf(name: string | undefined, options: ShapeOptions, values: ValueMap): (number | undefined)[] | undefined {
+  if (!name) return undefined;
+  return values.get(name) ?? options.constant?.(name);
+}
+
+function inferValue(node: Node, shapes: ShapeMap, options: ShapeOptions, values: ValueMap): void {
+  if (node.domain && node.domain !== "ai.onnx") return;
+  const out = node.outputs[0];
+  if (!out) return;
+  const val = (i: number) => valueOf(node.inputs[i], options, values);
+  const set = (v: (number | undefined)[] | undefined) => {
+    if (v && v.length <= MAX_VALUE_LENGTH) values.set(out, v);
+  };
+  switch (node.opType) {
+    case "Shape": {
+      const dims = shapes.get(node.inputs[0] ?? "")?.dims;
+      if (!dims) return;
+      const r = dims.length, clamp = (a: number) => Math.min(r, Math.max(0, a < 0 ? a + r : a));
+      return set(dims.slice(clamp(node.int("start", 0)), clamp(node.int("end", r))));
+    }
+    case "Identity": case "Squeeze": case "Unsqueeze":
+      return set(val(0));
+    case "Cast": {
+      const v = val(0), to = node.int("to", 0);
+      const isIntType = ([DataType.INT64, DataType.INT32, DataType.INT16, DataType.INT8, DataType.UINT8] as number[]).includes(to);
+      return set(v?.map((x) => (x === undefined ? undefined : isIntType ? Math.trunc(x) : x)));
+    }
+    case "Gather": {
+      const v = val(0), idx = valueOf(node.inputs[1], options, new Map());
+      if (!v || !idx || node.int("axis", 0) !== 0 || (shapes.get(node.inputs[0] ?? "")?.dims?.length ?? 1) !== 1) return;
+      return set(idx.map((i) => (i === undefined ? undefined : v[i < 0 ? i + v.length : i])));
+    }
+    case "Concat": {
+      if (node.int("axis", 0) !== 0 && node.int("axis", 0) !== -1) return;
+      const parts = node.inputs.map((_, i) => val(i));
+      if (parts.some((p) => !p)) return;
+      return set(parts.flatMap((p) => p!));
+    }
+    case "Add": case "Sub": case "Mul": case "Div": {
+      const a = val(0), b = val(1);
+      if (!a || !b || (a.length !== b.length && a.length !== 1 && b.length !== 1)) return;
+      // Integer Div truncates; when the dtype is unknown only an exact quotient is known.
+      const dtype = shapes.get(out)?.dtype;
+      const integral = dtype === DataType.INT64 || dtype === DataType.INT32;
+      const floating = dtype === DataType.FLOAT || dtype === DataType.DOUBLE;
+      const n = Math.max(a.length, b.length);
+      const f = (x: number, y: number) =>
+        node.opType === "Add" ? x + y : node.opType === "Sub" ? x - y : node.opType === "Mul" ? x * y
+          : integral ? Math.trunc(x / y) : floating || Number.isInteger(x / y) ? x / y : undefined;
+      return set(Array.from({ length: n }, (_, i) => {
+        const x = a[a.length === 1 ? 0 : i], y = b[b.length === 1 ? 0 : i];
+        return x === undefined || y === undefined || (node.opType === "Div" && y === 0) ? undefined : f(x, y);
+      }));
+    }
+    case "Slice": {
+      const v = val(0);
+      // Opset < 10 carries starts/ends/axes as attributes.
+      const arg = (i: number, attrName: string, fallback?: number[]) =>
+        node.inputs.length > 1 ? (node.inputs[i] ? valueOf(node.inputs[i], options, new Map()) : fallback) : node.ints(attrName, fallback as number[]);
+      const starts = arg(1, "starts"), ends = arg(2, "ends"), axes = arg(3, "axes", [0]), steps = arg(4, "steps", [1]);
+      if (!v || !starts || !ends || !axes || !steps || starts.length !== 1 || axes[0] !== 0 && axes[0] !== -1 || steps[0] !== 1) return;
+      const n = v.length, clamp = (a: number) => Math.min(n, Math.max(0, a < 0 ? a + n : a));
+      if (starts[0] === undefined || ends[0] === undefined) return;
+      return set(v.slice(clamp(starts[0]), clamp(ends[0])));
+    }
+    default:
+      return;
+  }
+}
+
+function inferNode(node: Node, shapes: ShapeMap, options: ShapeOptions, values: ValueMap): void {
   const inp = (i: number) => shapes.get(node.inputs[i] ?? "");
   const x = inp(0);
   const set = (dims: Dims | undefined, dtype = x?.dtype, i = 0) => {
@@ -180,7 +261,7 @@ function inferNode(node: Node, shapes: ShapeMap, options: ShapeOptions): void {
       return set([...batch, a[a.length - 2], b[b.length - 1]]);
     }
     case "Reshape": {
-      const target = options.constant?.(node.inputs[1] ?? "");
+      const target = valueOf(node.inputs[1], options, values);
       if (!target) return set(undefined);
       const dims: Dims = target.map((v, i) => (v === 0 ? xd?.[i] : v));
       const known = xd && xd.every((v) => v !== undefined) ? (xd as number[]).reduce((p, v) => p * v, 1) : undefined;
@@ -221,6 +302,12 @@ function inferNode(node: Node, shapes: ShapeMap, options: ShapeOptions): void {
     }
     case "Shape":
       return set(xd ? [xd.length] : undefined, DataType.INT64);
+    case "Gather": {
+      const idx = inp(1)?.dims;
+      if (!xd || !idx) return set(undefined);
+      const a = node.int("axis", 0), axis = a < 0 ? a + xd.length : a;
+      return set([...xd.slice(0, axis), ...idx, ...xd.slice(axis + 1)]);
+    }
     case "Cast":
       return set(xd && [...xd], node.int("to", 0));
     case "Constant": {
