@@ -13,8 +13,6 @@ const dir = FIXTURES;
 const entries = readManifest("attention.json");
 const floats = (m: Model) => [...m.graph.initializers.values()].filter((t) => t.dtype === 1).reduce((s, t) => s + t.size, 0);
 
-/** The official RepMLPNet block (6-D partition reshapes, grouped FC over sharesets) is not folded yet. */
-const NOT_YET = new Set(["attn_repmlp_block"]);
 /** Folding these would duplicate a shared weight: by default they stay (and say so); --duplicate-shared folds them. */
 const NEEDS_DUPLICATION = new Set(["attn_sret_unshared_coef"]);
 
@@ -23,7 +21,7 @@ const REASONS: Record<string, RegExp> = {
   attn_neg_bn_before_padded_conv: /border output is its bias/,
 };
 
-describe.each(entries.filter((e) => e.expect === "fold" && !NOT_YET.has(e.case) && !NEEDS_DUPLICATION.has(e.case)))("fold $file", (e) => {
+describe.each(entries.filter((e) => e.expect === "fold" && !NEEDS_DUPLICATION.has(e.case)))("fold $file", (e) => {
   it(`${e.case} (${e.form}, opset ${e.opset}) → hand-fused deploy structure and size, equal outputs`, async () => {
     const model = loadModel(dir + e.file);
     const { model: out } = optimize(model);
@@ -44,15 +42,6 @@ describe.each(entries.filter((e) => NEEDS_DUPLICATION.has(e.case)))("shared weig
     expect(histogram(out)).toEqual(histogram(loadModel(dir + e.deploy!)));
     expect(floats(out)).toBe(e.deploy_weight_floats);
     expect(grown.after.weightBytes).toBeGreaterThan(grown.before.weightBytes); // reported, not silent
-    expect((await verifyModels(model, out, { runs: 2 })).ok).toBe(true);
-  });
-});
-
-describe.each(entries.filter((e) => NOT_YET.has(e.case)))("not folded yet $file", (e) => {
-  it(`${e.case} (${e.form}): its conv branches merge, the result verifies (the FC injection is future work)`, async () => {
-    const model = loadModel(dir + e.file);
-    const { model: out, report } = optimize(model);
-    expect(report.rewrites.length).toBeGreaterThan(0);
     expect((await verifyModels(model, out, { runs: 2 })).ok).toBe(true);
   });
 });

@@ -4,7 +4,7 @@ import type { Model } from "../ir/graph.js";
 import { collapseLinearRegions } from "../../passes/collapse-linear-regions.js";
 import { pruneZeroChannels } from "../../passes/prune-zero-channels.js";
 import { foldConstants } from "../../passes/fold-constants.js";
-import { convIntoFc } from "../../passes/conv-into-fc.js";
+import { foldIntoFc } from "../../passes/fold-into-fc.js";
 import { dedupeInitializers } from "../../passes/dedupe-initializers.js";
 import { PassContext, type PassOptions, type RefusalRecord } from "./context.js";
 import type { Pass } from "./pass.js";
@@ -36,7 +36,7 @@ export interface OptimizeReport {
 }
 
 export function defaultPasses(): Pass[] {
-  return [foldConstants, dedupeInitializers, collapseLinearRegions, convIntoFc, pruneZeroChannels];
+  return [foldConstants, dedupeInitializers, collapseLinearRegions, foldIntoFc, pruneZeroChannels];
 }
 
 export function optimize(model: Model, options: OptimizeOptions = {}): { model: Model; report: OptimizeReport } {

@@ -139,7 +139,7 @@ export class Rewriter {
     return true;
   }
 
-  /** Drop initializers and Constant nodes that only the removed nodes used; stale value_info too. */
+  /** Drop initializers and nodes that only the removed nodes used (transitively); stale value_info too. */
   private collectGarbage(candidates: Set<string>): void {
     const outputs = new Set(this.graph.outputs.map((o) => o.name ?? ""));
     let changed = true;
@@ -154,9 +154,15 @@ export class Rewriter {
           this.graph.inputs = this.graph.inputs.filter((i) => i.name !== name);
           changed = true;
         }
-        const idx = this.graph.nodes.findIndex((n) => n.opType === "Constant" && n.outputs.includes(name));
-        if (idx >= 0) {
+        // The producer, once none of its outputs is read (shape plumbing of a removed Reshape,
+        // a Constant): default-domain ops have no side effects, so it goes, and its inputs become
+        // candidates in turn.
+        const idx = this.graph.nodes.findIndex((n) => n.outputs.includes(name));
+        const producer = this.graph.nodes[idx];
+        if (producer && (producer.domain === "" || producer.domain === "ai.onnx") && !producer.hasSubgraph() &&
+            producer.outputs.every((o) => !o || (!used.has(o) && !outputs.has(o)))) {
           this.graph.nodes.splice(idx, 1);
+          for (const i of producer.inputs) if (i) candidates.add(i);
           changed = true;
         }
         candidates.delete(name);

@@ -1,0 +1,282 @@
+// Locality injection into a fully connected layer (REPARAM_MATH rule 8: RepMLP, RepMLPNet), in
+// general form. Pattern: Add(a, b) where a and b are chains from one tensor T through
+//   - views: Reshape, Flatten, Squeeze, Unsqueeze, Identity (never move elements in the C-order
+//     buffer), and
+//   - row-wise linear nodes (src/eval/row-map.ts: Conv, BatchNormalization, Gemm, MatMul by a
+//     constant, Mul/Add/Sub/Div by a constant, Transpose keeping axis 0),
+// one of them a fully connected layer P: Gemm/MatMul, or a 1x1 Conv on [M, K, 1, 1] vectors
+// (RepMLPNet's grouped fc3). Both chains are then affine maps on the same rows of T's buffer — a
+// row being P's input vector — so each is read off in float64 (unit-basis probe), they are summed,
+// and the sum becomes P's weight (a grouped 1x1 conv keeps the largest group count the sum allows).
+// The other chain, the Add, and the linear nodes around P go; P's views stay.
+import { blockDiagonalGroups } from "../src/algebra/fc.js";
+import { probeRowMap, type AffineRowMap, type RowStep } from "../src/eval/row-map.js";
+import { Node, attr } from "../src/ir/graph.js";
+import { knownProduct, type Dims } from "../src/ir/shapes.js";
+import { Tensor } from "../src/ir/tensor.js";
+import type { PassContext } from "../src/pipeline/context.js";
+import type { Pass } from "../src/pipeline/pass.js";
+
+const VIEWS = new Set(["Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity"]);
+const ELEMENTWISE = new Set(["Mul", "Add", "Sub", "Div"]);
+const DEFAULT_MAX_MAC_GROWTH = 2;
+
+type Refused = { refused: string };
+type Chain = { start: string; nodes: Node[] };
+
+const isDefault = (n: Node) => n.domain === "" || n.domain === "ai.onnx";
+
+/** Index of the data input of a view or row-wise node, or undefined when `n` is neither. */
+function dataInput(ctx: PassContext, n: Node): number | undefined {
+  if (!isDefault(n) || n.outputs.filter((o) => o).length !== 1) return undefined;
+  if (VIEWS.has(n.opType)) return 0;
+  if (n.opType === "Transpose") return n.ints("perm", [])[0] === 0 ? 0 : undefined;
+  if (ELEMENTWISE.has(n.opType)) {
+    const [c0, c1] = [ctx.constant(n.inputs[0]!), ctx.constant(n.inputs[1]!)];
+    if (c1 && !c0) return 0;
+    // c − x is affine; c / x is not.
+    if (c0 && !c1 && n.opType !== "Div") return 1;
+    return undefined;
+  }
+  const constRest = n.inputs.slice(1).every((t) => !t || ctx.constant(t));
+  if (!constRest) return undefined;
+  if (n.opType === "Conv" || n.opType === "BatchNormalization") return 0;
+  if (n.opType === "Gemm") return n.int("transA", 0) === 0 && n.float("alpha", 1) === 1 ? 0 : undefined;
+  if (n.opType === "MatMul") return ctx.constant(n.inputs[1]!)?.dims.length === 2 ? 0 : undefined;
+  return undefined;
+}
+
+/** Walk from an Add input back through single-reader views and row-wise nodes. */
+function walkBack(ctx: PassContext, from: string): Chain {
+  const producers = ctx.producers();
+  const nodes: Node[] = [];
+  let t = from;
+  while (ctx.consumers(t).length === 1 && !ctx.isGraphOutput(t)) {
+    const p = producers.get(t);
+    const i = p && dataInput(ctx, p);
+    if (!p || i === undefined) break;
+    nodes.unshift(p);
+    t = p.inputs[i]!;
+  }
+  return { start: t, nodes };
+}
+
+const isFc = (ctx: PassContext, n: Node) => {
+  if (n.opType === "Gemm" || n.opType === "MatMul") return true;
+  if (n.opType !== "Conv") return false;
+  const d = ctx.shapes().get(n.inputs[0]!)?.dims;
+  const w = ctx.constant(n.inputs[1]!)?.dims;
+  return !!d && !!w && d.slice(2).every((v) => v === 1) && w.slice(2).every((v) => v === 1);
+};
+
+/** A row-wise node's natural rows from the shapes around it (axis 0 split off), or why not. */
+function rowStep(ctx: PassContext, n: Node): RowStep | Refused {
+  const shapes = ctx.shapes();
+  const di = dataInput(ctx, n)!;
+  const xd = shapes.get(n.inputs[di]!)?.dims, yd = shapes.get(n.outputs[0]!)?.dims;
+  if (!xd || !yd || xd.length < 2) return { refused: `${n.opType} '${n.name}': input shape unknown` };
+  if (n.opType === "Gemm" || n.opType === "MatMul") {
+    const rowIn = xd[xd.length - 1], rowOut = yd[yd.length - 1];
+    if (rowIn === undefined || rowOut === undefined || (n.opType === "Gemm" && xd.length !== 2))
+      return { refused: `${n.opType} '${n.name}': feature sizes must be static` };
+    if (n.opType === "Gemm" && n.inputs[2]) {
+      const c = ctx.constant(n.inputs[2])!;
+      if (c.dims.length === 2 && c.dims[0] !== 1) return { refused: `Gemm '${n.name}': its C varies per row` };
+    }
+    return { node: n, dataInput: di, inRow: [rowIn], rowIn, rowOut, matrixRows: true };
+  }
+  const rowIn = knownProduct(xd.slice(1)), rowOut = knownProduct(yd.slice(1));
+  if (rowIn === undefined || rowOut === undefined) return { refused: `${n.opType} '${n.name}': shape [${xd.map((d) => d ?? "?")}] must be static past axis 0` };
+  if (ELEMENTWISE.has(n.opType)) {
+    const c = ctx.constant(n.inputs[1 - di]!)!;
+    if (c.dims.length === xd.length && c.dims[0] !== 1) return { refused: `${n.opType} '${n.name}': its constant varies along axis 0` };
+    if (c.dims.length > xd.length || rowIn !== rowOut) return { refused: `${n.opType} '${n.name}': its constant broadcasts the data to a larger shape` };
+  }
+  return { node: n, dataInput: di, inRow: xd.slice(1) as number[], rowIn, rowOut };
+}
+
+/** Two Add operands of equal shape: same rank, equal known dims, at most one unknown (then equal: same element count). */
+function sameShape(a: Dims | undefined, b: Dims | undefined): boolean {
+  if (!a || !b || a.length !== b.length) return false;
+  let unknown = 0;
+  for (let i = 0; i < a.length; i++) {
+    if (a[i] === undefined || b[i] === undefined) {
+      if (a[i] !== b[i]) return false;
+      unknown++;
+    } else if (a[i] !== b[i]) return false;
+  }
+  return unknown <= 1;
+}
+
+interface Plan {
+  add: Node;
+  start: string;
+  branches: RowStep[][];
+  chains: Chain[];
+  fc: Node;
+  width: number;
+}
+
+function plan(ctx: PassContext, add: Node): Plan | Refused | undefined {
+  if (add.opType !== "Add" || !isDefault(add) || add.inputs.length !== 2 || add.inputs[0] === add.inputs[1]) return undefined;
+  const chains = add.inputs.map((t) => walkBack(ctx, t));
+  const fcs = chains.flatMap((c) => c.nodes.filter((n) => isFc(ctx, n)));
+  if (fcs.length === 0) return undefined; // conv-only regions are collapse-linear-regions' work
+  // Branches from different tensors (a residual around an MLP with a nonlinearity) are not this pattern.
+  if (chains[0]!.start !== chains[1]!.start) return undefined;
+  const shapes = ctx.shapes();
+  if (!sameShape(shapes.get(add.inputs[0]!)?.dims, shapes.get(add.inputs[1]!)?.dims)) return { refused: "the two addends' shapes are not provably equal" };
+  const weightSize = (n: Node) => ctx.constant(n.inputs[1]!)?.size ?? 0;
+  const fc = fcs.reduce((a, b) => (weightSize(b) > weightSize(a) ? b : a));
+  const branches: RowStep[][] = [];
+  for (const chain of chains) {
+    const steps: RowStep[] = [];
+    for (const n of chain.nodes) {
+      if (VIEWS.has(n.opType)) continue;
+      const s = rowStep(ctx, n);
+      if ("refused" in s) return s;
+      for (const name of n.inputs) {
+        const t = name && ctx.constant(name);
+        if (t && t.size > 1 && !ctx.options.duplicateShared && ctx.otherUsers(name, n).length > 0)
+          return { refused: `parameter '${name}' of ${n.name} is shared with another node (use --duplicate-shared)` };
+      }
+      steps.push(s);
+    }
+    branches.push(steps);
+  }
+  // A region row is one input vector of the FC: walk its size back to T through the nodes before it.
+  const fcBranch = branches.find((b) => b.some((s) => s.node === fc))!;
+  const at = fcBranch.findIndex((s) => s.node === fc);
+  let width = fcBranch[at]!.rowIn;
+  for (let i = at - 1; i >= 0; i--) {
+    const s = fcBranch[i]!;
+    if (width % s.rowOut !== 0) return { refused: `${s.node.opType} '${s.node.name}' does not act on whole FC rows` };
+    width = (width / s.rowOut) * s.rowIn;
+  }
+  const tDims = shapes.get(chains[0]!.start)?.dims;
+  const perSample = tDims && knownProduct(tDims.slice(1));
+  if (perSample === undefined || perSample % width !== 0) return { refused: `FC rows of ${width} elements do not tile '${chains[0]!.start}'` };
+  return { add, start: chains[0]!.start, branches, chains, fc, width };
+}
+
+function macs(ctx: PassContext, steps: RowStep[], width: number): number {
+  let current = width, total = 0;
+  for (const s of steps) {
+    const k = current / s.rowIn;
+    const w = ctx.constant(s.node.inputs[1]!)?.dims;
+    if (s.node.opType === "Conv" && w) total += k * s.rowOut * knownProduct(w.slice(1))!;
+    else if (s.node.opType === "Gemm" || s.node.opType === "MatMul") total += k * s.rowIn * s.rowOut;
+    current = k * s.rowOut;
+  }
+  return total;
+}
+
+function sum(a: AffineRowMap, b: AffineRowMap): AffineRowMap {
+  const matrix = a.matrix.map((v, i) => v + b.matrix[i]!), bias = a.bias.map((v, i) => v + b.bias[i]!);
+  return { rows: a.rows, cols: a.cols, matrix, bias };
+}
+
+/** New nodes computing `map` in place of the FC (same input, same output tensor). */
+function emitFc(ctx: PassContext, fc: Node, map: AffineRowMap, inputRank: number): { nodes: Node[]; groups: number } {
+  const dtype = ctx.constant(fc.inputs[1]!)!.dtype;
+  const base = fc.name || fc.outputs[0]!;
+  const init = (suffix: string, dims: number[], data: Float64Array) =>
+    ctx.rewriter.addInitializer(`${base}/reparam_${suffix}`, (name) => Tensor.fromFloat64(name, dtype, dims, data));
+  const { rows, cols, matrix, bias } = map;
+  if (fc.opType === "Gemm") {
+    const w = init("weight", [rows, cols], matrix), b = init("bias", [rows], bias);
+    return { nodes: [new Node(fc.name, "Gemm", [fc.inputs[0]!, w, b], [fc.outputs[0]!], [attr.int("transB", 1)])], groups: 1 };
+  }
+  if (fc.opType === "MatMul") {
+    const t = new Float64Array(cols * rows);
+    for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) t[c * rows + r] = matrix[r * cols + c]!;
+    const w = init("weight", [cols, rows], t);
+    if (bias.every((v) => v === 0)) return { nodes: [new Node(fc.name, "MatMul", [fc.inputs[0]!, w], [fc.outputs[0]!])], groups: 1 };
+    const mid = ctx.rewriter.uniqueName(`${fc.outputs[0]}_matmul`);
+    const b = init("bias", [rows], bias);
+    return {
+      nodes: [new Node(fc.name, "MatMul", [fc.inputs[0]!, w], [mid]), new Node(ctx.rewriter.uniqueName(`${base}/reparam_bias`), "Add", [mid, b], [fc.outputs[0]!])],
+      groups: 1,
+    };
+  }
+  const groups = blockDiagonalGroups(matrix, rows, cols);
+  const per = cols / groups, outPer = rows / groups, spatial = inputRank - 2;
+  const kernel = new Float64Array(rows * per);
+  for (let r = 0; r < rows; r++) {
+    const g = Math.floor(r / outPer);
+    for (let c = 0; c < per; c++) kernel[r * per + c] = matrix[r * cols + g * per + c]!;
+  }
+  const w = init("weight", [rows, per, ...new Array(spatial).fill(1)], kernel), b = init("bias", [rows], bias);
+  const attrs = [attr.ints("kernel_shape", new Array(spatial).fill(1)), ...(groups > 1 ? [attr.int("group", groups)] : [])];
+  return { nodes: [new Node(fc.name, "Conv", [fc.inputs[0]!, w, b], [fc.outputs[0]!], attrs)], groups };
+}
+
+export const foldIntoFc: Pass = {
+  name: "fold-into-fc",
+  description: "fold linear branches summed with a fully connected layer (Gemm/MatMul, or a 1x1 conv on vectors) into its matrix, seeing through Reshape/Transpose views (RepMLP, RepMLPNet)",
+  run(ctx) {
+    for (const add of ctx.graph.nodes) {
+      const p = plan(ctx, add);
+      if (!p) continue;
+      if ("refused" in p) {
+        ctx.refuse(add, p.refused);
+        continue;
+      }
+      const opset = ctx.model.opset();
+      const maps: AffineRowMap[] = [];
+      for (const steps of p.branches) {
+        const m = probeRowMap(steps, p.width, (n) => ctx.constant(n), opset);
+        if ("refused" in m) {
+          ctx.refuse(add, m.refused);
+          break;
+        }
+        maps.push(m);
+      }
+      if (maps.length !== 2) continue;
+      if (maps[0]!.rows !== maps[1]!.rows) {
+        ctx.refuse(add, "the branches give rows of different sizes");
+        continue;
+      }
+      // The FC's own branch may hold views before it, and only shape-keeping linear nodes after it.
+      const fcChain = p.chains.find((c) => c.nodes.includes(p.fc))!;
+      const at = fcChain.nodes.indexOf(p.fc);
+      const before = fcChain.nodes.slice(0, at), after = fcChain.nodes.slice(at + 1);
+      const blocker = before.find((n) => !VIEWS.has(n.opType)) ?? after.find((n) => n.opType === "Transpose" || n.opType === "Conv" || n.opType === "Gemm" || n.opType === "MatMul");
+      if (blocker) {
+        ctx.refuse(add, `${blocker.opType} '${blocker.name}' sits ${before.includes(blocker) ? "before" : "after"} the FC in its branch: it cannot be dropped there`);
+        continue;
+      }
+      const map = sum(maps[0]!, maps[1]!);
+      const fcIn = ctx.shapes().get(p.fc.inputs[0]!)!.dims!;
+      const macsBefore = p.branches.reduce((s, b) => s + macs(ctx, b, p.width), 0);
+      const probeGroups = p.fc.opType === "Conv" ? blockDiagonalGroups(map.matrix, map.rows, map.cols) : 1;
+      const macsAfter = (map.rows * map.cols) / probeGroups;
+      const limit = ctx.options.noCostlier ? 1 : ctx.options.maxMacGrowth ?? DEFAULT_MAX_MAC_GROWTH;
+      if (macsAfter > limit * macsBefore) {
+        ctx.refuse(add, `folding into the FC would raise MACs per row ${macsBefore} → ${macsAfter}`);
+        continue;
+      }
+      const { nodes: fcNodes, groups } = emitFc(ctx, p.fc, map, fcIn.length);
+      // Re-link the views after the FC past the dropped linear nodes; the last one writes the Add's output.
+      const kept: Node[] = [];
+      let current = p.fc.outputs[0]!;
+      const views = after.filter((n) => VIEWS.has(n.opType));
+      for (const v of views) {
+        const out = v === views[views.length - 1] ? add.outputs[0]! : v.outputs[0]!;
+        kept.push(new Node(v.name, v.opType, [current, ...v.inputs.slice(1)], [out], v.attributes));
+        current = out;
+      }
+      if (views.length === 0) {
+        const last = fcNodes[fcNodes.length - 1]!;
+        last.outputs = [add.outputs[0]!];
+      }
+      const remove = [add, p.fc, ...after, ...p.chains.find((c) => c !== fcChain)!.nodes];
+      const applied = ctx.rewriter.replace({
+        pass: foldIntoFc.name, anchor: add, remove, add: [...fcNodes, ...kept], macsBefore, macsAfter,
+        summary: `${remove.length - 1} node(s) summed with ${p.fc.opType} '${p.fc.name}' folded into its [${map.rows}, ${map.cols}] matrix${groups > 1 ? ` (${groups} groups)` : ""}`,
+      });
+      if (applied) return true;
+    }
+    return false;
+  },
+};
