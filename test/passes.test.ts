@@ -276,3 +276,67 @@ describe("models built in memory", () => {
     expect(ops(model)).toEqual({ Conv: 1 });
   });
 });
+
+describe("locality injection into a fully connected layer (fold-into-fc, rule 8)", () => {
+  // RepMLPNet's block with a dynamic batch: 6-D partition, grouped fc3 over sharesets + BN(S), and
+  // grouped local convs on the same partitions, added and permuted back.
+  const repmlpnet = (seed: number, localGroups: number) => {
+    const n = new Net(seed);
+    const x = n.input("x", ["N", 8, 12, 12]);
+    const t = n.op("Transpose", [n.op("Reshape", [x, n.int64("p", [-1, 8, 2, 6, 2, 6])])], { perm: [0, 2, 4, 1, 3, 5] });
+    const fc = n.conv(n.op("Reshape", [t, n.int64("v", [-1, 144, 1, 1])]), 144, 144, 1, { group: 4 });
+    const a = n.op("Reshape", [n.bn(n.op("Reshape", [fc, n.int64("s", [-1, 4, 6, 6])]), 4), n.int64("r6", [-1, 2, 2, 4, 6, 6])]);
+    const parts = n.op("Reshape", [t, n.int64("s2", [-1, 4, 6, 6])]);
+    const local = n.add(n.convBn(parts, 4, 4, 3, { group: localGroups }), n.convBn(parts, 4, 4, 1, { group: localGroups }));
+    const b = n.op("Reshape", [local, n.int64("r6b", [-1, 2, 2, 4, 6, 6])]);
+    const back = n.op("Transpose", [n.op("Add", [a, b])], { perm: [0, 3, 1, 4, 2, 5] });
+    return n.finish(n.op("Reshape", [back, n.int64("o", [-1, 8, 12, 12])]));
+  };
+
+  it("RepMLPNet block: BN(S) and the grouped local convs go into fc3, which keeps its 4 groups (batch 3)", async () => {
+    const { model } = await foldAndVerify(repmlpnet(81, 4), { shapes: { x: [3, 8, 12, 12] } });
+    expect(ops(model)).toEqual({ Reshape: 5, Transpose: 2, Conv: 1 });
+    const conv = model.graph.nodes.find((n) => n.opType === "Conv")!;
+    expect(conv.int("group", 1)).toBe(4);
+    expect(conv.inputs.length).toBe(3); // fc3 gained a bias
+  });
+
+  it("a dense local conv across sharesets makes the FC dense (2x MACs, within the default bound); --no-costlier refuses", async () => {
+    const { model } = await foldAndVerify(repmlpnet(82, 1));
+    expect(model.graph.nodes.find((n) => n.opType === "Conv")!.int("group", 1)).toBe(1);
+    const kept = optimize(repmlpnet(82, 1), { noCostlier: true });
+    expect(ops(kept.model).Add).toBe(1);
+    expect(kept.report.refusals.map((r) => r.reason).join()).toMatch(/raise MACs per row 10368 → 20736/);
+  });
+
+  it("a Transpose and a per-element constant inside the row fold into Flatten → Gemm → Reshape", async () => {
+    const n = new Net(83);
+    const x = n.input("x", ["N", 2, 3, 4]);
+    const w = n.constant("w", [24, 24], Array.from({ length: 576 }, () => n.r() - 0.5));
+    const a = n.op("Reshape", [n.op("Gemm", [n.op("Flatten", [x], { axis: 1 }), w], { transB: 1 }), n.int64("s", [-1, 2, 3, 4])]);
+    const scaled = n.op("Mul", [n.op("Transpose", [x], { perm: [0, 2, 1, 3] }), n.constant("c", [1, 3, 2, 4], Array.from({ length: 24 }, () => n.r()))]);
+    const b = n.op("Transpose", [n.op("Sub", [n.constant("k", [4], [1, 2, 3, 4]), scaled])], { perm: [0, 2, 1, 3] });
+    const { model } = await foldAndVerify(n.finish(n.op("Add", [a, b])), { shapes: { x: [2, 2, 3, 4] } });
+    expect(ops(model)).toEqual({ Flatten: 1, Gemm: 1, Reshape: 1 });
+  });
+
+  it("a constant that varies along axis 0, or an FC weight another node reads, is left alone with the reason", () => {
+    const n = new Net(84);
+    const x = n.input("x", [2, 6]);
+    const w = n.constant("w", [6, 6], Array.from({ length: 36 }, () => n.r()));
+    const y = n.op("Add", [n.op("Gemm", [x, w], { transB: 1 }), n.op("Mul", [x, n.constant("c", [2, 6], Array.from({ length: 12 }, () => n.r()))])]);
+    const { model, report } = optimize(n.finish(y));
+    expect(ops(model)).toEqual({ Gemm: 1, Mul: 1, Add: 1 });
+    expect(report.refusals.map((r) => r.reason).join()).toMatch(/varies along axis 0/);
+
+    const m = new Net(85);
+    const u = m.input("u", ["N", 6]);
+    const shared = m.constant("w", [6, 6], Array.from({ length: 36 }, () => m.r()));
+    const s = m.op("Add", [m.op("Gemm", [u, shared], { transB: 1 }), m.op("Mul", [u, m.constant("g", [6], [1, 2, 3, 4, 5, 6])])]);
+    const z = m.op("Gemm", [m.op("Relu", [s]), shared], { transB: 1 });
+    const shared2 = optimize(m.finish(z));
+    expect(ops(shared2.model).Gemm).toBe(2);
+    expect(shared2.report.after.weightBytes).toBeLessThanOrEqual(shared2.report.before.weightBytes);
+    expect(shared2.report.refusals.filter((r) => r.pass === "fold-into-fc").map((r) => r.reason).join()).toMatch(/'w_\d+' of Gemm_\d+ is shared with another node/);
+  });
+});
