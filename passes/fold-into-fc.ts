@@ -9,8 +9,7 @@
 // row being P's input vector — so each is read off in float64 (unit-basis probe), they are summed,
 // and the sum becomes P's weight (a grouped 1x1 conv keeps the largest group count the sum allows).
 // The other chain, the Add, and the linear nodes around P go; P's views stay.
-import { blockDiagonalGroups } from "../src/algebra/fc.js";
-import { probeRowMap, type AffineRowMap, type RowStep } from "../src/eval/row-map.js";
+import { chainBlocks, probeRowMap, type AffineRowMap, type RowStep } from "../src/eval/row-map.js";
 import { Node, attr } from "../src/ir/graph.js";
 import { knownProduct, type Dims } from "../src/ir/shapes.js";
 import { Tensor } from "../src/ir/tensor.js";
@@ -25,6 +24,7 @@ type Refused = { refused: string };
 type Chain = { start: string; nodes: Node[] };
 
 const isDefault = (n: Node) => n.domain === "" || n.domain === "ai.onnx";
+const gcd = (a: number, b: number): number => (b === 0 ? a : gcd(b, a % b));
 
 /** Index of the data input of a view or row-wise node, or undefined when `n` is neither. */
 function dataInput(ctx: PassContext, n: Node): number | undefined {
@@ -83,7 +83,7 @@ function rowStep(ctx: PassContext, n: Node): RowStep | Refused {
       const c = ctx.constant(n.inputs[2])!;
       if (c.dims.length === 2 && c.dims[0] !== 1) return { refused: `Gemm '${n.name}': its C varies per row` };
     }
-    return { node: n, dataInput: di, inRow: [rowIn], rowIn, rowOut, matrixRows: true };
+    return { node: n, dataInput: di, inRow: [rowIn], rowIn, rowOut, matrixRows: true, blocks: 1 };
   }
   const rowIn = knownProduct(xd.slice(1)), rowOut = knownProduct(yd.slice(1));
   if (rowIn === undefined || rowOut === undefined) return { refused: `${n.opType} '${n.name}': shape [${xd.map((d) => d ?? "?")}] must be static past axis 0` };
@@ -92,7 +92,9 @@ function rowStep(ctx: PassContext, n: Node): RowStep | Refused {
     if (c.dims.length === xd.length && c.dims[0] !== 1) return { refused: `${n.opType} '${n.name}': its constant varies along axis 0` };
     if (c.dims.length > xd.length || rowIn !== rowOut) return { refused: `${n.opType} '${n.name}': its constant broadcasts the data to a larger shape` };
   }
-  return { node: n, dataInput: di, inRow: xd.slice(1) as number[], rowIn, rowOut };
+  // A Conv's groups are contiguous channel blocks of its row; BN and constants act per element.
+  const blocks = n.opType === "Conv" ? n.int("group", 1) : n.opType === "Transpose" ? 1 : "diagonal";
+  return { node: n, dataInput: di, inRow: xd.slice(1) as number[], rowIn, rowOut, blocks };
 }
 
 /** Two Add operands of equal shape: same rank, equal known dims, at most one unknown (then equal: same element count). */
@@ -173,42 +175,34 @@ function macs(ctx: PassContext, steps: RowStep[], width: number): number {
 
 function sum(a: AffineRowMap, b: AffineRowMap): AffineRowMap {
   const matrix = a.matrix.map((v, i) => v + b.matrix[i]!), bias = a.bias.map((v, i) => v + b.bias[i]!);
-  return { rows: a.rows, cols: a.cols, matrix, bias };
+  return { rows: a.rows, cols: a.cols, groups: a.groups, matrix, bias };
 }
 
 /** New nodes computing `map` in place of the FC (same input, same output tensor). */
-function emitFc(ctx: PassContext, fc: Node, map: AffineRowMap, inputRank: number): { nodes: Node[]; groups: number } {
+function emitFc(ctx: PassContext, fc: Node, map: AffineRowMap, inputRank: number): Node[] {
   const dtype = ctx.constant(fc.inputs[1]!)!.dtype;
   const base = fc.name || fc.outputs[0]!;
   const init = (suffix: string, dims: number[], data: Float64Array) =>
     ctx.rewriter.addInitializer(`${base}/reparam_${suffix}`, (name) => Tensor.fromFloat64(name, dtype, dims, data));
   const { rows, cols, matrix, bias } = map;
+  // A Gemm/MatMul FC splits its rows into one block, so the sum is dense (groups = 1) there.
   if (fc.opType === "Gemm") {
     const w = init("weight", [rows, cols], matrix), b = init("bias", [rows], bias);
-    return { nodes: [new Node(fc.name, "Gemm", [fc.inputs[0]!, w, b], [fc.outputs[0]!], [attr.int("transB", 1)])], groups: 1 };
+    return [new Node(fc.name, "Gemm", [fc.inputs[0]!, w, b], [fc.outputs[0]!], [attr.int("transB", 1)])];
   }
   if (fc.opType === "MatMul") {
     const t = new Float64Array(cols * rows);
     for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) t[c * rows + r] = matrix[r * cols + c]!;
     const w = init("weight", [cols, rows], t);
-    if (bias.every((v) => v === 0)) return { nodes: [new Node(fc.name, "MatMul", [fc.inputs[0]!, w], [fc.outputs[0]!])], groups: 1 };
+    if (bias.every((v) => v === 0)) return [new Node(fc.name, "MatMul", [fc.inputs[0]!, w], [fc.outputs[0]!])];
     const mid = ctx.rewriter.uniqueName(`${fc.outputs[0]}_matmul`);
     const b = init("bias", [rows], bias);
-    return {
-      nodes: [new Node(fc.name, "MatMul", [fc.inputs[0]!, w], [mid]), new Node(ctx.rewriter.uniqueName(`${base}/reparam_bias`), "Add", [mid, b], [fc.outputs[0]!])],
-      groups: 1,
-    };
+    return [new Node(fc.name, "MatMul", [fc.inputs[0]!, w], [mid]), new Node(ctx.rewriter.uniqueName(`${base}/reparam_bias`), "Add", [mid, b], [fc.outputs[0]!])];
   }
-  const groups = blockDiagonalGroups(matrix, rows, cols);
-  const per = cols / groups, outPer = rows / groups, spatial = inputRank - 2;
-  const kernel = new Float64Array(rows * per);
-  for (let r = 0; r < rows; r++) {
-    const g = Math.floor(r / outPer);
-    for (let c = 0; c < per; c++) kernel[r * per + c] = matrix[r * cols + g * per + c]!;
-  }
-  const w = init("weight", [rows, per, ...new Array(spatial).fill(1)], kernel), b = init("bias", [rows], bias);
+  const { groups } = map, spatial = inputRank - 2;
+  const w = init("weight", [rows, cols / groups, ...new Array(spatial).fill(1)], matrix), b = init("bias", [rows], bias);
   const attrs = [attr.ints("kernel_shape", new Array(spatial).fill(1)), ...(groups > 1 ? [attr.int("group", groups)] : [])];
-  return { nodes: [new Node(fc.name, "Conv", [fc.inputs[0]!, w, b], [fc.outputs[0]!], attrs)], groups };
+  return [new Node(fc.name, "Conv", [fc.inputs[0]!, w, b], [fc.outputs[0]!], attrs)];
 }
 
 export const foldIntoFc: Pass = {
@@ -223,9 +217,12 @@ export const foldIntoFc: Pass = {
         continue;
       }
       const opset = ctx.model.opset();
+      // Blocks both branches keep apart (RepMLPNet: the sharesets) stay apart: one probe per block column.
+      const [ga, gb] = p.branches.map((steps) => chainBlocks(steps, p.width));
+      const groups = gcd(ga!, gb!);
       const maps: AffineRowMap[] = [];
       for (const steps of p.branches) {
-        const m = probeRowMap(steps, p.width, (n) => ctx.constant(n), opset);
+        const m = probeRowMap(steps, p.width, groups, (n) => ctx.constant(n), opset);
         if ("refused" in m) {
           ctx.refuse(add, m.refused);
           break;
@@ -249,14 +246,13 @@ export const foldIntoFc: Pass = {
       const map = sum(maps[0]!, maps[1]!);
       const fcIn = ctx.shapes().get(p.fc.inputs[0]!)!.dims!;
       const macsBefore = p.branches.reduce((s, b) => s + macs(ctx, b, p.width), 0);
-      const probeGroups = p.fc.opType === "Conv" ? blockDiagonalGroups(map.matrix, map.rows, map.cols) : 1;
-      const macsAfter = (map.rows * map.cols) / probeGroups;
+      const macsAfter = (map.rows * map.cols) / map.groups;
       const limit = ctx.options.noCostlier ? 1 : ctx.options.maxMacGrowth ?? DEFAULT_MAX_MAC_GROWTH;
       if (macsAfter > limit * macsBefore) {
         ctx.refuse(add, `folding into the FC would raise MACs per row ${macsBefore} → ${macsAfter}`);
         continue;
       }
-      const { nodes: fcNodes, groups } = emitFc(ctx, p.fc, map, fcIn.length);
+      const fcNodes = emitFc(ctx, p.fc, map, fcIn.length);
       // Re-link the views after the FC past the dropped linear nodes; the last one writes the Add's output.
       const kept: Node[] = [];
       let current = p.fc.outputs[0]!;

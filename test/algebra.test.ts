@@ -1,7 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { affineAfter, batchNormAffine } from "../src/algebra/affine.js";
 import { composeMaps } from "../src/algebra/compose.js";
-import { blockDiagonalGroups } from "../src/algebra/fc.js";
 import { identityMap, isRefusal, makeMap, regroup, type LinearMap, type Pads } from "../src/algebra/linear-map.js";
 import { averagePoolMap } from "../src/algebra/pool.js";
 import { addImages, applyMap, maxAbsDiff, type Image } from "../src/algebra/reference.js";
@@ -171,13 +170,3 @@ function gcdOf(a: number, b: number): number {
   while (b) [a, b] = [b, a % b];
   return a;
 }
-
-describe("blockDiagonalGroups (the group count of a grouped 1x1 conv)", () => {
-  it("finds the largest equal-block diagonal structure, and 1 when an entry breaks it", () => {
-    const rows = 6, cols = 12, m = new Float64Array(rows * cols);
-    for (let r = 0; r < rows; r++) for (let c = 0; c < 4; c++) m[r * cols + Math.floor(r / 2) * 4 + c] = 1 + r + c;
-    expect(blockDiagonalGroups(m, rows, cols)).toBe(3);
-    m[0 * cols + 11] = 1e-30; // one off-block entry, however small
-    expect(blockDiagonalGroups(m, rows, cols)).toBe(1);
-  });
-});

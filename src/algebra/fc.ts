@@ -43,27 +43,3 @@ export function convToMatrix(m: LinearMap, H: number, W: number): DenseMatrix {
   return { rows, cols, data, bias };
 }
 
-/**
- * The largest g such that a [rows, cols] matrix is block diagonal with g equal blocks (every
- * entry outside them exactly zero): the group count of the grouped 1x1 conv that computes it.
- */
-export function blockDiagonalGroups(data: Float64Array, rows: number, cols: number): number {
-  const divisors: number[] = [];
-  for (let g = Math.min(rows, cols); g >= 1; g--) if (rows % g === 0 && cols % g === 0) divisors.push(g);
-  for (const g of divisors) {
-    const rb = rows / g, cb = cols / g;
-    let ok = true;
-    for (let r = 0; r < rows && ok; r++) {
-      const lo = Math.floor(r / rb) * cb, hi = lo + cb;
-      for (let c = 0; c < cols; c++) {
-        if (c === lo) c = hi;
-        if (c < cols && data[r * cols + c] !== 0) {
-          ok = false;
-          break;
-        }
-      }
-    }
-    if (ok) return g;
-  }
-  return 1;
-}
