@@ -65,6 +65,29 @@ class Gen extends GraphBuilder {
     return xs.slice(1).reduce((acc, y) => this.op("Add", [acc, y]), xs[0]!);
   }
 
+  /**
+   * RepMLPNet unit (Ding et al., 2022; official repmlpnet.py): BN → RepMLPBlock (global perceptron;
+   * h×h windows as a 6-D Reshape + Transpose; grouped fc3 over S share-sets → BN(S); local conv-BN
+   * branches 1x1 and 3x3 with S groups on the same windows) → + x; then BN → FFN (1x1 conv-BN →
+   * ReLU → 1x1 conv-BN) → + x. Static partition reshapes with −1 for the batch.
+   */
+  repmlpnetUnit(x: string, c: number, size: number, h: number, s: number): string {
+    const parts = size / h, hw = h * h;
+    const pre = this.bn(x, c);
+    const gp = this.op("Sigmoid", [this.conv(this.op("Relu", [this.conv(this.op("GlobalAveragePool", [pre]), c, c / 4, 1, 1, 0)]), c / 4, c, 1, 1, 0)]);
+    const t = this.op("Transpose", [this.op("Reshape", [pre, this.int64("shape", [-1, c, parts, h, parts, h])])], { perm: [0, 2, 4, 1, 3, 5] });
+    const fc = this.op("Conv", [this.op("Reshape", [t, this.int64("shape", [-1, s * hw, 1, 1])]), this.tensor("fc3.weight", [s * hw, hw, 1, 1], () => this.r() * Math.sqrt(6 / hw))], { kernel_shape: [1, 1], group: s });
+    const fcOut = this.op("Reshape", [this.bn(this.op("Reshape", [fc, this.int64("shape", [-1, s, h, h])]), s), this.int64("shape", [-1, parts, parts, s, h, h])]);
+    const windows = this.op("Reshape", [t, this.int64("shape", [-1, s, h, h])]);
+    const local = this.op("Add", [this.bn(this.conv(windows, s, s, 1, 1, 0, s), s), this.bn(this.conv(windows, s, s, 3, 1, 1, s), s)]);
+    const localOut = this.op("Reshape", [local, this.int64("shape", [-1, parts, parts, s, h, h])]);
+    const back = this.op("Transpose", [this.op("Add", [fcOut, localOut])], { perm: [0, 3, 1, 4, 2, 5] });
+    const block = this.op("Mul", [this.op("Reshape", [back, this.int64("shape", [-1, c, size, size])]), gp]);
+    const y = this.op("Add", [x, block]);
+    const ffn = this.bn(this.conv(this.op("Relu", [this.bn(this.conv(this.bn(y, c), c, 4 * c, 1, 1, 0), 4 * c)]), 4 * c, c, 1, 1, 0), c);
+    return this.op("Add", [y, ffn]);
+  }
+
   head(x: string, c: number, classes: number): string {
     const pooled = this.op("GlobalAveragePool", [x]);
     const flat = this.op("Flatten", [pooled], { axis: 1 });
@@ -77,7 +100,9 @@ class Gen extends GraphBuilder {
 export interface RepvggSpec {
   widths: [number, number, number, number, number];
   depths: [number, number, number, number, number];
-  block?: "repvgg" | "dbb";
+  block?: "repvgg" | "dbb" | "repmlpnet";
+  /** RepMLPNet: share-sets per stage (windows are 7x7). */
+  sharesets?: number[];
   resolution?: number;
   classes?: number;
 }
@@ -89,9 +114,34 @@ export const SPECS: Record<string, RepvggSpec> = {
   "dbb-a0": { widths: [48, 48, 96, 192, 1280], depths: [1, 2, 4, 14, 1], block: "dbb" },
   // Over protobuf's 2 GiB of weights (≈ 2.3 GB float32 in training form): stored as external data.
   "repvgg-2gb": { widths: [64, 256, 512, 1792, 4096], depths: [1, 4, 6, 16, 1], resolution: 64 },
+  // RepMLPNet-B224 (Ding et al., 2022, Table 1): channels 96/192/384/768, units 2/2/12/2, share-sets 1/4/32/128.
+  "repmlpnet-b224": { widths: [96, 192, 384, 768, 0], depths: [2, 2, 12, 2, 0], block: "repmlpnet", sharesets: [1, 4, 32, 128] },
 };
 
+/** RepMLPNet: a 4x4/4 conv-BN-ReLU patch embedding, per stage a 3x3/2 conv-BN-ReLU downsampling, then units. */
+function repmlpnet(spec: RepvggSpec, seed: number): Model {
+  const g = new Gen(seed);
+  const res = spec.resolution ?? 224;
+  let x = g.input("input", ["N", 3, res, res]);
+  let cin = 3, size = res / 4;
+  x = g.op("Relu", [g.bn(g.conv(x, 3, spec.widths[0], 4, 4, 0), spec.widths[0])]);
+  cin = spec.widths[0];
+  for (let stage = 0; stage < 4; stage++) {
+    const c = spec.widths[stage]!;
+    if (stage > 0) {
+      x = g.op("Relu", [g.bn(g.conv(x, cin, c, 3, 2, 1), c)]);
+      size /= 2;
+    }
+    for (let i = 0; i < spec.depths[stage]!; i++) x = g.repmlpnetUnit(x, c, size, 7, spec.sharesets![stage]!);
+    cin = c;
+  }
+  const y = g.head(x, cin, spec.classes ?? 1000);
+  g.output(y, ["N", spec.classes ?? 1000]);
+  return g.build();
+}
+
 export function repvgg(spec: RepvggSpec, seed = 7): Model {
+  if (spec.block === "repmlpnet") return repmlpnet(spec, seed);
   const g = new Gen(seed);
   const res = spec.resolution ?? 224;
   let x = g.input("input", ["N", 3, res, res]);
