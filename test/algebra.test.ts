@@ -127,6 +127,20 @@ describe("sequential composition (rule 4)", () => {
     }
   });
 
+  it("a per-channel affine (depthwise 1x1) before a grouped, strided, padded conv scales its input channels", () => {
+    for (let trial = 0; trial < 20; trial++) {
+      const C = pick(r, [4, 6]), O = pick(r, [2, 4, 6]), g = pick(r, [1, 2]), k = pick(r, [1, 3]), s = pick(r, [1, 2]);
+      const affine = randomMap(C, C, C, 1, 1, [1, 1], [0, 0, 0, 0]);
+      const p = k === 3 && trial % 2 ? 1 : 0;
+      const second = randomMap(O, C, g, k, k, [s, s], [p, p, p, p]);
+      const comp = composeMaps(affine, second, p ? affine.bias : undefined);
+      if (isRefusal(comp)) throw new Error(comp.refused);
+      expect(comp.groups).toBe(g);
+      const x = image(C, 7 + (trial % 3), 6 + (trial % 2));
+      close(applyMap(comp, x), applyMap(second, applyMap(affine, x), p ? affine.bias : undefined));
+    }
+  });
+
   it("BN-value padding composes; zero padding after a bias refuses (and would be wrong)", () => {
     const first = randomMap(3, 2, 1, 1, 1, [1, 1], [0, 0, 0, 0]);
     const second = randomMap(4, 3, 1, 3, 3, [1, 1], [1, 1, 1, 1]);

@@ -44,6 +44,12 @@ export function composeMaps(first: LinearMap, second: LinearMap, padValue?: Floa
     pads = [t * s1h, l * s1w, b * s1h, r * s1w];
   }
 
+  // A per-channel affine first (BN before a conv: a depthwise 1x1 map) only scales the second
+  // layer's input channels: W[o, c] = W2[o, c]·s[c], b = b2 + Σ W2[o, c]·t[c] — O(|W2|), no regrouping.
+  if (first.kh === 1 && first.kw === 1 && s1h === 1 && s1w === 1 && first.pads.every((p) => p === 0) &&
+      first.groups === first.inChannels && first.inChannels === first.outChannels && second.inChannels % second.groups === 0)
+    return scaleInputs(first, second, pads);
+
   // The composite has the coarser grouping g = gcd. Only `first` is re-expressed with it; `second`
   // keeps its own (finer) groups — expanding a depthwise second layer (an AveragePool, a dw conv) to
   // dense would multiply the work by its channel count for nothing.
@@ -139,4 +145,29 @@ function composePointwiseFirst(a: LinearMap, b: LinearMap, out: LinearMap, inPer
         for (let c = 0; c < inPer; c++) oK[(((o * inPer + c) * kh + p * s1h) * kw + q * s1w) | 0] = acc[base + c]!;
       }
   }
+}
+
+/** `second` after the per-channel affine `first` (scale = its depthwise 1x1 kernel, shift = its bias). */
+function scaleInputs(first: LinearMap, second: LinearMap, pads: readonly number[]): LinearMap {
+  const out = makeMap({
+    outChannels: second.outChannels, inChannels: second.inChannels, groups: second.groups, kh: second.kh, kw: second.kw,
+    stride: [...second.stride], pads: [pads[0]!, pads[1]!, pads[2]!, pads[3]!], dilation: [...second.dilation],
+  });
+  const inPer = (second.inChannels / second.groups) | 0, outPer = (second.outChannels / second.groups) | 0;
+  const taps = (second.kh * second.kw) | 0;
+  for (let o = 0; o < second.outChannels; o++) {
+    const base = Math.floor(o / outPer) * inPer;
+    let bias = second.bias[o]!;
+    for (let cl = 0; cl < inPer; cl++) {
+      const c = base + cl, s = first.kernel[c]!, t = first.bias[c]!;
+      const at = ((o * inPer + cl) * taps) | 0;
+      for (let k = 0; k < taps; k++) {
+        const w = second.kernel[at + k]!;
+        out.kernel[at + k] = w * s;
+        bias += w * t;
+      }
+    }
+    out.bias[o] = bias;
+  }
+  return out;
 }

@@ -316,6 +316,17 @@ export function evalConv(node: Node, ins: (Value | undefined)[]): Value[] {
   const xd = x.data;
   const wd = w.data;
   const od = out.data;
+  if (outSize === 1 && kSize === 1 && inSize === 1 && tab[0] === 0) {
+    // A 1x1 conv on 1x1 maps is a grouped matrix product (an FC on vectors): one tight dot per output.
+    for (let n = 0; n < N; n++)
+      for (let m = 0; m < M; m++) {
+        const xb = (n * C + Math.floor(m / Mg) * Cg) | 0, wb = (m * Cg) | 0;
+        let s = bias ? bias.data[m]! : 0;
+        for (let c = 0; c < Cg; c++) s += xd[xb + c]! * wd[wb + c]!;
+        od[n * M + m] = s;
+      }
+    return [out];
+  }
   for (let n = 0; n < N; n++)
     for (let m = 0; m < M; m++) {
       const gi = Math.floor(m / Mg);
