@@ -64,9 +64,10 @@ function walkBack(ctx: PassContext, from: string): Chain {
 const isFc = (ctx: PassContext, n: Node) => {
   if (n.opType === "Gemm" || n.opType === "MatMul") return true;
   if (n.opType !== "Conv") return false;
-  const d = ctx.shapes().get(n.inputs[0]!)?.dims;
+  // 1x1 on 1x1 maps, giving 1x1 maps (pads would add border outputs the matrix does not hold).
+  const d = ctx.shapes().get(n.inputs[0]!)?.dims, y = ctx.shapes().get(n.outputs[0]!)?.dims;
   const w = ctx.constant(n.inputs[1]!)?.dims;
-  return !!d && !!w && d.slice(2).every((v) => v === 1) && w.slice(2).every((v) => v === 1);
+  return !!d && !!y && !!w && [d, y, w].every((dims) => dims.length > 2 && dims.slice(2).every((v) => v === 1));
 };
 
 /** A row-wise node's natural rows from the shapes around it (axis 0 split off), or why not. */
