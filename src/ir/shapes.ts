@@ -141,6 +141,8 @@ function inferValue(node: Node, shapes: ShapeMap, options: ShapeOptions, values:
     case "Cast": {
       const v = val(0), to = node.int("to", 0);
       const isIntType = ([DataType.INT64, DataType.INT32, DataType.INT16, DataType.INT8, DataType.UINT8] as number[]).includes(to);
+      const isFloatType = ([DataType.FLOAT, DataType.DOUBLE, DataType.FLOAT16] as number[]).includes(to);
+      if (!isIntType && !isFloatType) return; // bool, strings…: not followed
       return set(v?.map((x) => (x === undefined ? undefined : isIntType ? Math.trunc(x) : x)));
     }
     case "Gather": {
