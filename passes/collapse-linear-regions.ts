@@ -5,7 +5,7 @@
 // combination is refused, the region is cut there and the refusal kept for --explain; the cut-off
 // part is collapsed on its own when the driver reaches it.
 import { affineAfter, perChannel } from "../src/algebra/affine.js";
-import { composeMaps } from "../src/algebra/compose.js";
+import { composeLazily } from "../src/algebra/compose.js";
 import { identityMap, isRefusal, macsPerPixel, type LinearMap, type Pads, type Refusal } from "../src/algebra/linear-map.js";
 import { averagePoolMap } from "../src/algebra/pool.js";
 import { withScratch } from "../src/algebra/scratch.js";
@@ -162,7 +162,8 @@ class RegionBuilder {
       if (p.pad && padValue) return { leaf: input, map: second, nodes: [node] };
       return { leaf: p.leaf, map: layer, nodes: [...p.nodes, node] };
     }
-    const composed = composeMaps(p.map, layer, padValue, { ignoreBorderRule: this.ctx.options.unsafeIgnoreBorderRule, padValueRtol: this.padValueRtol(node) });
+    // Lazily: the kernel arithmetic runs only if the region passes its cost check and is emitted.
+    const composed = composeLazily(p.map, layer, padValue, { ignoreBorderRule: this.ctx.options.unsafeIgnoreBorderRule, padValueRtol: this.padValueRtol(node) });
     if (isRefusal(composed)) {
       this.ctx.refuse(node, composed.refused);
       return { leaf: input, map: second, nodes: [node] };

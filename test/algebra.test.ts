@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { affineAfter, batchNormAffine } from "../src/algebra/affine.js";
-import { composeMaps } from "../src/algebra/compose.js";
-import { identityMap, isRefusal, makeMap, regroup, type LinearMap, type Pads } from "../src/algebra/linear-map.js";
+import { composeLazily, composeMaps } from "../src/algebra/compose.js";
+import { identityMap, isPending, isRefusal, macsPerPixel, makeMap, regroup, type LinearMap, type Pads } from "../src/algebra/linear-map.js";
 import { averagePoolMap } from "../src/algebra/pool.js";
 import { addImages, applyMap, maxAbsDiff, type Image } from "../src/algebra/reference.js";
 import { negate, sumMaps } from "../src/algebra/sum.js";
@@ -139,6 +139,20 @@ describe("sequential composition (rule 4)", () => {
       const x = image(C, 7 + (trial % 3), 6 + (trial % 2));
       close(applyMap(comp, x), applyMap(second, applyMap(affine, x), p ? affine.bias : undefined));
     }
+  });
+
+  it("a lazy composition knows its geometry at once and computes the same numbers on first read", () => {
+    const first = randomMap(8, 4, 1, 1, 1, [1, 1], [0, 0, 0, 0]);
+    const second = randomMap(6, 8, 2, 3, 3, [2, 2], [0, 0, 0, 0]);
+    const lazy = composeLazily(first, second);
+    const eager = composeMaps(first, second);
+    if (isRefusal(lazy) || isRefusal(eager)) throw new Error("unexpected refusal");
+    expect(macsPerPixel(lazy)).toBe(macsPerPixel(eager));
+    const scaled = affineAfter(lazy, { scale: Float64Array.from([1, 2, 3, 4, 5, 6]), shift: new Float64Array(6) });
+    expect(isPending(lazy) && isPending(scaled)).toBe(true); // nothing computed yet
+    expect(Array.from(lazy.kernel)).toEqual(Array.from(eager.kernel));
+    expect(isPending(lazy)).toBe(false);
+    expect(Array.from(scaled.bias)).toEqual(Array.from(eager.bias).map((v, o) => v * (o + 1)));
   });
 
   it("BN-value padding composes; zero padding after a bias refuses (and would be wrong)", () => {

@@ -1,7 +1,7 @@
 // Rule 1: BatchNormalization (inference), Mul/Div/Add/Sub by per-channel or scalar constants are
 // all the affine map y = s ⊙ x + t. Normalize them to (s, t), then fold into a LinearMap.
 import { kernelArray } from "./scratch.js";
-import type { LinearMap } from "./linear-map.js";
+import { geometryOf, isPending, lazyMap, type LinearMap } from "./linear-map.js";
 
 export interface Affine {
   scale: Float64Array;
@@ -28,6 +28,12 @@ export function perChannel(values: Float64Array, channels: number): Float64Array
 
 /** y = s ⊙ map(x) + t: scales output channel o of the kernel and bias (exact for any pads). */
 export function affineAfter(m: LinearMap, a: Affine): LinearMap {
+  // After a composition not computed yet, stay lazy: the region may still be refused for its cost.
+  if (isPending(m)) return lazyMap(geometryOf(m), () => affineAfterNow(m, a));
+  return affineAfterNow(m, a);
+}
+
+function affineAfterNow(m: LinearMap, a: Affine): LinearMap {
   const s = perChannel(a.scale, m.outChannels), t = perChannel(a.shift, m.outChannels);
   const per = (m.kernel.length / m.outChannels) | 0; // integer: keeps typed-array access fast
   const kernel = kernelArray(m.kernel.length);

@@ -7,7 +7,7 @@
 // layer that always holds (the intermediate is literally layer 1 applied to the padded input). With
 // padding it holds only for a pointwise, unpadded first layer whose border output (its bias) equals
 // the pad value — DBB's "BN-value padding"; zero padding after a non-zero bias is not one conv.
-import { gcd, makeMap, refuse, regroup, type LinearMap, type Refusal } from "./linear-map.js";
+import { gcd, isRefusal, lazyMap, makeMap, refuse, regroup, type LinearMap, type MapGeometry, type Pads, type Refusal } from "./linear-map.js";
 
 /** Pad value vs bias agreement: both come from stored parameters, so equal up to storage rounding. */
 const PAD_VALUE_RTOL = 1e-6;
@@ -16,7 +16,28 @@ const PAD_VALUE_RTOL = 1e-6;
  * Compose `first` (X→Y) then `second` (a conv on Y whose own pads fill Y's border with `padValue`
  * per channel — zeros when omitted).
  */
-export function composeMaps(first: LinearMap, second: LinearMap, padValue?: Float64Array, options: { ignoreBorderRule?: boolean; padValueRtol?: number } = {}): LinearMap | Refusal {
+export function composeMaps(first: LinearMap, second: LinearMap, padValue?: Float64Array, options: ComposeOptions = {}): LinearMap | Refusal {
+  const plan = planComposition(first, second, padValue, options);
+  return isRefusal(plan) ? plan : plan.compute();
+}
+
+/**
+ * The same, with the kernel arithmetic deferred until the kernel or bias is first read: the
+ * composite's geometry (and so its MACs) is known at once, so a region refused for its cost never
+ * pays for its compositions (cheap checks first).
+ */
+export function composeLazily(first: LinearMap, second: LinearMap, padValue?: Float64Array, options: ComposeOptions = {}): LinearMap | Refusal {
+  const plan = planComposition(first, second, padValue, options);
+  return isRefusal(plan) ? plan : lazyMap(plan.geometry, plan.compute);
+}
+
+export interface ComposeOptions {
+  ignoreBorderRule?: boolean;
+  padValueRtol?: number;
+}
+
+/** The checks and the composite's geometry; `compute` does the arithmetic. */
+function planComposition(first: LinearMap, second: LinearMap, padValue: Float64Array | undefined, options: ComposeOptions): { geometry: MapGeometry; compute: () => LinearMap } | Refusal {
   const rtol = options.padValueRtol ?? PAD_VALUE_RTOL;
   if (first.outChannels !== second.inChannels)
     return refuse(`channel mismatch in sequence (${first.outChannels} produced, ${second.inChannels} consumed)`);
@@ -46,22 +67,35 @@ export function composeMaps(first: LinearMap, second: LinearMap, padValue?: Floa
 
   // A per-channel affine first (BN before a conv: a depthwise 1x1 map) only scales the second
   // layer's input channels: W[o, c] = W2[o, c]·s[c], b = b2 + Σ W2[o, c]·t[c] — O(|W2|), no regrouping.
+  const finalPads: Pads = [pads[0], pads[1], pads[2], pads[3]];
   if (first.kh === 1 && first.kw === 1 && s1h === 1 && s1w === 1 && first.pads.every((p) => p === 0) &&
-      first.groups === first.inChannels && first.inChannels === first.outChannels && second.inChannels % second.groups === 0)
-    return scaleInputs(first, second, pads);
-
+      first.groups === first.inChannels && first.inChannels === first.outChannels && second.inChannels % second.groups === 0) {
+    const geometry: MapGeometry = {
+      outChannels: second.outChannels, inChannels: second.inChannels, groups: second.groups, kh: second.kh, kw: second.kw,
+      stride: [...second.stride], pads: finalPads, dilation: [...second.dilation],
+    };
+    return { geometry, compute: () => scaleInputs(first, second, geometry) };
+  }
   // The composite has the coarser grouping g = gcd. Only `first` is re-expressed with it; `second`
   // keeps its own (finer) groups — expanding a depthwise second layer (an AveragePool, a dw conv) to
   // dense would multiply the work by its channel count for nothing.
   const g = gcd(first.groups, second.groups);
+  const geometry: MapGeometry = {
+    outChannels: second.outChannels, inChannels: first.inChannels, groups: g,
+    kh: first.kh + (second.kh - 1) * s1h, kw: first.kw + (second.kw - 1) * s1w,
+    stride: [s1h * second.stride[0], s1w * second.stride[1]], pads: finalPads, dilation: [1, 1],
+  };
+  return { geometry, compute: () => composeGeneral(first, second, geometry) };
+}
+
+/** W[o, c, u, v] = Σ_m Σ_{a,b} W2[o, m, a, b] · W1[m, c, u − a·s1, v − b·s1] (see the header). */
+function composeGeneral(first: LinearMap, second: LinearMap, geometry: MapGeometry): LinearMap {
+  const [s1h, s1w] = first.stride;
+  const g = geometry.groups;
   const a = regroup(first, g);
   const b = second;
-  const kh = a.kh + (b.kh - 1) * s1h;
-  const kw = a.kw + (b.kw - 1) * s1w;
-  const out = makeMap({
-    outChannels: b.outChannels, inChannels: a.inChannels, groups: g, kh, kw,
-    stride: [s1h * b.stride[0], s1w * b.stride[1]], pads: [...pads], dilation: [1, 1],
-  });
+  const kh = geometry.kh, kw = geometry.kw;
+  const out = makeMap(geometry);
   // Integer-typed (| 0) sizes keep V8's typed-array indexing on its fast path.
   const inPer = (a.inChannels / g) | 0; // input channels per group of the composite (and of `a`)
   const midPer = (b.inChannels / b.groups) | 0; // intermediate channels an output of `b` reads
@@ -148,11 +182,8 @@ function composePointwiseFirst(a: LinearMap, b: LinearMap, out: LinearMap, inPer
 }
 
 /** `second` after the per-channel affine `first` (scale = its depthwise 1x1 kernel, shift = its bias). */
-function scaleInputs(first: LinearMap, second: LinearMap, pads: readonly number[]): LinearMap {
-  const out = makeMap({
-    outChannels: second.outChannels, inChannels: second.inChannels, groups: second.groups, kh: second.kh, kw: second.kw,
-    stride: [...second.stride], pads: [pads[0]!, pads[1]!, pads[2]!, pads[3]!], dilation: [...second.dilation],
-  });
+function scaleInputs(first: LinearMap, second: LinearMap, geometry: MapGeometry): LinearMap {
+  const out = makeMap(geometry);
   const inPer = (second.inChannels / second.groups) | 0, outPer = (second.outChannels / second.groups) | 0;
   const taps = (second.kh * second.kw) | 0;
   for (let o = 0; o < second.outChannels; o++) {

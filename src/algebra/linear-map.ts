@@ -46,6 +46,43 @@ export function kernelIndex(m: LinearMap, o: number, c: number, i: number, j: nu
   return ((o * (m.inChannels / m.groups) + c) * m.kh + i) * m.kw + j;
 }
 
+/** Everything about a map but its numbers. */
+export type MapGeometry = Omit<LinearMap, "kernel" | "bias">;
+
+/**
+ * A map whose kernel and bias are computed on first read (then kept). Its geometry is known now;
+ * the computed map must agree with it.
+ */
+export function lazyMap(geometry: MapGeometry, compute: () => LinearMap): LinearMap {
+  let done: LinearMap | undefined;
+  const pendingCheck = () => done === undefined;
+  const force = (): LinearMap => {
+    if (!done) {
+      done = compute();
+      for (const k of ["outChannels", "inChannels", "groups", "kh", "kw"] as const)
+        if (done[k] !== geometry[k]) throw new Error(`lazy map: computed ${k} ${done[k]} differs from the planned ${geometry[k]}`);
+    }
+    return done;
+  };
+  const m = { ...geometry } as LinearMap;
+  Object.defineProperty(m, "kernel", { enumerable: true, get: () => force().kernel });
+  Object.defineProperty(m, "bias", { enumerable: true, get: () => force().bias });
+  pending.set(m, pendingCheck);
+  return m;
+}
+
+const pending = new WeakMap<LinearMap, () => boolean>();
+
+/** A lazy map not computed yet (so work on it can be deferred too). */
+export function isPending(m: LinearMap): boolean {
+  return pending.get(m)?.() ?? false;
+}
+
+/** The geometry of a map (plain fields: reading them never computes a lazy map). */
+export function geometryOf(m: LinearMap): MapGeometry {
+  return { outChannels: m.outChannels, inChannels: m.inChannels, groups: m.groups, kh: m.kh, kw: m.kw, stride: m.stride, pads: m.pads, dilation: m.dilation };
+}
+
 export function makeMap(p: Omit<LinearMap, "kernel" | "bias"> & Partial<Pick<LinearMap, "kernel" | "bias">>): LinearMap {
   const size = p.outChannels * (p.inChannels / p.groups) * p.kh * p.kw;
   const m: LinearMap = { ...p, kernel: p.kernel ?? kernelArray(size), bias: p.bias ?? new Float64Array(p.outChannels) };
