@@ -85,7 +85,12 @@ class RegionBuilder {
       }
       case "affine": {
         let p = this.part(op.input);
-        if (p.map && p.layout !== op.layout) p = leaf(op.input); // a layout change is a region border
+        if (p.map && p.layout !== op.layout) {
+          // A layout change is a region border: e.g. a [C] constant on a conv's NCHW output scales its columns.
+          if (p.layout === "nchw")
+            this.ctx.refuse(op.node, `its constant varies along the last axis of a 4-D tensor: not per-channel for the conv before it (for an NCHW tensor only [C,1,1], [1,C,1,1] or scalars are)`);
+          p = leaf(op.input);
+        }
         const base = p.map ?? this.identity(p.leaf, op.scale.length > 1 ? op.scale.length : undefined, op.node, op.layout);
         if (!base) return leaf(tensor);
         const pad = p.pad && { pads: p.pad.pads, values: affineValues(p.pad.values, op.scale, op.shift) };
@@ -347,6 +352,9 @@ function collapse(ctx: PassContext, recycle: () => void): boolean {
     const dense = part.layout === "features";
     const emitted = (dense ? denseNodeCount(ctx, part.map, part.leaf) : 1) + rest.length;
     if (part.nodes.length <= emitted) continue; // nothing gained: as many nodes as before
+    // Per-feature affines alone (a LayerNorm's γ and β) are cheaper as they are than as a dense
+    // F×F matrix: a features region must contain a layer to fold into.
+    if (dense && !part.nodes.some((n) => { const op = builder.read(n); return !("refused" in op) && op.kind === "conv"; })) continue;
     const macsBefore = regionMacs(ctx, builder, part.nodes);
     const macsAfter = convMacs(ctx, anchor, part.map);
     // Costlier compositions are the authors' deploy form for stems (7x7/2 from three 3x3), so they

@@ -1,7 +1,7 @@
 // The one place where ONNX nodes are read as linear maps (and where a LinearMap becomes a Conv
 // node again). Each reader checks the node's preconditions and returns a refusal saying why not.
 import { batchNormAffine } from "../src/algebra/affine.js";
-import { makeMap, notCandidate, refuse, type LinearMap, type Pads, type Refusal } from "../src/algebra/linear-map.js";
+import { makeMap, notCandidate, refuse, regroup, type LinearMap, type Pads, type Refusal } from "../src/algebra/linear-map.js";
 import type { AveragePoolParams } from "../src/algebra/pool.js";
 import { DataType } from "../src/ir/dtype.js";
 import { attr, Node } from "../src/ir/graph.js";
@@ -227,8 +227,14 @@ function readBinary(ctx: PassContext, node: Node): LinearOp | Refusal {
   const op = node.opType;
   const out = ctx.shapes().get(node.outputs[0]!);
   if (out?.dtype !== undefined && !FLOAT_TYPES.includes(out.dtype)) return notCandidate("not a floating-point tensor");
-  const layout = layoutOf(ctx, node.outputs[0]!);
+  let layout = layoutOf(ctx, node.outputs[0]!);
   if (typeof layout !== "string") return layout;
+  // On a 4-D tensor a constant varying only along the last axis is a per-feature affine of a
+  // channels-last tensor (a MatMul's output after a permute, ConvNeXt's [N, H, W, C]); after an
+  // NCHW conv the layouts then differ and the region stops there, as it must.
+  const constDims = (ca ?? cb)?.dims;
+  if (layout === "nchw" && constDims && constDims.length >= 1 && constDims[constDims.length - 1]! > 1 && constDims.slice(0, -1).every((d) => d === 1))
+    layout = "features";
   if (!ca && !cb) {
     if (op === "Add") return { kind: "sum", node, terms: [{ tensor: a, sign: 1 }, { tensor: b, sign: 1 }] };
     if (op === "Sub") return { kind: "sum", node, terms: [{ tensor: a, sign: 1 }, { tensor: b, sign: -1 }] };
@@ -301,7 +307,9 @@ function readPad(ctx: PassContext, node: Node): { input: string; pads: Pads; val
  * Emit a features-layout map: Gemm for [N, F] inputs, MatMul (+ Add of the bias) otherwise.
  * Returns the nodes (one or two).
  */
-export function emitDense(ctx: PassContext, m: LinearMap, input: string, output: string, baseName: string, dtype: number): Node[] {
+export function emitDense(ctx: PassContext, map: LinearMap, input: string, output: string, baseName: string, dtype: number): Node[] {
+  // A grouped map (an identity, a per-feature affine summed with another) is written as its dense matrix.
+  const m = map.groups === 1 ? map : regroup(map, 1);
   const rank = ctx.shapes().get(input)?.dims?.length ?? 2;
   const O = m.outChannels, I = m.inChannels;
   const hasBias = m.bias.some((v) => v !== 0);

@@ -254,6 +254,28 @@ describe("fully connected regions (features layout)", () => {
     expect(ops(model)).toEqual({ MatMul: 1, Add: 1 });
   });
 
+  it("channels-last 4-D (ConvNeXt's pwconv → γ on [N, H, W, C]): bias and γ fold into the MatMul; γ/β alone stay elementwise", async () => {
+    const n = new Net(64);
+    const x = n.input("x", ["N", 3, 4, 8]);
+    const ln = n.op("Add", [n.op("Mul", [x, n.constant("ln_w", [8], Array.from({ length: 8 }, () => 1 + n.r()))]), n.constant("ln_b", [8], Array.from({ length: 8 }, () => n.r()))]);
+    const w = n.constant("w", [8, 8], Array.from({ length: 64 }, () => n.r() - 0.5));
+    const y = n.op("Add", [n.op("MatMul", [n.op("Relu", [ln]), w]), n.constant("b", [8], Array.from({ length: 8 }, () => n.r()))]);
+    const scaled = n.op("Mul", [n.constant("gamma", [8], Array.from({ length: 8 }, () => n.r() * 0.1)), y]);
+    const { model } = await foldAndVerify(n.finish(scaled), { shapes: { x: [2, 3, 4, 8] } });
+    // the LayerNorm-style γ/β before the ReLU have no layer to fold into: a dense 8×8 MatMul would cost more
+    expect(ops(model)).toEqual({ Mul: 1, Add: 2, Relu: 1, MatMul: 1 });
+  });
+
+  it("two per-feature scalings of one input summed, then a MatMul: one MatMul", async () => {
+    const n = new Net(65);
+    const x = n.input("x", [2, 5, 6]);
+    const a = n.op("Mul", [x, n.constant("a", [6], [1, 2, 3, 4, 5, 6])]);
+    const b = n.op("Mul", [x, n.constant("b", [6], [6, 5, 4, 3, 2, 1])]);
+    const w = n.constant("w", [6, 4], Array.from({ length: 24 }, () => n.r() - 0.5));
+    const { model } = await foldAndVerify(n.finish(n.op("MatMul", [n.op("Add", [a, b]), w])));
+    expect(ops(model)).toEqual({ MatMul: 1 });
+  });
+
   it("a per-row constant or BN over [N, C, L] is not a feature affine: left alone", () => {
     const n = new Net(63);
     const x = n.input("x", [2, 4, 6]);
