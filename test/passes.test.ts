@@ -266,6 +266,14 @@ describe("fully connected regions (features layout)", () => {
     expect(ops(model)).toEqual({ Mul: 1, Add: 2, Relu: 1, MatMul: 1 });
   });
 
+  it("γ ⊙ x + β alone on [N, L, C] tokens (a LayerNorm's affine) stays two elementwise nodes and verifies", async () => {
+    const n = new Net(66);
+    const x = n.input("x", [2, 5, 8]);
+    const y = n.op("Add", [n.op("Mul", [x, n.constant("g", [8], Array.from({ length: 8 }, () => 1 + n.r()))]), n.constant("b", [8], new Array(8).fill(0))]);
+    const { model } = await foldAndVerify(n.finish(y));
+    expect(ops(model)).toEqual({ Mul: 1, Add: 1 });
+  });
+
   it("two per-feature scalings of one input summed, then a MatMul: one MatMul", async () => {
     const n = new Net(65);
     const x = n.input("x", [2, 5, 6]);
