@@ -284,6 +284,24 @@ describe("fully connected regions (features layout)", () => {
     expect(ops(model)).toEqual({ MatMul: 1 });
   });
 
+  it("a layer scale after the permute back to NCHW (torchvision's ConvNeXt) moves before it and folds into the Linear", async () => {
+    const n = new Net(67);
+    const x = n.input("x", ["N", 8, 3, 4]);
+    const tokens = n.op("Transpose", [x], { perm: [0, 2, 3, 1] });
+    const w = n.constant("w", [8, 8], Array.from({ length: 64 }, () => n.r() - 0.5));
+    const y = n.op("Add", [n.constant("b", [8], Array.from({ length: 8 }, () => n.r())), n.op("MatMul", [n.op("Relu", [tokens]), w])]);
+    const gamma = n.constant("gamma", [8, 1, 1], Array.from({ length: 8 }, () => n.r() * 0.1));
+    const scaled = n.op("Mul", [gamma, n.op("Transpose", [y], { perm: [0, 3, 1, 2] })]);
+    const { model, report } = await foldAndVerify(n.finish(n.op("Add", [scaled, x])), { shapes: { x: [2, 8, 3, 4] } });
+    expect(ops(model)).toEqual({ Transpose: 2, Relu: 1, MatMul: 1, Add: 2 });
+    expect(report.rewrites.some((r) => r.pass === "affine-before-transpose")).toBe(true);
+    // Not after a dense layer: nothing to fold into, the graph stays as it is.
+    const m = new Net(68);
+    const u = m.input("u", [2, 3, 4, 8]);
+    const z = m.op("Mul", [m.constant("g", [8, 1, 1], [1, 2, 3, 4, 5, 6, 7, 8]), m.op("Transpose", [m.op("Relu", [u])], { perm: [0, 3, 1, 2] })]);
+    expect(ops(optimize(m.finish(z)).model)).toEqual({ Relu: 1, Transpose: 1, Mul: 1 });
+  });
+
   it("a per-row constant or BN over [N, C, L] is not a feature affine: left alone", () => {
     const n = new Net(63);
     const x = n.input("x", [2, 4, 6]);

@@ -5,6 +5,7 @@ import { collapseLinearRegions } from "../../passes/collapse-linear-regions.js";
 import { pruneZeroChannels } from "../../passes/prune-zero-channels.js";
 import { foldConstants } from "../../passes/fold-constants.js";
 import { foldIntoFc } from "../../passes/fold-into-fc.js";
+import { affineBeforeTranspose } from "../../passes/affine-before-transpose.js";
 import { dedupeInitializers } from "../../passes/dedupe-initializers.js";
 import { PassContext, type PassOptions, type RefusalRecord } from "./context.js";
 import type { Pass } from "./pass.js";
@@ -36,7 +37,7 @@ export interface OptimizeReport {
 }
 
 export function defaultPasses(): Pass[] {
-  return [foldConstants, dedupeInitializers, collapseLinearRegions, foldIntoFc, pruneZeroChannels];
+  return [foldConstants, dedupeInitializers, affineBeforeTranspose, collapseLinearRegions, foldIntoFc, pruneZeroChannels];
 }
 
 export function optimize(model: Model, options: OptimizeOptions = {}): { model: Model; report: OptimizeReport } {
