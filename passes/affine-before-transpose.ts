@@ -41,8 +41,12 @@ export const affineBeforeTranspose: Pass = {
   name: "affine-before-transpose",
   description: "move a constant Mul/Add/Sub/Div after a Transpose to before it, next to the MatMul/Gemm it then folds into (layer scale after a permute)",
   run(ctx) {
-    const producers = ctx.producers();
-    for (const node of ctx.graph.nodes) {
+    // Every candidate in one sweep (removed nodes skipped): the driver reruns the pass to a fixpoint.
+    let changed = false;
+    const removed = new Set<Node>();
+    for (const node of [...ctx.graph.nodes]) {
+      if (removed.has(node)) continue;
+      const producers = ctx.producers();
       const ci = constantOperand(ctx, node);
       if (ci === undefined) continue;
       const t = node.inputs[1 - ci]!;
@@ -78,8 +82,11 @@ export const affineBeforeTranspose: Pass = {
         pass: affineBeforeTranspose.name, anchor: node, remove: [node, transpose], add: [op, back],
         summary: `${node.opType} by '${node.inputs[ci]}' [${c.dims}] moved before Transpose '${transpose.name}' (as [${moved[0]!.dims}]) to fold into the layer there`,
       });
-      if (applied) return true;
+      if (applied) {
+        removed.add(node).add(transpose);
+        changed = true;
+      }
     }
-    return false;
+    return changed;
   },
 };

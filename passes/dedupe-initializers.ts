@@ -4,7 +4,16 @@
 import type { Pass } from "../src/pipeline/pass.js";
 import { rawBytes, type Tensor } from "../src/ir/tensor.js";
 
+/** Tensors never change once made: each is hashed once, however many rounds the pipeline runs. */
+const fingerprints = new WeakMap<Tensor, string>();
+
 function fingerprint(t: Tensor): string {
+  let key = fingerprints.get(t);
+  if (key === undefined) fingerprints.set(t, (key = hash(t)));
+  return key;
+}
+
+function hash(t: Tensor): string {
   const bytes = rawBytes(t.data());
   let h = 0x811c9dc5;
   for (let i = 0; i < bytes.length; i++) h = Math.imul(h ^ bytes[i]!, 0x01000193);

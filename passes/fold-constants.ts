@@ -24,8 +24,6 @@ export const foldConstants: Pass = {
   run(ctx) {
     const graph = ctx.graph;
     const opset = ctx.model.opset();
-    // Shapes as the model declares them: --shape must not specialise a dynamic graph silently.
-    const staticShapes = inferShapes(graph, { constant: (n) => { const t = ctx.constant(n); return t ? Array.from(t.toFloat64()) : undefined; } });
     const values = new Map<string, Value>();
     const valueOf = (name: string): Value | undefined => {
       const v = values.get(name);
@@ -38,13 +36,19 @@ export const foldConstants: Pass = {
     };
     // Identity of an initializer (PyTorch's export of a second use of a shared parameter): readers
     // use the initializer itself, so folding never turns one shared weight into two copies.
-    for (const node of graph.nodes) {
+    // All of them in one sweep: the pass is rerun after each rewrite, and each rerun would infer
+    // the shapes of the whole graph again.
+    let removedIdentity = false;
+    for (const node of [...graph.nodes]) {
       const src = node.inputs[0];
       if (node.opType === "Identity" && !node.domain && src && graph.initializers.has(src) && ctx.constant(src) && !ctx.isGraphOutput(node.outputs[0]!)) {
         ctx.rewriter.replaceAllUses(node.outputs[0]!, src);
-        if (ctx.rewriter.replace({ pass: foldConstants.name, anchor: node, remove: [node], add: [], summary: `Identity of initializer '${src}' removed (its readers share it)` })) return true;
+        if (ctx.rewriter.replace({ pass: foldConstants.name, anchor: node, remove: [node], add: [], summary: `Identity of initializer '${src}' removed (its readers share it)` })) removedIdentity = true;
       }
     }
+    if (removedIdentity) return true;
+    // Shapes as the model declares them: --shape must not specialise a dynamic graph silently.
+    const staticShapes = inferShapes(graph, { constant: (n) => { const t = ctx.constant(n); return t ? Array.from(t.toFloat64()) : undefined; } });
     const removed: Node[] = [];
     const produced = new Map<string, Value>();
     for (const node of graph.nodes) {

@@ -210,7 +210,11 @@ export const foldIntoFc: Pass = {
   name: "fold-into-fc",
   description: "fold linear branches summed with a fully connected layer (Gemm/MatMul, or a 1x1 conv on vectors) into its matrix, seeing through Reshape/Transpose views (RepMLP, RepMLPNet)",
   run(ctx) {
-    for (const add of ctx.graph.nodes) {
+    // Every candidate in one sweep (removed nodes skipped): the driver reruns the pass to a fixpoint.
+    let changed = false;
+    const removed = new Set<Node>();
+    for (const add of [...ctx.graph.nodes]) {
+      if (removed.has(add)) continue;
       const p = plan(ctx, add);
       if (!p) continue;
       if ("refused" in p) {
@@ -272,8 +276,11 @@ export const foldIntoFc: Pass = {
         pass: foldIntoFc.name, anchor: add, remove, add: [...fcNodes, ...kept], macsBefore, macsAfter,
         summary: `${remove.length - 1} node(s) summed with ${p.fc.opType} '${p.fc.name}' folded into its [${map.rows}, ${map.cols}] matrix${groups > 1 ? ` (${groups} groups)` : ""}`,
       });
-      if (applied) return true;
+      if (applied) {
+        for (const n of remove) removed.add(n);
+        changed = true;
+      }
     }
-    return false;
+    return changed;
   },
 };

@@ -39,8 +39,10 @@ function sharedParameters(ctx: PassContext, node: Node, names: string[]): Refusa
     // Weight sharing by recursion (SReT): the same layer applied at several places. Each use may
     // fold; identical rewritten weights are merged again afterwards (dedupe-initializers), and if
     // the model would still grow the driver redoes the run without this allowance.
-    if (!ctx.options.strictSharing && node.opType !== "BatchNormalization" && others.every((o) => sameLayer(ctx, o, node)))
+    if (!ctx.options.strictSharing && node.opType !== "BatchNormalization" && others.every((o) => sameLayer(ctx, o, node))) {
+      ctx.readSharedWeights = true; // the driver checks the model did not grow because of it
       continue;
+    }
     return refuse(`parameter '${name}' is shared with ${others[0]!.name || "another node"}: folding would duplicate it (use --duplicate-shared)`);
   }
   return undefined;

@@ -239,6 +239,17 @@ export function evalTranspose(node: Node, ins: (Value | undefined)[]): Value[] {
 export function transposeData(x: Value, perm: readonly number[]): Float64Array {
   const dims = perm.map((p) => x.dims[p]!);
   if (sizeOf(dims) === 0) return new Float64Array(0);
+  if (perm.length === 2 && perm[0] === 1) {
+    // A weight matrix (PyTorch exports Linear weights as Transpose(W)): in cache-sized tiles.
+    const [R, C] = x.dims as [number, number];
+    const out = new Float64Array(R * C), src = x.data, T = 32;
+    for (let r0 = 0; r0 < R; r0 += T)
+      for (let c0 = 0; c0 < C; c0 += T) {
+        const r1 = Math.min(R, r0 + T), c1 = Math.min(C, c0 + T);
+        for (let r = r0; r < r1; r++) for (let c = c0; c < c1; c++) out[c * R + r] = src[r * C + c]!;
+      }
+    return out;
+  }
   const st = stridesOf(x.dims);
   return axisGather(x.data, dims, perm.map((p, ax) => table(dims[ax]!, (c) => c, st[p]!)));
 }

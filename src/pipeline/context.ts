@@ -35,6 +35,8 @@ export class PassContext {
   readonly refusals: RefusalRecord[] = [];
   private cache: { producers?: Map<string, Node>; consumers?: Map<string, Node[]>; shapes?: ShapeMap; outputs?: Set<string> } = {};
   currentPass = "";
+  /** A pass read a layer whose weights other nodes share, allowed because every use is the same layer. */
+  readSharedWeights = false;
 
   constructor(readonly model: Model, readonly options: PassOptions = {}) {
     this.rewriter = new Rewriter(model.graph, () => (this.cache = {}));

@@ -45,7 +45,7 @@ export function optimize(model: Model, options: OptimizeOptions = {}): { model: 
   const { before, after } = result.report;
   // Folding layers that share weights is allowed when it keeps them shared; if the model grew
   // instead, redo the run refusing every fold of a shared weight, and say so.
-  if (!options.duplicateShared && !options.strictSharing && after.weightBytes > before.weightBytes) {
+  if (!options.duplicateShared && !options.strictSharing && result.readSharedWeights && after.weightBytes > before.weightBytes) {
     const strict = optimizeOnce(model, { ...options, strictSharing: true });
     if (strict.report.after.weightBytes < after.weightBytes) {
       strict.report.refusals.push({
@@ -53,13 +53,13 @@ export function optimize(model: Model, options: OptimizeOptions = {}): { model: 
         reason: `folding layers that share weights would grow the weights from ${before.weightBytes} to ${after.weightBytes} bytes: those folds are left alone (--duplicate-shared allows them)`,
       });
       strict.report.timeMs += result.report.timeMs;
-      return strict;
+      return { model: strict.model, report: strict.report };
     }
   }
-  return result;
+  return { model: result.model, report: result.report };
 }
 
-function optimizeOnce(model: Model, options: OptimizeOptions): { model: Model; report: OptimizeReport } {
+function optimizeOnce(model: Model, options: OptimizeOptions): { model: Model; report: OptimizeReport; readSharedWeights: boolean } {
   const start = performance.now();
   const passes = options.passes ?? defaultPasses();
   const work = model.clone();
@@ -87,6 +87,7 @@ function optimizeOnce(model: Model, options: OptimizeOptions): { model: Model; r
   for (const r of refusals) perPass.get(r.pass) && perPass.get(r.pass)!.refusals++;
   return {
     model: work,
+    readSharedWeights: ctx.readSharedWeights,
     report: {
       passes: [...perPass.values()],
       rewrites: ctx.rewriter.records,

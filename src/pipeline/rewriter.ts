@@ -146,8 +146,14 @@ export class Rewriter {
     while (changed) {
       changed = false;
       const used = new Set<string>();
-      for (const n of this.graph.nodes) for (const i of n.inputs) used.add(i);
-      for (const name of candidates) {
+      const producerOf = new Map<string, Node>();
+      for (const n of this.graph.nodes) {
+        for (const i of n.inputs) used.add(i);
+        for (const o of n.outputs) if (o) producerOf.set(o, n);
+      }
+      const drop = new Set<Node>();
+      for (const name of [...candidates]) {
+        candidates.delete(name);
         if (used.has(name) || outputs.has(name)) continue;
         if (this.graph.initializers.delete(name)) {
           // IR < 4 models list initializers among the inputs too: drop that entry with it.
@@ -156,17 +162,16 @@ export class Rewriter {
         }
         // The producer, once none of its outputs is read (shape plumbing of a removed Reshape,
         // a Constant): default-domain ops have no side effects, so it goes, and its inputs become
-        // candidates in turn.
-        const idx = this.graph.nodes.findIndex((n) => n.outputs.includes(name));
-        const producer = this.graph.nodes[idx];
-        if (producer && (producer.domain === "" || producer.domain === "ai.onnx") && !producer.hasSubgraph() &&
+        // candidates in turn (next sweep, with the readers recounted).
+        const producer = producerOf.get(name);
+        if (producer && !drop.has(producer) && (producer.domain === "" || producer.domain === "ai.onnx") && !producer.hasSubgraph() &&
             producer.outputs.every((o) => !o || (!used.has(o) && !outputs.has(o)))) {
-          this.graph.nodes.splice(idx, 1);
+          drop.add(producer);
           for (const i of producer.inputs) if (i) candidates.add(i);
           changed = true;
         }
-        candidates.delete(name);
       }
+      if (drop.size > 0) this.graph.nodes = this.graph.nodes.filter((n) => !drop.has(n));
     }
     const produced = new Set<string>();
     for (const n of this.graph.nodes) for (const o of n.outputs) produced.add(o);
