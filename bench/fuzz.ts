@@ -38,7 +38,7 @@ for (let i = 0; i < count; i++) {
   try {
     const model = buildBlock(spec);
     const { model: out, report } = optimize(model);
-    const costBound = report.refusals.some((r) => /raise MACs/.test(r.reason));
+    const costBound = report.refusals.some((r) => /raise MACs/.test(r.reason)) || report.rewrites.some((r) => /raise MACs/.test(r.summary));
     const v = await verifyModels(model, out, { runs: 2 });
     if (!v.ok) {
       mismatches++;

@@ -40,6 +40,8 @@ const leaf = (tensor: string): Part => ({ leaf: tensor, map: null, nodes: [] });
 
 class RegionBuilder {
   private readonly ops = new Map<Node, LinearOp | Refusal>();
+  /** Off: a layer after another layer starts a new region (affine folds and sums only). */
+  composeLayers = true;
   constructor(private readonly ctx: PassContext) {}
 
   /** Reading a node decodes its weights: do it once per node between rewrites. */
@@ -162,6 +164,7 @@ class RegionBuilder {
       layer = { ...second, pads: second.pads.map((v, i) => v + pads[i]!) as Pads };
       if (!zero) padValue = perChannel(values!, second.inChannels);
     }
+    if (p.map && !this.composeLayers) return { leaf: input, map: second, nodes: [node] };
     if (!p.map) {
       // Directly on the region's input: a Pad with value 0 merges into the layer's own padding.
       if (p.pad && padValue) return { leaf: input, map: second, nodes: [node] };
@@ -330,6 +333,43 @@ export const collapseLinearRegions: Pass = {
   },
 };
 
+interface Region {
+  part: Part & { map: LinearMap };
+  macsBefore: number;
+  macsAfter: number;
+  dense: boolean;
+  rest: Term[];
+  /** Why a larger region was not taken. */
+  note?: string;
+}
+
+/**
+ * The region ending at `anchor` (with or without composing layers in sequence), if folding it
+ * gains nodes; a refusal when it would raise MACs past the bound.
+ */
+function regionAt(ctx: PassContext, builder: RegionBuilder, anchor: Node, composeLayers: boolean): Region | { refused: string } | undefined {
+  builder.composeLayers = composeLayers;
+  const part = builder.part(anchor.outputs[0]!, true);
+  builder.composeLayers = true;
+  if (!part.map || part.pad || !part.nodes.includes(anchor)) return undefined;
+  const rest = part.rest ?? [];
+  const dense = part.layout === "features";
+  const emitted = (dense ? denseNodeCount(ctx, part.map, part.leaf) : 1) + rest.length;
+  if (part.nodes.length <= emitted) return undefined; // nothing gained: as many nodes as before
+  // Per-feature affines alone (a LayerNorm's γ and β) are cheaper as they are than as a dense
+  // F×F matrix: a features region must contain a layer to fold into.
+  if (dense && !part.nodes.some((n) => { const op = builder.read(n); return !("refused" in op) && op.kind === "conv"; })) return undefined;
+  const macsBefore = regionMacs(ctx, builder, part.nodes);
+  const macsAfter = convMacs(ctx, anchor, part.map);
+  // Costlier compositions are the authors' deploy form for stems (7x7/2 from three 3x3), so they
+  // are done by default — within a bound: a depthwise conv composed into a dense one (dw3x3 →
+  // pw1x1) multiplies the cost by the kernel area and is left as two layers.
+  const limit = ctx.options.noCostlier ? 1 : ctx.options.maxMacGrowth ?? DEFAULT_MAX_MAC_GROWTH;
+  if (macsBefore > 0 && macsAfter > limit * macsBefore)
+    return { refused: `composition would raise MACs ${macsBefore} → ${macsAfter} (${(macsAfter / macsBefore).toFixed(2)}x; ${ctx.options.noCostlier ? "--no-costlier" : `limit ${limit}x, --max-mac-growth`})` };
+  return { part: part as Part & { map: LinearMap }, macsBefore, macsAfter, dense, rest };
+}
+
 function collapse(ctx: PassContext, recycle: () => void): boolean {
   let changed = false;
   const builder = new RegionBuilder(ctx);
@@ -346,25 +386,20 @@ function collapse(ctx: PassContext, recycle: () => void): boolean {
       if (!read.quiet) ctx.refuse(anchor, read.refused);
       continue;
     }
-    const part = builder.part(output, true);
-    if (!part.map || part.pad || !part.nodes.includes(anchor)) continue;
-    const rest = part.rest ?? [];
-    const dense = part.layout === "features";
-    const emitted = (dense ? denseNodeCount(ctx, part.map, part.leaf) : 1) + rest.length;
-    if (part.nodes.length <= emitted) continue; // nothing gained: as many nodes as before
-    // Per-feature affines alone (a LayerNorm's γ and β) are cheaper as they are than as a dense
-    // F×F matrix: a features region must contain a layer to fold into.
-    if (dense && !part.nodes.some((n) => { const op = builder.read(n); return !("refused" in op) && op.kind === "conv"; })) continue;
-    const macsBefore = regionMacs(ctx, builder, part.nodes);
-    const macsAfter = convMacs(ctx, anchor, part.map);
-    // Costlier compositions are the authors' deploy form for stems (7x7/2 from three 3x3), so they
-    // are done by default — within a bound: a depthwise conv composed into a dense one (dw3x3 →
-    // pw1x1) multiplies the cost by the kernel area and is left as two layers.
-    const limit = ctx.options.noCostlier ? 1 : ctx.options.maxMacGrowth ?? DEFAULT_MAX_MAC_GROWTH;
-    if (macsBefore > 0 && macsAfter > limit * macsBefore) {
-      ctx.refuse(anchor, `composition would raise MACs ${macsBefore} → ${macsAfter} (${(macsAfter / macsBefore).toFixed(2)}x; ${ctx.options.noCostlier ? "--no-costlier" : `limit ${limit}x, --max-mac-growth`})`);
-      continue;
+    // The largest region first; if composing its layers would cost too much, the region without
+    // sequential compositions (its BN/affine folds and branch sums still pay off).
+    let region = regionAt(ctx, builder, anchor, true);
+    if (region && "refused" in region) {
+      const reason = region.refused;
+      region = regionAt(ctx, builder, anchor, false);
+      if (!region || "refused" in region) {
+        ctx.refuse(anchor, reason);
+        continue;
+      }
+      region.note = `layers not composed: ${reason}`;
     }
+    if (!region) continue;
+    const { part, macsBefore, macsAfter, dense, rest } = region;
     const base = (anchor.name || output).replace(/\/[^/]*$/, "") || output;
     const dtype = weightDtype(ctx, part.nodes, part.leaf);
     const add: Node[] = [];
@@ -382,7 +417,7 @@ function collapse(ctx: PassContext, recycle: () => void): boolean {
     const what = [...histogram].map(([op, n]) => `${n} ${op}`).join(" + ");
     const applied = ctx.rewriter.replace({
       pass: collapseLinearRegions.name, anchor, remove: part.nodes, add,
-      summary: `${what} → ${dense ? `${add.map((n) => n.opType).join("+")} ${part.map.inChannels}→${part.map.outChannels}` : `Conv ${part.map.kh}x${part.map.kw}/${part.map.stride[0]}${part.map.groups > 1 ? ` g${part.map.groups}` : ""}`}${rest.length ? ` + ${rest.length} kept term(s)` : ""}`,
+      summary: `${what} → ${dense ? `${add.map((n) => n.opType).join("+")} ${part.map.inChannels}→${part.map.outChannels}` : `Conv ${part.map.kh}x${part.map.kw}/${part.map.stride[0]}${part.map.groups > 1 ? ` g${part.map.groups}` : ""}`}${rest.length ? ` + ${rest.length} kept term(s)` : ""}${region.note ? ` (${region.note})` : ""}`,
       macsBefore, macsAfter,
     });
     if (!applied) {

@@ -197,7 +197,7 @@ function readBatchNorm(ctx: PassContext, node: Node): LinearOp | Refusal {
   const { scale, shift } = batchNormAffine(g, b, m, v, node.float("epsilon", 1e-5));
   // BN normalizes axis 1: the channels of an image, the features of [N, F] — but not of [N, C, L].
   const rank = ctx.shapes().get(node.inputs[0]!)?.dims?.length;
-  if (rank !== 4 && rank !== 2) return refuse(rank === undefined ? "BatchNormalization input rank unknown" : `BatchNormalization over a ${rank}-D tensor (axis 1 is not the feature axis)`);
+  if (rank !== 4 && rank !== 2) return refuse(rank === undefined ? "BatchNormalization input rank unknown (a shape computed at run time: give --shape)" : `BatchNormalization over a ${rank}-D tensor (axis 1 is not the feature axis)`);
   return { kind: "affine", node, input: node.inputs[0]!, scale, shift, layout: rank === 4 ? "nchw" : "features" };
 }
 

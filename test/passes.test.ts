@@ -193,6 +193,17 @@ describe("sequential compositions (rule 4)", () => {
   });
 });
 
+describe("cost bound", () => {
+  it("a dw3x3-BN → pw1x1-BN chain too costly to compose still folds each BN into its conv, and says why", async () => {
+    const n = new Net(91);
+    const x = n.input("x", ["N", 8, 10, 10]);
+    const y = n.convBn(n.convBn(x, 8, 8, 3, { group: 8 }), 8, 16, 1);
+    const { model, report } = await foldAndVerify(n.finish(y));
+    expect(ops(model)).toEqual({ Conv: 2 });
+    expect(report.rewrites.map((r) => r.summary).join()).toMatch(/layers not composed: composition would raise MACs/);
+  });
+});
+
 describe("ResRep pruning (rule 7)", () => {
   for (const act of ["Relu", null] as const) {
     it(`conv+BN → compactor with zero rows${act ? " → ReLU" : ""} → conv: composed, zero channels pruned on both sides`, async () => {

@@ -304,6 +304,26 @@ function inferNode(node: Node, shapes: ShapeMap, options: ShapeOptions, values: 
     }
     case "Shape":
       return set(xd ? [xd.length] : undefined, DataType.INT64);
+    case "Slice": {
+      if (!xd) return set(undefined);
+      // Opset < 10 carries starts/ends/axes as attributes.
+      const arg = (i: number, attrName: string) =>
+        node.inputs.length > 1 ? (node.inputs[i] ? valueOf(node.inputs[i], options, values) : undefined) : node.ints(attrName);
+      const starts = arg(1, "starts"), ends = arg(2, "ends");
+      const axes = arg(3, "axes") ?? starts?.map((_, i) => i), steps = (node.inputs.length > 1 && node.inputs[4] ? valueOf(node.inputs[4], options, values) : undefined) ?? starts?.map(() => 1);
+      if (!starts || !ends || !axes || !steps || starts.length !== ends.length) return set(xd.map(() => undefined));
+      const out: Dims = [...xd];
+      axes.forEach((a, k) => {
+        const axis = a === undefined ? undefined : a < 0 ? a + xd.length : a;
+        if (axis === undefined) return out.fill(undefined);
+        const d = xd[axis], st = starts[k], en = ends[k], step = steps[k];
+        if (d === undefined || st === undefined || en === undefined || step === undefined || step === 0) return (out[axis] = undefined);
+        const clamp = (v: number, lo: number, hi: number) => Math.min(hi, Math.max(lo, v < 0 ? v + d : v));
+        const b = step > 0 ? clamp(st, 0, d) : clamp(st, -1, d - 1), e = step > 0 ? clamp(en, 0, d) : clamp(en, -1, d - 1);
+        out[axis] = Math.max(0, Math.ceil((e - b) / step));
+      });
+      return set(out);
+    }
     case "Gather": {
       const idx = inp(1)?.dims;
       if (!xd || !idx) return set(undefined);
