@@ -363,8 +363,11 @@ function regionAt(ctx: PassContext, builder: RegionBuilder, anchor: Node, compos
   const macsAfter = convMacs(ctx, anchor, part.map);
   // Costlier compositions are the authors' deploy form for stems (7x7/2 from three 3x3), so they
   // are done by default — within a bound: a depthwise conv composed into a dense one (dw3x3 →
-  // pw1x1) multiplies the cost by the kernel area and is left as two layers.
-  const limit = ctx.options.noCostlier ? 1 : ctx.options.maxMacGrowth ?? DEFAULT_MAX_MAC_GROWTH;
+  // pw1x1) multiplies the cost by the kernel area and is left as two layers. A chain of 1x1 layers
+  // (a linear bottleneck then the next expansion) is only a matrix product: composing it never
+  // pays for more MACs, so by default it must not raise them at all.
+  const pointwise = part.map.kh === 1 && part.map.kw === 1;
+  const limit = ctx.options.noCostlier ? 1 : ctx.options.maxMacGrowth ?? (pointwise ? 1 : DEFAULT_MAX_MAC_GROWTH);
   if (macsBefore > 0 && macsAfter > limit * macsBefore)
     return { refused: `composition would raise MACs ${macsBefore} → ${macsAfter} (${(macsAfter / macsBefore).toFixed(2)}x; ${ctx.options.noCostlier ? "--no-costlier" : `limit ${limit}x, --max-mac-growth`})` };
   return { part: part as Part & { map: LinearMap }, macsBefore, macsAfter, dense, rest };
