@@ -77,9 +77,12 @@ function rowStep(ctx: PassContext, n: Node): RowStep | Refused {
   const xd = shapes.get(n.inputs[di]!)?.dims, yd = shapes.get(n.outputs[0]!)?.dims;
   if (!xd || !yd || xd.length < 2) return { refused: `${n.opType} '${n.name}': input shape unknown` };
   if (n.opType === "Gemm" || n.opType === "MatMul") {
-    const rowIn = xd[xd.length - 1], rowOut = yd[yd.length - 1];
-    if (rowIn === undefined || rowOut === undefined || (n.opType === "Gemm" && xd.length !== 2))
-      return { refused: `${n.opType} '${n.name}': feature sizes must be static` };
+    // Feature sizes from the weight: known even when the input came from `x.view(x.size(0), -1)`.
+    const w = ctx.constant(n.inputs[1]!)!.dims;
+    const transB = n.opType === "Gemm" && n.int("transB", 0) === 1;
+    const rowIn = transB ? w[1] : w[0], rowOut = transB ? w[0] : w[1];
+    if (rowIn === undefined || rowOut === undefined || w.length !== 2 || (n.opType === "Gemm" && xd.length !== 2))
+      return { refused: `${n.opType} '${n.name}': not a matrix on the last axis` };
     if (n.opType === "Gemm" && n.inputs[2]) {
       const c = ctx.constant(n.inputs[2])!;
       if (c.dims.length === 2 && c.dims[0] !== 1) return { refused: `Gemm '${n.name}': its C varies per row` };
@@ -271,10 +274,12 @@ export const foldIntoFc: Pass = {
         const last = fcNodes[fcNodes.length - 1]!;
         last.outputs = [add.outputs[0]!];
       }
-      const remove = [add, p.fc, ...after, ...p.chains.find((c) => c !== fcChain)!.nodes];
+      const other = p.chains.find((c) => c !== fcChain)!.nodes;
+      const remove = [add, p.fc, ...after, ...other];
+      const folded = [...other, ...after].filter((n) => !VIEWS.has(n.opType)).map((n) => n.opType);
       const applied = ctx.rewriter.replace({
         pass: foldIntoFc.name, anchor: add, remove, add: [...fcNodes, ...kept], macsBefore, macsAfter,
-        summary: `${remove.length - 1} node(s) summed with ${p.fc.opType} '${p.fc.name}' folded into its [${map.rows}, ${map.cols}] matrix${groups > 1 ? ` (${groups} groups)` : ""}`,
+        summary: `${folded.length ? folded.join(" + ") : "identity"} folded into ${p.fc.opType} '${p.fc.name}': [${map.rows}, ${map.cols}] matrix${groups > 1 ? ` (${groups} groups)` : ""}`,
       });
       if (applied) {
         for (const n of remove) removed.add(n);

@@ -379,6 +379,19 @@ describe("locality injection into a fully connected layer (fold-into-fc, rule 8)
     expect(ops(model)).toEqual({ Flatten: 1, Gemm: 1, Reshape: 1 });
   });
 
+  it("an FC on `x.view(x.size(0), -1)` (feature sizes from the weight, batch traced from Shape) takes the conv", async () => {
+    const n = new Net(86);
+    const x = n.input("x", ["N", 2, 4, 4]);
+    const batch = n.op("Unsqueeze", [n.op("Gather", [n.op("Shape", [x]), n.scalarInt64("i", 0)], { axis: 0 }), n.int64("axes", [0])]);
+    const flat = n.op("Reshape", [x, n.op("Concat", [batch, n.int64("rest", [-1])], { axis: 0 })]);
+    const fc = n.op("Gemm", [flat, n.constant("w", [32, 32], Array.from({ length: 1024 }, () => n.r() - 0.5))], { transB: 1 });
+    const back = n.op("Reshape", [fc, n.op("Concat", [batch, n.int64("chw", [2, 4, 4])], { axis: 0 })]);
+    const { model, report } = await foldAndVerify(n.finish(n.op("Add", [back, n.convBn(x, 2, 2, 3)])), { shapes: { x: [3, 2, 4, 4] } });
+    expect(ops(model).Gemm).toBe(1);
+    expect(ops(model).Conv).toBeUndefined();
+    expect(report.rewrites.map((r) => r.summary).join()).toMatch(/Conv folded into Gemm/);
+  });
+
   it("a constant that varies along axis 0, or an FC weight another node reads, is left alone with the reason", () => {
     const n = new Net(84);
     const x = n.input("x", [2, 6]);
