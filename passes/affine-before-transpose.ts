@@ -15,7 +15,8 @@ const isDefault = (n: Node) => n.domain === "" || n.domain === "ai.onnx";
 
 /** Operand index of the constant of an elementwise affine node, or undefined. */
 function constantOperand(ctx: PassContext, n: Node): number | undefined {
-  if (!AFFINE.has(n.opType) || !isDefault(n) || n.inputs.length !== 2) return undefined;
+  // Opset < 7 broadcast attributes align the constant elsewhere: not this pattern.
+  if (!AFFINE.has(n.opType) || !isDefault(n) || n.inputs.length !== 2 || n.attributes.length > 0) return undefined;
   const [c0, c1] = n.inputs.map((t) => ctx.constant(t));
   if (c1 && !c0) return 1;
   if (c0 && !c1 && n.opType !== "Div") return 0;

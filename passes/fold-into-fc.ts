@@ -10,6 +10,7 @@
 // and the sum becomes P's weight (a grouped 1x1 conv keeps the largest group count the sum allows).
 // The other chain, the Add, and the linear nodes around P go; P's views stay.
 import { chainBlocks, probeRowMap, type AffineRowMap, type RowStep } from "../src/eval/row-map.js";
+import { DataType } from "../src/ir/dtype.js";
 import { Node, attr } from "../src/ir/graph.js";
 import { knownProduct, type Dims } from "../src/ir/shapes.js";
 import { Tensor } from "../src/ir/tensor.js";
@@ -32,6 +33,8 @@ function dataInput(ctx: PassContext, n: Node): number | undefined {
   if (VIEWS.has(n.opType)) return 0;
   if (n.opType === "Transpose") return n.ints("perm", [])[0] === 0 ? 0 : undefined;
   if (ELEMENTWISE.has(n.opType)) {
+    // Opset < 7 broadcast attributes align the constant elsewhere: not this pattern.
+    if (n.attributes.length > 0) return undefined;
     const [c0, c1] = [ctx.constant(n.inputs[0]!), ctx.constant(n.inputs[1]!)];
     if (c1 && !c0) return 0;
     // c − x is affine; c / x is not.
@@ -87,10 +90,12 @@ function rowStep(ctx: PassContext, n: Node): RowStep | Refused {
       const c = ctx.constant(n.inputs[2])!;
       if (c.dims.length === 2 && c.dims[0] !== 1) return { refused: `Gemm '${n.name}': its C varies per row` };
     }
+    if (rowIn === 0 || rowOut === 0) return { refused: `${n.opType} '${n.name}': empty rows` };
     return { node: n, dataInput: di, inRow: [rowIn], rowIn, rowOut, matrixRows: true, blocks: 1 };
   }
   const rowIn = knownProduct(xd.slice(1)), rowOut = knownProduct(yd.slice(1));
   if (rowIn === undefined || rowOut === undefined) return { refused: `${n.opType} '${n.name}': shape [${xd.map((d) => d ?? "?")}] must be static past axis 0` };
+  if (rowIn === 0 || rowOut === 0) return { refused: `${n.opType} '${n.name}': empty rows` };
   if (ELEMENTWISE.has(n.opType)) {
     const c = ctx.constant(n.inputs[1 - di]!)!;
     if (c.dims.length === xd.length && c.dims[0] !== 1) return { refused: `${n.opType} '${n.name}': its constant varies along axis 0` };
@@ -131,6 +136,10 @@ function plan(ctx: PassContext, add: Node): Plan | Refused | undefined {
   // Branches from different tensors (a residual around an MLP with a nonlinearity) are not this pattern.
   if (chains[0]!.start !== chains[1]!.start) return undefined;
   const shapes = ctx.shapes();
+  // The probe runs in float64: integer chains (truncating Div, wrapping) are not this algebra.
+  const floatTypes: (number | undefined)[] = [DataType.FLOAT, DataType.DOUBLE, DataType.FLOAT16, DataType.BFLOAT16];
+  if (!floatTypes.includes(shapes.get(chains[0]!.start)?.dtype) || !floatTypes.includes(shapes.get(add.outputs[0]!)?.dtype))
+    return { refused: "not a floating-point tensor" };
   if (!sameShape(shapes.get(add.inputs[0]!)?.dims, shapes.get(add.inputs[1]!)?.dims)) return { refused: "the two addends' shapes are not provably equal" };
   const weightSize = (n: Node) => ctx.constant(n.inputs[1]!)?.size ?? 0;
   const fc = fcs.reduce((a, b) => (weightSize(b) > weightSize(a) ? b : a));

@@ -559,6 +559,29 @@ describe("shape inference", () => {
     expect(shapes.get(sliced)?.dims).toEqual([undefined, 8, undefined]);
   });
 
+  it("never infers a wrong dim (found in review): Slice with unknown axes, a negative step, 2-D values, narrowing Casts", () => {
+    const b = new GraphBuilder(13);
+    const x = b.input("x", ["N", 8, 5]);
+    const axes = b.input("axes", [1], DataType.INT64); // present but unknown: no default axes
+    const s1 = b.op("Slice", [x, b.int64("st", [0]), b.int64("en", [4]), axes]);
+    // step −1 from a very negative start: ONNX clamps start to 0 → one element, not none
+    const s2 = b.op("Slice", [x, b.int64("st", [-10]), b.int64("en", [-100]), b.int64("ax", [2]), b.int64("sp", [-1])]);
+    // a 2-D shape value sliced by rows must not be read as a flat list
+    const u = b.op("Unsqueeze", [b.op("Shape", [x]), b.int64("a", [0])]);
+    const rows = b.op("Slice", [b.op("Concat", [u, u], { axis: 0 }), b.int64("st", [1]), b.int64("en", [2]), b.int64("ax", [0])]);
+    const r1 = b.op("Reshape", [x, b.op("Squeeze", [rows, b.int64("a0", [0])])]);
+    // 2049 → float16 → int64 is 2048 at run time: a narrowing Cast is not followed
+    const y = b.input("y", ["N", 2049]);
+    const d = b.op("Cast", [b.op("Cast", [b.op("Gather", [b.op("Shape", [y]), b.scalarInt64("i", 1)], { axis: 0 })], { to: DataType.FLOAT16 })], { to: DataType.INT64 });
+    const r2 = b.op("Reshape", [y, b.op("Concat", [b.int64("m", [-1]), b.op("Unsqueeze", [d, b.int64("a", [0])])], { axis: 0 })]);
+    for (const t of [s1, s2, r1, r2]) b.output(t);
+    const shapes = shapesOf(b.build());
+    expect(shapes.get(s1)?.dims).toEqual([undefined, undefined, undefined]);
+    expect(shapes.get(s2)?.dims).toEqual([undefined, 8, 1]);
+    expect(shapes.get(r1)?.dims).toBeUndefined(); // unknown, not the flat-list misreading [4]
+    expect(shapes.get(r2)?.dims).toEqual([undefined, undefined]);
+  });
+
   it("an unknown dim broadcast against a scalar stays unknown (not 1)", () => {
     const b = new GraphBuilder(13);
     const x = b.input("x", ["N", 4, 6, 6]);

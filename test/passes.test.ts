@@ -392,6 +392,16 @@ describe("locality injection into a fully connected layer (fold-into-fc, rule 8)
     expect(report.rewrites.map((r) => r.summary).join()).toMatch(/Conv folded into Gemm/);
   });
 
+  it("an integer chain (int32 MatMul + truncating Div) is not folded: the probe's float64 algebra is not integer arithmetic", () => {
+    const n = new Net(87, 13, DataType.INT32);
+    const x = n.input("x", [2, 4]);
+    const w = n.constant("w", [4, 4], [1, 2, 0, 1, 0, 1, 1, 0, 2, 0, 1, 1, 1, 1, 0, 2]);
+    const y = n.op("Add", [n.op("MatMul", [x, w]), n.op("Div", [x, n.constant("d", [1], [2])])]);
+    const { model, report } = optimize(n.finish(y));
+    expect(ops(model)).toEqual({ MatMul: 1, Div: 1, Add: 1 });
+    expect(report.refusals.filter((r) => r.pass === "fold-into-fc").map((r) => r.reason).join()).toMatch(/not a floating-point tensor/);
+  });
+
   it("a constant that varies along axis 0, or an FC weight another node reads, is left alone with the reason", () => {
     const n = new Net(84);
     const x = n.input("x", [2, 6]);

@@ -126,8 +126,11 @@ function inferValue(node: Node, shapes: ShapeMap, options: ShapeOptions, values:
   const out = node.outputs[0];
   if (!out) return;
   const val = (i: number) => valueOf(node.inputs[i], options, values);
+  // Values are flat lists: kept only for scalars and 1-D tensors (a 2-D value sliced or
+  // concatenated as if flat would be wrong).
+  const rank = shapes.get(out)?.dims?.length;
   const set = (v: (number | undefined)[] | undefined) => {
-    if (v && v.length <= MAX_VALUE_LENGTH) values.set(out, v);
+    if (v && v.length <= MAX_VALUE_LENGTH && rank !== undefined && rank <= 1) values.set(out, v);
   };
   switch (node.opType) {
     case "Shape": {
@@ -139,11 +142,17 @@ function inferValue(node: Node, shapes: ShapeMap, options: ShapeOptions, values:
     case "Identity": case "Squeeze": case "Unsqueeze":
       return set(val(0));
     case "Cast": {
+      // Followed only where the value survives exactly as computed here: int64, int32 within
+      // range, float32 (rounded), double. Narrower types wrap or round: not followed.
       const v = val(0), to = node.int("to", 0);
-      const isIntType = ([DataType.INT64, DataType.INT32, DataType.INT16, DataType.INT8, DataType.UINT8] as number[]).includes(to);
-      const isFloatType = ([DataType.FLOAT, DataType.DOUBLE, DataType.FLOAT16] as number[]).includes(to);
-      if (!isIntType && !isFloatType) return; // bool, strings…: not followed
-      return set(v?.map((x) => (x === undefined ? undefined : isIntType ? Math.trunc(x) : x)));
+      const convert = (x: number): number | undefined => {
+        if (to === DataType.INT64) return Math.trunc(x);
+        if (to === DataType.INT32) return Math.abs(x) < 2 ** 31 ? Math.trunc(x) : undefined;
+        if (to === DataType.FLOAT) return Math.fround(x);
+        if (to === DataType.DOUBLE) return x;
+        return undefined;
+      };
+      return set(v?.map((x) => (x === undefined ? undefined : convert(x))));
     }
     case "Gather": {
       const v = val(0), idx = valueOf(node.inputs[1], options, new Map());
@@ -164,9 +173,10 @@ function inferValue(node: Node, shapes: ShapeMap, options: ShapeOptions, values:
       const integral = dtype === DataType.INT64 || dtype === DataType.INT32;
       const floating = dtype === DataType.FLOAT || dtype === DataType.DOUBLE;
       const n = Math.max(a.length, b.length);
+      const round = (v: number) => (dtype === DataType.FLOAT ? Math.fround(v) : v);
       const f = (x: number, y: number) =>
-        node.opType === "Add" ? x + y : node.opType === "Sub" ? x - y : node.opType === "Mul" ? x * y
-          : integral ? Math.trunc(x / y) : floating || Number.isInteger(x / y) ? x / y : undefined;
+        node.opType === "Add" ? round(x + y) : node.opType === "Sub" ? round(x - y) : node.opType === "Mul" ? round(x * y)
+          : integral ? Math.trunc(x / y) : floating || Number.isInteger(x / y) ? round(x / y) : undefined;
       return set(Array.from({ length: n }, (_, i) => {
         const x = a[a.length === 1 ? 0 : i], y = b[b.length === 1 ? 0 : i];
         return x === undefined || y === undefined || (node.opType === "Div" && y === 0) ? undefined : f(x, y);
@@ -265,7 +275,8 @@ function inferNode(node: Node, shapes: ShapeMap, options: ShapeOptions, values: 
     case "Reshape": {
       const target = valueOf(node.inputs[1], options, values);
       if (!target) return set(undefined);
-      const dims: Dims = target.map((v, i) => (v === 0 ? xd?.[i] : v));
+      const allowZero = node.int("allowzero", 0) === 1;
+      const dims: Dims = target.map((v, i) => (v === 0 && !allowZero ? xd?.[i] : v));
       const known = xd && xd.every((v) => v !== undefined) ? (xd as number[]).reduce((p, v) => p * v, 1) : undefined;
       const neg = dims.indexOf(-1);
       if (neg >= 0) {
@@ -310,8 +321,13 @@ function inferNode(node: Node, shapes: ShapeMap, options: ShapeOptions, values: 
       const arg = (i: number, attrName: string) =>
         node.inputs.length > 1 ? (node.inputs[i] ? valueOf(node.inputs[i], options, values) : undefined) : node.ints(attrName);
       const starts = arg(1, "starts"), ends = arg(2, "ends");
-      const axes = arg(3, "axes") ?? starts?.map((_, i) => i), steps = (node.inputs.length > 1 && node.inputs[4] ? valueOf(node.inputs[4], options, values) : undefined) ?? starts?.map(() => 1);
-      if (!starts || !ends || !axes || !steps || starts.length !== ends.length) return set(xd.map(() => undefined));
+      // Defaults only when the input is absent: a present input whose value is unknown leaves every axis unknown.
+      const axesGiven = node.inputs.length > 1 ? !!node.inputs[3] : node.attr("axes") !== undefined;
+      const stepsGiven = node.inputs.length > 1 && !!node.inputs[4];
+      const axes = axesGiven ? arg(3, "axes") : starts?.map((_, i) => i);
+      const steps = stepsGiven ? valueOf(node.inputs[4], options, values) : starts?.map(() => 1);
+      if (!starts || !ends || !axes || !steps || starts.length !== ends.length || axes.length !== starts.length || steps.length !== starts.length)
+        return set(xd.map(() => undefined));
       const out: Dims = [...xd];
       axes.forEach((a, k) => {
         const axis = a === undefined ? undefined : a < 0 ? a + xd.length : a;
@@ -319,7 +335,8 @@ function inferNode(node: Node, shapes: ShapeMap, options: ShapeOptions, values: 
         const d = xd[axis], st = starts[k], en = ends[k], step = steps[k];
         if (d === undefined || st === undefined || en === undefined || step === undefined || step === 0) return (out[axis] = undefined);
         const clamp = (v: number, lo: number, hi: number) => Math.min(hi, Math.max(lo, v < 0 ? v + d : v));
-        const b = step > 0 ? clamp(st, 0, d) : clamp(st, -1, d - 1), e = step > 0 ? clamp(en, 0, d) : clamp(en, -1, d - 1);
+        // ONNX: start clamps to [0, d] (step > 0) or [0, d−1] (step < 0); end to [0, d] or [−1, d−1].
+        const b = step > 0 ? clamp(st, 0, d) : clamp(st, 0, d - 1), e = step > 0 ? clamp(en, 0, d) : clamp(en, -1, d - 1);
         out[axis] = Math.max(0, Math.ceil((e - b) / step));
       });
       return set(out);
