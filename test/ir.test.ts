@@ -556,7 +556,7 @@ describe("shape inference", () => {
     b.output(sliced);
     const shapes = shapesOf(b.build());
     expect(shapes.get(y)?.dims).toEqual([undefined, 8, 2, 6, 2, 6]);
-    expect(shapes.get(sliced)?.dims).toEqual([undefined, 8, undefined]);
+    expect(shapes.get(sliced)?.dims).toEqual([undefined, 8, 144]); // the batch is one symbol on both sides
   });
 
   it("never infers a wrong dim (found in review): Slice with unknown axes, a negative step, 2-D values, narrowing Casts", () => {
@@ -580,6 +580,26 @@ describe("shape inference", () => {
     expect(shapes.get(s2)?.dims).toEqual([undefined, 8, 1]);
     expect(shapes.get(r1)?.dims).toBeUndefined(); // unknown, not the flat-list misreading [4]
     expect(shapes.get(r2)?.dims).toEqual([undefined, undefined]);
+  });
+
+  it("a dynamic batch is one symbol: ShuffleNet's channel shuffle `view(N, -1, h, w)` resolves its −1", () => {
+    const b = new GraphBuilder(13);
+    const x = b.input("x", ["N", 8, 6, 6]);
+    const y = b.op("Relu", [b.op("Conv", [x, b.constant("w", [8, 8, 1, 1], new Array(64).fill(0.1))], { kernel_shape: [1, 1] })]);
+    const batch = b.op("Unsqueeze", [b.op("Gather", [b.op("Shape", [y]), b.scalarInt64("i", 0)], { axis: 0 }), b.int64("a", [0])]);
+    const grouped = b.op("Reshape", [y, b.op("Concat", [batch, b.int64("g", [2, 4, 6, 6])], { axis: 0 })]);
+    const shuffled = b.op("Transpose", [grouped], { perm: [0, 2, 1, 3, 4] });
+    const back = b.op("Reshape", [shuffled, b.op("Concat", [batch, b.int64("rest", [-1, 6, 6])], { axis: 0 })]);
+    // a different run-time dim (x's dim 1 is 8, but a symbol of another input) must not resolve it
+    const z = b.input("z", ["M", 3]);
+    const other = b.op("Unsqueeze", [b.op("Gather", [b.op("Shape", [z]), b.scalarInt64("j", 0)], { axis: 0 }), b.int64("a2", [0])]);
+    const wrong = b.op("Reshape", [y, b.op("Concat", [other, b.int64("r2", [-1, 6, 6])], { axis: 0 })]);
+    b.output(back);
+    b.output(wrong);
+    const shapes = shapesOf(b.build());
+    expect(shapes.get(grouped)?.dims).toEqual([undefined, 2, 4, 6, 6]);
+    expect(shapes.get(back)?.dims).toEqual([undefined, 8, 6, 6]);
+    expect(shapes.get(wrong)?.dims).toEqual([undefined, undefined, 6, 6]);
   });
 
   it("an unknown dim broadcast against a scalar stays unknown (not 1)", () => {

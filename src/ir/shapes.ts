@@ -8,6 +8,11 @@ export type Dims = (number | undefined)[];
 export interface ShapeInfo {
   dims: Dims | undefined; // undefined: rank unknown
   dtype: number | undefined;
+  /**
+   * For unknown dims: a name shared by dims known to be equal at run time ("x#0": the batch of
+   * graph input x), so `Reshape(t, [Shape(x)[0], -1, …])` still resolves its −1.
+   */
+  symbols?: (string | undefined)[];
 }
 export type ShapeMap = Map<string, ShapeInfo>;
 
@@ -54,7 +59,8 @@ export function inferShapes(graph: Graph, options: ShapeOptions = {}): ShapeMap 
     const override = options.overrides?.[name];
     let dims = override ? [...override] : dimsOf(v);
     if (dims && !override && options.symbolicDim !== undefined) dims = dims.map((d) => d ?? options.symbolicDim);
-    shapes.set(name, { dims, dtype: elem(v) });
+    const symbols = dims?.some((d) => d === undefined) ? dims.map((d, i) => (d === undefined ? `${name}#${i}` : undefined)) : undefined;
+    shapes.set(name, { dims, dtype: elem(v), symbols });
   }
   // Partially known values of small integer tensors (shape plumbing: Shape → Gather → Div →
   // Concat → Reshape), so a Reshape whose target is computed from a dynamic shape still gets the
@@ -63,6 +69,7 @@ export function inferShapes(graph: Graph, options: ShapeOptions = {}): ShapeMap 
   for (const node of graph.nodes) {
     try {
       inferNode(node, shapes, options, values);
+      inferSymbols(node, shapes, options, values);
       inferValue(node, shapes, options, values);
     } catch {
       // A node we cannot reason about leaves its outputs unknown.
@@ -111,14 +118,91 @@ export function resolvePads(node: Node, input: Dims | undefined, kernel: number[
   return pads;
 }
 
-/** Entries of small 1-D/scalar integer tensors, undefined where not known statically. */
-type ValueMap = Map<string, (number | undefined)[]>;
+/**
+ * Entries of small 1-D/scalar integer tensors: a number, a dim symbol (the entry equals that
+ * run-time dim: Shape of a tensor with symbolic dims), or undefined where nothing is known.
+ */
+type Entry = number | string | undefined;
+type ValueMap = Map<string, Entry[]>;
 
 const MAX_VALUE_LENGTH = 64;
 
-function valueOf(name: string | undefined, options: ShapeOptions, values: ValueMap): (number | undefined)[] | undefined {
+const num = (e: Entry): number | undefined => (typeof e === "number" ? e : undefined);
+
+function valueOf(name: string | undefined, options: ShapeOptions, values: ValueMap): Entry[] | undefined {
   if (!name) return undefined;
   return values.get(name) ?? options.constant?.(name);
+}
+
+/** The entries that are numbers (symbols and unknowns as undefined). */
+function numbersOf(name: string | undefined, options: ShapeOptions, values: ValueMap): (number | undefined)[] | undefined {
+  return valueOf(name, options, values)?.map(num);
+}
+
+/** Symbols of the unknown dims of an output, from its inputs', for ops that keep or move dims. */
+function inferSymbols(node: Node, shapes: ShapeMap, options: ShapeOptions, values: ValueMap): void {
+  const out = node.outputs[0] ? shapes.get(node.outputs[0]) : undefined;
+  if (!out?.dims || out.symbols || !out.dims.some((d) => d === undefined) || (node.domain && node.domain !== "ai.onnx")) return;
+  const rank = out.dims.length;
+  const input = (i: number) => shapes.get(node.inputs[i] ?? "");
+  const x = input(0);
+  const xs = x?.symbols, xd = x?.dims;
+  let symbols: (string | undefined)[] | undefined;
+  const op = node.opType;
+  if (SAME_SHAPE.has(op) || op === "Cast") symbols = xd?.length === rank ? xs : undefined;
+  else if (BROADCAST.has(op)) {
+    // A position keeps a symbol when every input with an unknown dim there carries it and the others have 1.
+    symbols = out.dims.map((_, i) => {
+      let sym: string | undefined;
+      for (let k = 0; k < node.inputs.length; k++) {
+        const s = input(k);
+        if (!s?.dims) return undefined;
+        const j = i - (rank - s.dims.length);
+        if (j < 0 || s.dims[j] === 1) continue;
+        const here = s.dims[j] === undefined ? s.symbols?.[j] : undefined;
+        if (!here || (sym !== undefined && sym !== here)) return undefined;
+        sym = here;
+      }
+      return sym;
+    });
+  } else if (["Conv", "ConvTranspose", "MaxPool", "AveragePool", "LpPool", "GlobalAveragePool", "GlobalMaxPool", "Gemm"].includes(op))
+    symbols = out.dims.map((_, i) => (i === 0 && node.int("transA", 0) === 0 ? xs?.[0] : undefined));
+  else if (op === "MatMul" && xd && xd.length === rank && (input(1)?.dims?.length ?? 0) <= 2)
+    symbols = out.dims.map((_, i) => (i < rank - 1 ? xs?.[i] : undefined));
+  else if (op === "Transpose" && xd) {
+    const perm = node.ints("perm", xd.map((_, i) => xd.length - 1 - i));
+    symbols = perm.map((p) => xs?.[p]);
+  } else if (op === "Flatten" && xd) {
+    const a = node.int("axis", 1), axis = a < 0 ? a + xd.length : a;
+    // [N, C, H, W] → [N, C·H·W]: a side keeps the symbol of its one unknown dim when the rest multiply to 1.
+    const side = (lo: number, hi: number) => {
+      const unknown = xd.slice(lo, hi).map((d, i) => (d === undefined ? xs?.[lo + i] ?? null : undefined)).filter((v) => v !== undefined);
+      const rest = xd.slice(lo, hi).reduce<number>((p, d) => p * (d ?? 1), 1);
+      return unknown.length === 1 && unknown[0] !== null && rest === 1 ? (unknown[0] as string) : undefined;
+    };
+    symbols = [side(0, axis), side(axis, xd.length)];
+  } else if ((op === "Concat" || op === "Slice" || op === "Gather" || op === "Squeeze" || op === "Unsqueeze") && xd && xd.length === rank) {
+    // Same rank and the dim unchanged in value: the symbol stays (Concat: every input carries it).
+    symbols = out.dims.map((d, i) => {
+      if (d !== undefined || xd[i] !== undefined) return undefined;
+      if (op === "Concat" && !node.inputs.every((_, k) => input(k)?.symbols?.[i] === xs?.[i])) return undefined;
+      return op === "Concat" || op === "Slice" ? (sliced(node, i, rank, options, values) ? undefined : xs?.[i]) : undefined;
+    });
+  }
+  if (symbols?.some((v) => v !== undefined)) out.symbols = symbols;
+}
+
+/** Could axis `i` of a Concat/Slice output differ from the input's? (Concat: its axis; Slice: a listed or unknown axis.) */
+function sliced(node: Node, i: number, rank: number, options: ShapeOptions, values: ValueMap): boolean {
+  if (node.opType === "Concat") {
+    const a = node.int("axis", 0);
+    return (a < 0 ? a + rank : a) === i;
+  }
+  const starts = node.inputs.length > 1 ? numbersOf(node.inputs[1], options, values) : node.ints("starts");
+  const axes = node.inputs.length > 1
+    ? (node.inputs[3] ? numbersOf(node.inputs[3], options, values) : starts?.map((_, k) => k))
+    : node.ints("axes") ?? starts?.map((_, k) => k);
+  return !axes || axes.some((a) => a === undefined || (a < 0 ? a + rank : a) === i);
 }
 
 function inferValue(node: Node, shapes: ShapeMap, options: ShapeOptions, values: ValueMap): void {
@@ -129,15 +213,17 @@ function inferValue(node: Node, shapes: ShapeMap, options: ShapeOptions, values:
   // Values are flat lists: kept only for scalars and 1-D tensors (a 2-D value sliced or
   // concatenated as if flat would be wrong).
   const rank = shapes.get(out)?.dims?.length;
-  const set = (v: (number | undefined)[] | undefined) => {
+  const set = (v: Entry[] | undefined) => {
     if (v && v.length <= MAX_VALUE_LENGTH && rank !== undefined && rank <= 1) values.set(out, v);
   };
   switch (node.opType) {
     case "Shape": {
-      const dims = shapes.get(node.inputs[0] ?? "")?.dims;
+      const info = shapes.get(node.inputs[0] ?? "");
+      const dims = info?.dims;
       if (!dims) return;
       const r = dims.length, clamp = (a: number) => Math.min(r, Math.max(0, a < 0 ? a + r : a));
-      return set(dims.slice(clamp(node.int("start", 0)), clamp(node.int("end", r))));
+      const entries: Entry[] = dims.map((d, i) => d ?? info.symbols?.[i]);
+      return set(entries.slice(clamp(node.int("start", 0)), clamp(node.int("end", r))));
     }
     case "Identity": case "Squeeze": case "Unsqueeze":
       return set(val(0));
@@ -145,7 +231,8 @@ function inferValue(node: Node, shapes: ShapeMap, options: ShapeOptions, values:
       // Followed only where the value survives exactly as computed here: int64, int32 within
       // range, float32 (rounded), double. Narrower types wrap or round: not followed.
       const v = val(0), to = node.int("to", 0);
-      const convert = (x: number): number | undefined => {
+      const convert = (x: number | string): Entry => {
+        if (typeof x === "string") return to === DataType.INT64 ? x : undefined; // a dim stays itself in int64
         if (to === DataType.INT64) return Math.trunc(x);
         if (to === DataType.INT32) return Math.abs(x) < 2 ** 31 ? Math.trunc(x) : undefined;
         if (to === DataType.FLOAT) return Math.fround(x);
@@ -155,7 +242,7 @@ function inferValue(node: Node, shapes: ShapeMap, options: ShapeOptions, values:
       return set(v?.map((x) => (x === undefined ? undefined : convert(x))));
     }
     case "Gather": {
-      const v = val(0), idx = valueOf(node.inputs[1], options, new Map());
+      const v = val(0), idx = numbersOf(node.inputs[1], options, new Map());
       if (!v || !idx || node.int("axis", 0) !== 0 || (shapes.get(node.inputs[0] ?? "")?.dims?.length ?? 1) !== 1) return;
       return set(idx.map((i) => (i === undefined ? undefined : v[i < 0 ? i + v.length : i])));
     }
@@ -178,7 +265,7 @@ function inferValue(node: Node, shapes: ShapeMap, options: ShapeOptions, values:
         node.opType === "Add" ? round(x + y) : node.opType === "Sub" ? round(x - y) : node.opType === "Mul" ? round(x * y)
           : integral ? Math.trunc(x / y) : floating || Number.isInteger(x / y) ? round(x / y) : undefined;
       return set(Array.from({ length: n }, (_, i) => {
-        const x = a[a.length === 1 ? 0 : i], y = b[b.length === 1 ? 0 : i];
+        const x = num(a[a.length === 1 ? 0 : i]), y = num(b[b.length === 1 ? 0 : i]);
         return x === undefined || y === undefined || (node.opType === "Div" && y === 0) ? undefined : f(x, y);
       }));
     }
@@ -186,7 +273,7 @@ function inferValue(node: Node, shapes: ShapeMap, options: ShapeOptions, values:
       const v = val(0);
       // Opset < 10 carries starts/ends/axes as attributes.
       const arg = (i: number, attrName: string, fallback?: number[]) =>
-        node.inputs.length > 1 ? (node.inputs[i] ? valueOf(node.inputs[i], options, new Map()) : fallback) : node.ints(attrName, fallback as number[]);
+        node.inputs.length > 1 ? (node.inputs[i] ? numbersOf(node.inputs[i], options, new Map()) : fallback) : node.ints(attrName, fallback as number[]);
       const starts = arg(1, "starts"), ends = arg(2, "ends"), axes = arg(3, "axes", [0]), steps = arg(4, "steps", [1]);
       if (!v || !starts || !ends || !axes || !steps || starts.length !== 1 || axes[0] !== 0 && axes[0] !== -1 || steps[0] !== 1) return;
       const n = v.length, clamp = (a: number) => Math.min(n, Math.max(0, a < 0 ? a + n : a));
@@ -196,6 +283,30 @@ function inferValue(node: Node, shapes: ShapeMap, options: ShapeOptions, values:
     default:
       return;
   }
+}
+
+/**
+ * The −1 of a Reshape target: element count ÷ the other entries. With unknown dims on both sides
+ * it is still known when the unknown dims are the same symbols (the same run-time dims) on both.
+ */
+function inferMinusOne(xd: Dims | undefined, xs: (string | undefined)[] | undefined, dims: Dims, symbols: (string | undefined)[], neg: number): number | undefined {
+  if (!xd) return undefined;
+  let inKnown = 1, outKnown = 1;
+  const inSyms: string[] = [], outSyms: string[] = [];
+  for (let i = 0; i < xd.length; i++) {
+    if (xd[i] !== undefined) inKnown *= xd[i]!;
+    else if (xs?.[i]) inSyms.push(xs[i]!);
+    else return undefined;
+  }
+  for (let i = 0; i < dims.length; i++) {
+    if (i === neg) continue;
+    if (dims[i] !== undefined) outKnown *= dims[i]!;
+    else if (symbols[i]) outSyms.push(symbols[i]!);
+    else return undefined;
+  }
+  const same = inSyms.length === outSyms.length && [...inSyms].sort().every((v, i) => v === [...outSyms].sort()[i]);
+  if (!same || outKnown === 0 || inKnown % outKnown !== 0) return undefined;
+  return inKnown / outKnown;
 }
 
 function inferNode(node: Node, shapes: ShapeMap, options: ShapeOptions, values: ValueMap): void {
@@ -276,14 +387,17 @@ function inferNode(node: Node, shapes: ShapeMap, options: ShapeOptions, values: 
       const target = valueOf(node.inputs[1], options, values);
       if (!target) return set(undefined);
       const allowZero = node.int("allowzero", 0) === 1;
-      const dims: Dims = target.map((v, i) => (v === 0 && !allowZero ? xd?.[i] : v));
-      const known = xd && xd.every((v) => v !== undefined) ? (xd as number[]).reduce((p, v) => p * v, 1) : undefined;
+      const xs = x?.symbols;
+      // Each target entry: a number (0 copies the input's dim), or a symbol (that run-time dim).
+      const copy = (v: Entry, i: number) => v === 0 && !allowZero;
+      const dims: Dims = target.map((v, i) => (copy(v, i) ? xd?.[i] : num(v)));
+      const symbols = target.map((v, i) => (typeof v === "string" ? v : copy(v, i) && xd?.[i] === undefined ? xs?.[i] : undefined));
       const neg = dims.indexOf(-1);
-      if (neg >= 0) {
-        const rest = dims.reduce<number | undefined>((p, v, i) => (i === neg || p === undefined || v === undefined ? (i === neg ? p : undefined) : p * v), 1);
-        dims[neg] = known !== undefined && rest ? known / rest : undefined;
-      }
-      return set(dims);
+      if (neg >= 0) dims[neg] = inferMinusOne(xd, xs, dims, symbols, neg);
+      set(dims);
+      const info = node.outputs[0] ? shapes.get(node.outputs[0]) : undefined;
+      if (info && symbols.some((v, i) => v !== undefined && dims[i] === undefined)) info.symbols = symbols.map((v, i) => (dims[i] === undefined ? v : undefined));
+      return;
     }
     case "Transpose": {
       if (!xd) return set(undefined);
@@ -319,13 +433,13 @@ function inferNode(node: Node, shapes: ShapeMap, options: ShapeOptions, values: 
       if (!xd) return set(undefined);
       // Opset < 10 carries starts/ends/axes as attributes.
       const arg = (i: number, attrName: string) =>
-        node.inputs.length > 1 ? (node.inputs[i] ? valueOf(node.inputs[i], options, values) : undefined) : node.ints(attrName);
+        node.inputs.length > 1 ? (node.inputs[i] ? numbersOf(node.inputs[i], options, values) : undefined) : node.ints(attrName);
       const starts = arg(1, "starts"), ends = arg(2, "ends");
       // Defaults only when the input is absent: a present input whose value is unknown leaves every axis unknown.
       const axesGiven = node.inputs.length > 1 ? !!node.inputs[3] : node.attr("axes") !== undefined;
       const stepsGiven = node.inputs.length > 1 && !!node.inputs[4];
       const axes = axesGiven ? arg(3, "axes") : starts?.map((_, i) => i);
-      const steps = stepsGiven ? valueOf(node.inputs[4], options, values) : starts?.map(() => 1);
+      const steps = stepsGiven ? numbersOf(node.inputs[4], options, values) : starts?.map(() => 1);
       if (!starts || !ends || !axes || !steps || starts.length !== ends.length || axes.length !== starts.length || steps.length !== starts.length)
         return set(xd.map(() => undefined));
       const out: Dims = [...xd];
