@@ -195,7 +195,9 @@ async function cmdOptimize(args: string[], f: Flags): Promise<number> {
   let skipped: Culprit[] = [];
   if (!f["no-verify"]) {
     const t1 = performance.now();
-    const verifyOptions = { shapes, provider: prov, tolerance, runs, seed };
+    // When the reference is the model as loaded from `input` (passes work on a copy), onnxruntime
+    // reads the file itself; an approximated reference (--approx-attention) exists only in memory.
+    const verifyOptions = { shapes, provider: prov, tolerance, runs, seed, referenceFile: model === loaded ? input : undefined };
     progress.stage(`verifying in onnxruntime (${prov})`);
     verification = await verifyModels(model, optimized, verifyOptions);
     if (!verification.ok) progress.stage("verification failed: finding the rewrite responsible");
@@ -274,8 +276,9 @@ async function cmdVerify(args: string[], f: Flags): Promise<number> {
     feeds[m[1]!] = { dims: arr.dims, data: arr.data, dtype: arr.dtype };
   }
   const ref = loadModel(a), cand = loadModel(b);
+  // Both as loaded from their files: onnxruntime reads the files itself.
   const v = await verifyModels(ref, cand, {
-    feeds, shapes, provider: prov, tolerance, runs,
+    feeds, shapes, provider: prov, tolerance, runs, referenceFile: a, candidateFile: b,
   });
   print(f.json, v, [`reparam-onnx verify ${a} vs ${b}`, ...formatVerify(v), `  time ${ms(v.timeMs)}`]);
   if (!v.ok) process.stderr.write(`reparam-onnx: error: ${b}: outputs differ from ${a} beyond tolerance\n`);

@@ -71,6 +71,9 @@ function fromTypedFields(p: TensorProto): TensorData {
   }
 }
 
+/** Decoded copies at least this large are made again when needed rather than kept. */
+const UNCACHED_COPY_BYTES = 1 << 20;
+
 export class Tensor {
   private cached: TensorData | undefined;
 
@@ -147,8 +150,19 @@ export class Tensor {
     }
     if (data.length !== this.size)
       throw new ModelError(`initializer '${this.name}' holds ${data.length} values but its shape [${this.dims}] needs ${this.size}`);
-    this.cached = data;
+    // A large copy of misaligned raw data is not kept (it is cheap to make again): passes read each weight a few
+    // times, and holding copies of every weight of a large model is what drives peak memory.
+    const copied = !this.external && data.buffer !== p?.rawData?.buffer;
+    if (!copied || data.byteLength < UNCACHED_COPY_BYTES) this.cached = data;
     return data;
+  }
+
+  /**
+   * Forget the decoded copy of a tensor read from a file (it is decoded again when next read):
+   * misaligned raw data is copied to decode it, and after optimizing nothing needs those copies.
+   */
+  dropDecoded(): void {
+    if (this.original) this.cached = undefined;
   }
 
   /** Checks the stored size against the declared shape without decoding (cheap; used at load). */

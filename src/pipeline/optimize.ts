@@ -41,6 +41,15 @@ export function defaultPasses(): Pass[] {
 }
 
 export function optimize(model: Model, options: OptimizeOptions = {}): { model: Model; report: OptimizeReport } {
+  try {
+    return optimizeWithSharingCheck(model, options);
+  } finally {
+    // The passes decoded the weights they read; writing and verifying use the stored bytes.
+    for (const t of model.graph.initializers.values()) t.dropDecoded();
+  }
+}
+
+function optimizeWithSharingCheck(model: Model, options: OptimizeOptions): { model: Model; report: OptimizeReport } {
   const result = optimizeOnce(model, options);
   const { before, after } = result.report;
   // Folding layers that share weights is allowed when it keeps them shared; if the model grew

@@ -28,6 +28,13 @@ export interface Feed {
 export interface VerifyOptions {
   /** Number of input sets (default 3: normal; large borders + channel offsets; uniform + large channel constants). */
   runs?: number;
+  /**
+   * The file the reference model was loaded from, unmodified since: onnxruntime then reads it
+   * itself (no serialized copy in memory, and it takes less memory loading a file than bytes).
+   */
+  referenceFile?: string;
+  /** The same for the candidate model. */
+  candidateFile?: string;
   /** PRNG seed (default 1). */
   seed?: number;
   /** Relative tolerance: an output passes iff max|Δ| ≤ tolerance·max(1, max|ref|) in every run. Default per output dtype: 1e-4 float32/float64, 1e-2 float16/bfloat16, 0 (exact) for integer/bool outputs. */
@@ -408,7 +415,7 @@ function modelLabel(model: Model, role: string): string {
  * An onnxruntime session for `model`; the caller releases it. Provider "cuda" runs every node on
  * CUDA or fails (UsageError); onnxruntime's complaints about the model become one-line ModelErrors.
  */
-export async function createSession(model: Model, provider: Provider = "cpu", role = ""): Promise<ort.InferenceSession> {
+export async function createSession(model: Model, provider: Provider = "cpu", role = "", file?: string): Promise<ort.InferenceSession> {
   await requireProvider(provider);
   const options: ort.InferenceSession.SessionOptions =
     provider === "cuda" ? strictCudaOptions() : { executionProviders: ["cpu"], graphOptimizationLevel: "all", logSeverityLevel: 4 };
@@ -417,6 +424,7 @@ export async function createSession(model: Model, provider: Provider = "cpu", ro
   const weights = [...model.graph.initializers.values()].reduce((n, t) => n + t.byteLength, 0);
   let tmpDir: string | undefined;
   try {
+    if (file) return await ort.InferenceSession.create(file, options);
     if (weights > LARGE_MODEL_BYTES) {
       tmpDir = fs.mkdtempSync(path.join(os.tmpdir(), "reparam-onnx-verify-"));
       const file = path.join(tmpDir, "model.onnx");
@@ -605,24 +613,32 @@ export async function verifyModels(reference: Model, candidate: Model, options: 
   for (const [name, t] of Object.entries(firstInputs)) inputShapes[name] = [...t.dims];
 
   await requireProvider(provider);
-  const refSession = await createSession(reference, provider, "reference");
-  let candSession: ort.InferenceSession | undefined;
-  const acc = new Map<string, OutputAccumulator>();
+  // One session at a time (the reference's outputs are kept, not its weights): peak memory holds
+  // one model in onnxruntime, not two.
+  const feedsOf = (run: number) => (run === 0 ? firstInputs : makeInputs(reference, run, inputOptions));
+  const refOuts: Record<string, ort.Tensor>[] = [];
+  let outputNames: readonly string[] = [];
+  const refSession = await createSession(reference, provider, "reference", options.referenceFile);
   try {
-    candSession = await createSession(candidate, provider, "candidate");
-    for (let run = 0; run < runs; run++) {
-      const feeds = run === 0 ? firstInputs : makeInputs(reference, run, inputOptions);
-      const refOut = await runSession(refSession, feeds, reference, "reference");
-      const candOut = await runSession(candSession, feeds, candidate, "candidate");
-      for (const name of refSession.outputNames) {
-        let a = acc.get(name);
-        if (!a) acc.set(name, (a = new OutputAccumulator(name, options.tolerance)));
-        a.add(run, refOut[name]!, candOut[name]);
-      }
-    }
+    outputNames = refSession.outputNames;
+    for (let run = 0; run < runs; run++) refOuts.push(await runSession(refSession, feedsOf(run), reference, "reference"));
   } finally {
     await refSession.release();
-    await candSession?.release();
+  }
+  const acc = new Map<string, OutputAccumulator>();
+  const candSession = await createSession(candidate, provider, "candidate", options.candidateFile);
+  try {
+    for (let run = 0; run < runs; run++) {
+      const candOut = await runSession(candSession, feedsOf(run), candidate, "candidate");
+      for (const name of outputNames) {
+        let a = acc.get(name);
+        if (!a) acc.set(name, (a = new OutputAccumulator(name, options.tolerance)));
+        a.add(run, refOuts[run]![name]!, candOut[name]);
+      }
+      refOuts[run] = {};
+    }
+  } finally {
+    await candSession.release();
   }
   const outputs = [...acc.values()].map((a) => a.result());
   return {
