@@ -4,7 +4,8 @@
 // APPROXIMATION, never done by default — after which the Mul is a per-channel scaling and folds
 // like any other. This file finds the blocks and performs the replacement; src/verify/calibration.ts
 // measures the statistics and the end-to-end error.
-import type { Model, Node } from "../src/ir/graph.js";
+import { Node, type Model } from "../src/ir/graph.js";
+import { PassContext } from "../src/pipeline/context.js";
 import { DataType } from "../src/ir/dtype.js";
 import { inferShapes, knownProduct } from "../src/ir/shapes.js";
 import { Tensor } from "../src/ir/tensor.js";
@@ -53,41 +54,24 @@ export function findAttentionBlocks(model: Model): AttentionBlock[] {
 }
 
 /**
- * Replace each chosen block's gate by a constant [1, C, 1, 1] vector; the gate subgraph that only
- * fed it is removed. Returns a new model; the input model is not modified.
+ * Replace each chosen block's gate by a constant [1, C, 1, 1] vector; the rewriter's garbage
+ * collection removes the gate subgraph that only fed it. Returns a new model; the input model is
+ * not modified.
  */
 export function replaceGates(model: Model, replacements: { block: AttentionBlock; mean: Float64Array }[]): Model {
   const work = model.clone();
-  const g = work.graph;
-  const byName = new Map(g.nodes.map((n) => [n.name, n]));
-  const dtype = g.initializers.values().next().value?.dtype ?? DataType.FLOAT;
+  const ctx = new PassContext(work);
+  const byName = new Map(work.graph.nodes.map((n) => [n.name, n]));
+  const dtype = work.graph.initializers.values().next().value?.dtype ?? DataType.FLOAT;
   for (const { block, mean } of replacements) {
     const mul = byName.get(block.mul.name)!;
-    const name = `${block.mul.name || "attention"}/mean_gate`;
-    g.initializers.set(name, Tensor.fromFloat64(name, dtype, [1, block.channels, 1, 1], mean));
     const gateIndex = mul.inputs.findIndex((i) => i !== block.input);
-    mul.inputs[gateIndex] = name;
+    const name = ctx.rewriter.addInitializer(`${block.mul.name || "attention"}/mean_gate`, (n) => Tensor.fromFloat64(n, dtype, [1, block.channels, 1, 1], mean));
+    const inputs = mul.inputs.map((t, i) => (i === gateIndex ? name : t));
+    ctx.rewriter.replace({
+      pass: "approximate-attention", anchor: mul, remove: [mul], add: [new Node(mul.name, mul.opType, inputs, [...mul.outputs], mul.attributes, mul.domain)],
+      summary: `gate of ${mul.name} replaced by its calibration mean (approximation)`,
+    });
   }
-  removeDeadNodes(work);
   return work;
 }
-
-/** Remove nodes none of whose outputs is read or a graph output (repeatedly), and unused initializers they read. */
-export function removeDeadNodes(model: Model): void {
-  const g = model.graph;
-  const outputs = g.outputNames();
-  for (;;) {
-    const used = new Set<string>();
-    for (const n of g.nodes) for (const i of n.inputs) used.add(i);
-    const dead = g.nodes.filter((n) => n.outputs.every((o) => !o || (!used.has(o) && !outputs.has(o))));
-    if (dead.length === 0) break;
-    const gone = new Set(dead);
-    g.nodes = g.nodes.filter((n) => !gone.has(n));
-  }
-  const used = new Set<string>();
-  for (const n of g.nodes) for (const i of n.inputs) used.add(i);
-  for (const name of [...g.initializers.keys()]) if (!used.has(name) && !outputs.has(name) && !g.inputs.some((i) => i.name === name)) g.initializers.delete(name);
-  const produced = new Set(g.nodes.flatMap((n) => n.outputs));
-  g.valueInfo = g.valueInfo.filter((v) => produced.has(v.name ?? ""));
-}
-
