@@ -1,6 +1,7 @@
-// One optimizer run in its own process, so the benchmark can read its peak memory (maxRSS).
+// One optimizer run in its own process, so the benchmark can read its peak memory.
 import { loadModel, saveModel } from "../src/ir/io.js";
 import { optimize } from "../src/pipeline/optimize.js";
+import { peakRssBytes } from "./peak-memory.js";
 
 const [input, output] = process.argv.slice(2) as [string, string];
 const t0 = performance.now();
@@ -12,6 +13,6 @@ const written = saveModel(out, output, { externalData: process.argv.includes("--
 const t3 = performance.now();
 process.stdout.write(JSON.stringify({
   loadMs: t1 - t0, passesMs: t2 - t1, writeMs: t3 - t2, totalMs: t3 - t0,
-  maxRssBytes: process.resourceUsage().maxRSS * 1024, outBytes: written.bytes + written.dataBytes,
+  maxRssBytes: peakRssBytes(), outBytes: written.bytes + written.dataBytes,
   rewrites: report.rewrites.length, nodesBefore: report.before.nodes, nodesAfter: report.after.nodes,
 }) + "\n");

@@ -1,5 +1,6 @@
 // onnxruntime's own offline optimization of a file (optimizedModelFilePath), timed in its own process.
 import * as ort from "onnxruntime-node";
+import { peakRssBytes } from "./peak-memory.js";
 
 const [input, output] = process.argv.slice(2) as [string, string];
 const t0 = performance.now();
@@ -11,4 +12,4 @@ const session = await ort.InferenceSession.create(input, {
 });
 const t1 = performance.now();
 await session.release();
-process.stdout.write(JSON.stringify({ ortOptimizeMs: t1 - t0, maxRssBytes: process.resourceUsage().maxRSS * 1024 }) + "\n");
+process.stdout.write(JSON.stringify({ ortOptimizeMs: t1 - t0, maxRssBytes: peakRssBytes() }) + "\n");
