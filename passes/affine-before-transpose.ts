@@ -11,12 +11,11 @@ import type { PassContext } from "../src/pipeline/context.js";
 import type { Pass } from "../src/pipeline/pass.js";
 
 const AFFINE = new Set(["Mul", "Add", "Sub", "Div"]);
-const isDefault = (n: Node) => n.domain === "" || n.domain === "ai.onnx";
 
 /** Operand index of the constant of an elementwise affine node, or undefined. */
 function constantOperand(ctx: PassContext, n: Node): number | undefined {
   // Opset < 7 broadcast attributes align the constant elsewhere: not this pattern.
-  if (!AFFINE.has(n.opType) || !isDefault(n) || n.inputs.length !== 2 || n.attributes.length > 0) return undefined;
+  if (!AFFINE.has(n.opType) || !n.isDefaultDomain || n.inputs.length !== 2 || n.attributes.length > 0) return undefined;
   const [c0, c1] = n.inputs.map((t) => ctx.constant(t));
   if (c1 && !c0) return 1;
   if (c0 && !c1 && n.opType !== "Div") return 0;
@@ -28,7 +27,7 @@ function fromDenseLayer(ctx: PassContext, tensor: string): boolean {
   const producers = ctx.producers();
   for (let t = tensor, depth = 0; depth < 8; depth++) {
     const p = producers.get(t);
-    if (!p || !isDefault(p)) return false;
+    if (!p || !p.isDefaultDomain) return false;
     if ((p.opType === "MatMul" || p.opType === "Gemm") && ctx.constant(p.inputs[1]!)) return true;
     const c = constantOperand(ctx, p);
     if (c === undefined) return false;
@@ -52,7 +51,7 @@ export const affineBeforeTranspose: Pass = {
       if (ci === undefined) continue;
       const t = node.inputs[1 - ci]!;
       const transpose = producers.get(t);
-      if (transpose?.opType !== "Transpose" || !isDefault(transpose) || ctx.consumers(t).length !== 1 || ctx.isGraphOutput(t)) continue;
+      if (transpose?.opType !== "Transpose" || !transpose.isDefaultDomain || ctx.consumers(t).length !== 1 || ctx.isGraphOutput(t)) continue;
       const y = transpose.inputs[0]!;
       if (!fromDenseLayer(ctx, y)) continue;
       const dims = ctx.shapes().get(t)?.dims, outDims = ctx.shapes().get(node.outputs[0]!)?.dims;

@@ -27,7 +27,7 @@ export function readBorderFill(ctx: PassContext, last: Node, readPad: (n: Node) 
   // The chain: Pad → ScatterND → … → ScatterND (`last`).
   const scatters: Node[] = [];
   let node: Node | undefined = last;
-  while (node?.opType === "ScatterND" && !node.domain) {
+  while (node?.opType === "ScatterND" && node.isDefaultDomain) {
     if (node.string("reduction", "none") !== "none") return refuse("ScatterND with a reduction");
     scatters.unshift(node);
     node = producers.get(node.inputs[0]!);
@@ -52,7 +52,7 @@ export function readBorderFill(ctx: PassContext, last: Node, readPad: (n: Node) 
     const p = producers.get(tensor);
     if (!p) return refuse(`index computation reads graph input '${tensor}'`);
     if (plumbing.has(p)) return undefined;
-    if (p.domain || !EVALUATED_OPS.has(p.opType) || p.hasSubgraph()) return refuse(`index computation uses ${p.opType}, which is not evaluated`);
+    if (!p.isDefaultDomain || !EVALUATED_OPS.has(p.opType) || p.hasSubgraph()) return refuse(`index computation uses ${p.opType}, which is not evaluated`);
     plumbing.add(p);
     for (const i of p.inputs) {
       const r = collect(i);

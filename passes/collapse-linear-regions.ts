@@ -315,13 +315,13 @@ const SUM_OPS = new Set(["Add", "Sub", "Sum"]);
  * `anchor` be the last node of a region of two or more nodes at all?
  */
 function mayRootRegion(ctx: PassContext, anchor: Node): boolean {
-  if (!LINEAR_OPS.has(anchor.opType) || anchor.domain) return false;
+  if (!LINEAR_OPS.has(anchor.opType) || !anchor.isDefaultDomain) return false;
   const data = anchor.inputs.filter((i) => i && !ctx.constant(i));
   if (SUM_OPS.has(anchor.opType) && data.length >= 2) return true;
   const input = data[0];
   if (!input || ctx.consumers(input).length !== 1 || ctx.isGraphOutput(input)) return false;
   const producer = ctx.producers().get(input);
-  return !!producer && LINEAR_OPS.has(producer.opType) && !producer.domain;
+  return !!producer && LINEAR_OPS.has(producer.opType) && producer.isDefaultDomain;
 }
 
 export const collapseLinearRegions: Pass = {

@@ -41,7 +41,7 @@ export const foldConstants: Pass = {
     let removedIdentity = false;
     for (const node of [...graph.nodes]) {
       const src = node.inputs[0];
-      if (node.opType === "Identity" && !node.domain && src && graph.initializers.has(src) && ctx.constant(src) && !ctx.isGraphOutput(node.outputs[0]!)) {
+      if (node.opType === "Identity" && node.isDefaultDomain && src && graph.initializers.has(src) && ctx.constant(src) && !ctx.isGraphOutput(node.outputs[0]!)) {
         ctx.rewriter.replaceAllUses(node.outputs[0]!, src);
         if (ctx.rewriter.replace({ pass: foldConstants.name, anchor: node, remove: [node], add: [], summary: `Identity of initializer '${src}' removed (its readers share it)` })) removedIdentity = true;
       }
@@ -52,7 +52,7 @@ export const foldConstants: Pass = {
     const removed: Node[] = [];
     const produced = new Map<string, Value>();
     for (const node of graph.nodes) {
-      if (node.opType === "Constant" || node.domain || node.hasSubgraph() || !EVALUATED_OPS.has(node.opType)) continue;
+      if (node.opType === "Constant" || !node.isDefaultDomain || node.hasSubgraph() || !EVALUATED_OPS.has(node.opType)) continue;
       if (node.outputs.some((o) => o && ctx.isGraphOutput(o))) continue;
       let inputs: (Value | undefined)[] | undefined = [];
       if ((node.opType === "Shape" || node.opType === "Size") && !valueOf(node.inputs[0]!)) {

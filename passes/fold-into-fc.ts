@@ -9,6 +9,7 @@
 // row being P's input vector — so each is read off in float64 (unit-basis probe), they are summed,
 // and the sum becomes P's weight (a grouped 1x1 conv keeps the largest group count the sum allows).
 // The other chain, the Add, and the linear nodes around P go; P's views stay.
+import { gcd } from "../src/algebra/linear-map.js";
 import { chainBlocks, probeRowMap, type AffineRowMap, type RowStep } from "../src/eval/row-map.js";
 import { DataType } from "../src/ir/dtype.js";
 import { Node, attr } from "../src/ir/graph.js";
@@ -24,12 +25,10 @@ const DEFAULT_MAX_MAC_GROWTH = 2;
 type Refused = { refused: string };
 type Chain = { start: string; nodes: Node[] };
 
-const isDefault = (n: Node) => n.domain === "" || n.domain === "ai.onnx";
-const gcd = (a: number, b: number): number => (b === 0 ? a : gcd(b, a % b));
 
 /** Index of the data input of a view or row-wise node, or undefined when `n` is neither. */
 function dataInput(ctx: PassContext, n: Node): number | undefined {
-  if (!isDefault(n) || n.outputs.filter((o) => o).length !== 1) return undefined;
+  if (!n.isDefaultDomain || n.outputs.filter((o) => o).length !== 1) return undefined;
   if (VIEWS.has(n.opType)) return 0;
   if (n.opType === "Transpose") return n.ints("perm", [])[0] === 0 ? 0 : undefined;
   if (ELEMENTWISE.has(n.opType)) {
@@ -129,7 +128,7 @@ interface Plan {
 }
 
 function plan(ctx: PassContext, add: Node): Plan | Refused | undefined {
-  if (add.opType !== "Add" || !isDefault(add) || add.inputs.length !== 2 || add.inputs[0] === add.inputs[1]) return undefined;
+  if (add.opType !== "Add" || !add.isDefaultDomain || add.inputs.length !== 2 || add.inputs[0] === add.inputs[1]) return undefined;
   const chains = add.inputs.map((t) => walkBack(ctx, t));
   const fcs = chains.flatMap((c) => c.nodes.filter((n) => isFc(ctx, n)));
   if (fcs.length === 0) return undefined; // conv-only regions are collapse-linear-regions' work

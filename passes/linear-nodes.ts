@@ -74,7 +74,7 @@ export function featureCount(ctx: PassContext, tensor: string, layout: Layout): 
 const FLOAT_TYPES: number[] = [DataType.FLOAT, DataType.DOUBLE, DataType.FLOAT16, DataType.BFLOAT16];
 
 export function readLinearOp(ctx: PassContext, node: Node): LinearOp | Refusal {
-  if (node.domain && node.domain !== "ai.onnx") return refuse(`custom-domain op ${node.domain}.${node.opType}`);
+  if (!node.isDefaultDomain) return refuse(`custom-domain op ${node.domain}.${node.opType}`);
   switch (node.opType) {
     case "Conv": return readConv(ctx, node);
     case "Gemm": return readGemm(ctx, node);

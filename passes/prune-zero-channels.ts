@@ -96,7 +96,7 @@ export const pruneZeroChannels: Pass = {
   description: "drop Conv output channels that are exactly zero (ResRep) and the matching input channels of their readers",
   run(ctx) {
     for (const producer of ctx.graph.nodes) {
-      if (producer.opType !== "Conv" || producer.domain) continue;
+      if (producer.opType !== "Conv" || !producer.isDefaultDomain) continue;
       if (ctx.rewriter.declinedAnchor(producer)) continue;
       const p = plan(ctx, producer);
       if (!p) continue;

@@ -117,7 +117,7 @@ function checkInputs(node: Node, inputs: (Value | undefined)[], opset: number): 
  * placeholder. Never throws for model content: anything not evaluated is `{ unsupported }`.
  */
 export function evaluateNode(node: Node, inputs: (Value | undefined)[], opset: number): EvalResult {
-  if (node.domain !== "" && node.domain !== "ai.onnx") return { unsupported: `op ${node.domain}.${node.opType} is not evaluated` };
+  if (!node.isDefaultDomain) return { unsupported: `op ${node.domain}.${node.opType} is not evaluated` };
   const handler = HANDLERS[node.opType];
   if (!handler) return { unsupported: `op ${node.opType} is not evaluated` };
   if (node.hasSubgraph()) return { unsupported: `op ${node.opType} with a subgraph is not evaluated` };

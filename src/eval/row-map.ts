@@ -5,6 +5,7 @@
 // Gemm/MatMul rows, a Mul by a constant that does not vary along axis 0, a Transpose keeping axis 0),
 // so on a C-order buffer it is block diagonal with identical blocks of `rowIn` → `rowOut` elements.
 // Views (Reshape, Flatten, …) never move elements in that buffer and are left out of the chain.
+import { gcd } from "../algebra/linear-map.js";
 import { DataType } from "../ir/dtype.js";
 import type { Node } from "../ir/graph.js";
 import type { Tensor } from "../ir/tensor.js";
@@ -42,7 +43,6 @@ export interface AffineRowMap {
   bias: Float64Array;
 }
 
-const gcd = (a: number, b: number): number => (b === 0 ? a : gcd(b, a % b));
 
 /**
  * How many contiguous equal blocks a region row of `width` provably splits into along the chain:

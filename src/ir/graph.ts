@@ -18,6 +18,11 @@ export class Node {
     readonly original?: NodeProto,
   ) {}
 
+  /** An op of the default ONNX domain ("" or "ai.onnx"), whose semantics the standard defines. */
+  get isDefaultDomain(): boolean {
+    return this.domain === "" || this.domain === "ai.onnx";
+  }
+
   attr(name: string): AttributeProto | undefined {
     return this.attributes.find((a) => a.name === name);
   }

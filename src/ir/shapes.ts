@@ -142,7 +142,7 @@ function numbersOf(name: string | undefined, options: ShapeOptions, values: Valu
 /** Symbols of the unknown dims of an output, from its inputs', for ops that keep or move dims. */
 function inferSymbols(node: Node, shapes: ShapeMap, options: ShapeOptions, values: ValueMap): void {
   const out = node.outputs[0] ? shapes.get(node.outputs[0]) : undefined;
-  if (!out?.dims || out.symbols || !out.dims.some((d) => d === undefined) || (node.domain && node.domain !== "ai.onnx")) return;
+  if (!out?.dims || out.symbols || !out.dims.some((d) => d === undefined) || !node.isDefaultDomain) return;
   const rank = out.dims.length;
   const input = (i: number) => shapes.get(node.inputs[i] ?? "");
   const x = input(0);
@@ -206,7 +206,7 @@ function sliced(node: Node, i: number, rank: number, options: ShapeOptions, valu
 }
 
 function inferValue(node: Node, shapes: ShapeMap, options: ShapeOptions, values: ValueMap): void {
-  if (node.domain && node.domain !== "ai.onnx") return;
+  if (!node.isDefaultDomain) return;
   const out = node.outputs[0];
   if (!out) return;
   const val = (i: number) => valueOf(node.inputs[i], options, values);
@@ -316,7 +316,7 @@ function inferNode(node: Node, shapes: ShapeMap, options: ShapeOptions, values: 
     if (node.outputs[i]) shapes.set(node.outputs[i]!, { dims, dtype });
   };
   const op = node.opType;
-  if (node.domain && node.domain !== "ai.onnx") return;
+  if (!node.isDefaultDomain) return;
   if (SAME_SHAPE.has(op)) return set(x?.dims && [...x.dims]);
   if (BROADCAST.has(op)) {
     let dims: Dims | undefined = x?.dims;

@@ -73,7 +73,7 @@ export class PassContext {
     const init = this.graph.initializers.get(name);
     if (init) return this.graph.inputs.some((i) => i.name === name) ? undefined : init;
     const producer = this.producers().get(name);
-    if (producer?.opType === "Constant" && !producer.domain) {
+    if (producer?.opType === "Constant" && producer.isDefaultDomain) {
       const t = producer.tensor("value");
       if (t) return t;
       const f = producer.attr("value_float"), fs = producer.attr("value_floats");

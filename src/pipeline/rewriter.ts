@@ -164,7 +164,7 @@ export class Rewriter {
         // a Constant): default-domain ops have no side effects, so it goes, and its inputs become
         // candidates in turn (next sweep, with the readers recounted).
         const producer = producerOf.get(name);
-        if (producer && !drop.has(producer) && (producer.domain === "" || producer.domain === "ai.onnx") && !producer.hasSubgraph() &&
+        if (producer && !drop.has(producer) && producer.isDefaultDomain && !producer.hasSubgraph() &&
             producer.outputs.every((o) => !o || (!used.has(o) && !outputs.has(o)))) {
           drop.add(producer);
           for (const i of producer.inputs) if (i) candidates.add(i);
