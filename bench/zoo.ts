@@ -1,4 +1,4 @@
-// npm run zoo [-- --models resnet18,convnext_tiny --out bench/out/zoo]: models written by other
+// npm run zoo [-- --models resnet18,convnext_tiny --opset 13 --out bench/out/zoo]: models written by other
 // people. torchvision architectures (random weights, trained-looking BN statistics) are exported by
 // bench/zoo_export.py in both forms (needs /usr/bin/python3 with python3-torch and
 // python3-torchvision), then each is optimized and verified in onnxruntime: what was folded, and
@@ -12,13 +12,15 @@ import { optimize } from "../src/pipeline/optimize.js";
 import { verifyModels } from "../src/verify/verify.js";
 
 const DEFAULT = "resnet18,mobilenet_v3_small,efficientnet_b0,shufflenet_v2_x1_0,regnet_y_400mf,mnasnet0_5,googlenet,densenet121,squeezenet1_0,convnext_tiny,swin_t";
-const { values } = parseArgs({ options: { models: { type: "string" }, out: { type: "string" } } });
+const { values } = parseArgs({ options: { models: { type: "string" }, out: { type: "string" }, opset: { type: "string" } } });
+const opset = Number(values.opset ?? 13);
+if (!Number.isInteger(opset) || opset < 9 || opset > 17) throw new Error(`--opset is 9..17 (PyTorch 1.13's exporter), not ${values.opset}`);
 const here = path.dirname(new URL(import.meta.url).pathname);
 const root = path.resolve(here, "../..");
-const out = path.resolve(values.out ?? path.join(root, "bench/out/zoo"));
+const out = path.join(path.resolve(values.out ?? path.join(root, "bench/out/zoo")), `op${opset}`);
 const names = (values.models ?? DEFAULT).split(",");
 const missing = names.filter((n) => !fs.existsSync(path.join(out, `${n}_preserve.onnx`)));
-if (missing.length) execFileSync("/usr/bin/python3", [path.join(root, "bench/zoo_export.py"), out, ...missing], { stdio: "inherit" });
+if (missing.length) execFileSync("/usr/bin/python3", [path.join(root, "bench/zoo_export.py"), out, ...missing], { stdio: "inherit", env: { ...process.env, ZOO_OPSET: String(opset) } });
 
 const rows: Record<string, unknown>[] = [];
 let failures = 0;

@@ -1,6 +1,7 @@
 """Export torchvision models (random weights; no download) to ONNX in both export forms, for
 `npm run zoo`: models written by other people, not for this tool. Run with /usr/bin/python3
-(Debian's python3-torch, python3-torchvision). Usage: zoo_export.py OUT_DIR NAME..."""
+(Debian's python3-torch, python3-torchvision). Usage: zoo_export.py OUT_DIR NAME... (opset from
+the ZOO_OPSET environment variable, default 13)."""
 import os
 import sys
 
@@ -29,7 +30,7 @@ def main():
         x = torch.randn(1, 3, 224, 224)
         for form, mode in (("folded", torch.onnx.TrainingMode.EVAL), ("preserve", torch.onnx.TrainingMode.PRESERVE)):
             path = os.path.join(out, f"{name}_{form}.onnx")
-            torch.onnx.export(model, x, path, opset_version=13, training=mode,
+            torch.onnx.export(model, x, path, opset_version=int(os.environ.get("ZOO_OPSET", "13")), training=mode,
                               do_constant_folding=form == "folded", input_names=["input"],
                               output_names=["output"], dynamic_axes={"input": {0: "N"}, "output": {0: "N"}})
         print(f"exported {name}")
