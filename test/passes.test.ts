@@ -325,6 +325,15 @@ describe("fully connected regions (features layout)", () => {
 });
 
 describe("models built in memory", () => {
+  it("nodes written with the explicit default domain \"ai.onnx\" fold like those with \"\"", async () => {
+    const n = new Net(72);
+    const x = n.input("x", [1, 3, 6, 6]);
+    const model = n.finish(n.add(n.convBn(x, 3, 4, 3), n.convBn(x, 3, 4, 1)));
+    for (const node of model.graph.nodes) node.domain = "ai.onnx";
+    const { model: out } = await foldAndVerify(model);
+    expect(ops(out)).toEqual({ Conv: 1 });
+  });
+
   it("identical parameters of a GraphBuilder model are not merged (only tensors a rewrite created are)", async () => {
     const n = new Net(71);
     const x = n.input("x", [1, 3, 6, 6]);
