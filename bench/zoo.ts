@@ -9,6 +9,7 @@ import * as path from "node:path";
 import { parseArgs } from "node:util";
 import { loadModel } from "../src/ir/io.js";
 import { optimize } from "../src/pipeline/optimize.js";
+import { checkInferredShapes, concreteInputShapes } from "../src/verify/shape-check.js";
 import { verifyModels } from "../src/verify/verify.js";
 
 const DEFAULT = "resnet18,mobilenet_v3_small,efficientnet_b0,shufflenet_v2_x1_0,regnet_y_400mf,mnasnet0_5,googlenet,densenet121,squeezenet1_0,convnext_tiny,swin_t";
@@ -32,13 +33,17 @@ for (const name of names)
     const { model: result, report } = optimize(model);
     const ms = performance.now() - t0;
     const v = await verifyModels(model, result, { runs: 2 });
-    if (!v.ok) failures++;
+    // Shape inference against onnxruntime, batch 3 (the proofs above stand on it).
+    const shapeCheck = await checkInferredShapes(model, concreteInputShapes(model));
+    if (!v.ok || shapeCheck.wrong.length) failures++;
+    for (const w of shapeCheck.wrong.slice(0, 3)) console.log(`WRONG SHAPE ${name} ${form}: ${w}`);
     const count = (m: typeof model, op: string) => m.graph.nodes.filter((n) => n.opType === op).length;
     rows.push({
       model: name, form, nodes: `${model.graph.nodes.length}→${result.graph.nodes.length}`,
       BN: `${count(model, "BatchNormalization")}→${count(result, "BatchNormalization")}`,
       Mul: `${count(model, "Mul")}→${count(result, "Mul")}`, rewrites: report.rewrites.length,
       optimizeMs: Math.round(ms), verified: v.ok, maxRel: +v.maxRel.toExponential(2),
+      shapeDims: `${shapeCheck.checkedDims - shapeCheck.wrong.length}/${shapeCheck.checkedDims}`,
     });
     console.log(JSON.stringify(rows[rows.length - 1]));
   }
