@@ -191,7 +191,7 @@ function sum(a: AffineRowMap, b: AffineRowMap): AffineRowMap {
 }
 
 /** New nodes computing `map` in place of the FC (same input, same output tensor). */
-function emitFc(ctx: PassContext, fc: Node, map: AffineRowMap, inputRank: number): Node[] {
+function emitFc(ctx: PassContext, fc: Node, input: string, map: AffineRowMap, inputRank: number): Node[] {
   const dtype = ctx.constant(fc.inputs[1]!)!.dtype;
   const base = fc.name || fc.outputs[0]!;
   const init = (suffix: string, dims: number[], data: Float64Array) =>
@@ -200,21 +200,21 @@ function emitFc(ctx: PassContext, fc: Node, map: AffineRowMap, inputRank: number
   // A Gemm/MatMul FC splits its rows into one block, so the sum is dense (groups = 1) there.
   if (fc.opType === "Gemm") {
     const w = init("weight", [rows, cols], matrix), b = init("bias", [rows], bias);
-    return [new Node(fc.name, "Gemm", [fc.inputs[0]!, w, b], [fc.outputs[0]!], [attr.int("transB", 1)])];
+    return [new Node(fc.name, "Gemm", [input, w, b], [fc.outputs[0]!], [attr.int("transB", 1)])];
   }
   if (fc.opType === "MatMul") {
     const t = new Float64Array(cols * rows);
     for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) t[c * rows + r] = matrix[r * cols + c]!;
     const w = init("weight", [cols, rows], t);
-    if (bias.every((v) => v === 0)) return [new Node(fc.name, "MatMul", [fc.inputs[0]!, w], [fc.outputs[0]!])];
+    if (bias.every((v) => v === 0)) return [new Node(fc.name, "MatMul", [input, w], [fc.outputs[0]!])];
     const mid = ctx.rewriter.uniqueName(`${fc.outputs[0]}_matmul`);
     const b = init("bias", [rows], bias);
-    return [new Node(fc.name, "MatMul", [fc.inputs[0]!, w], [mid]), new Node(ctx.rewriter.uniqueName(`${base}/reparam_bias`), "Add", [mid, b], [fc.outputs[0]!])];
+    return [new Node(fc.name, "MatMul", [input, w], [mid]), new Node(ctx.rewriter.uniqueName(`${base}/reparam_bias`), "Add", [mid, b], [fc.outputs[0]!])];
   }
   const { groups } = map, spatial = inputRank - 2;
   const w = init("weight", [rows, cols / groups, ...new Array(spatial).fill(1)], matrix), b = init("bias", [rows], bias);
   const attrs = [attr.ints("kernel_shape", new Array(spatial).fill(1)), ...(groups > 1 ? [attr.int("group", groups)] : [])];
-  return [new Node(fc.name, "Conv", [fc.inputs[0]!, w, b], [fc.outputs[0]!], attrs)];
+  return [new Node(fc.name, "Conv", [input, w, b], [fc.outputs[0]!], attrs)];
 }
 
 export const foldIntoFc: Pass = {
@@ -250,13 +250,13 @@ export const foldIntoFc: Pass = {
         ctx.refuse(add, "the branches give rows of different sizes");
         continue;
       }
-      // The FC's own branch may hold views before it, and only shape-keeping linear nodes after it.
+      // The FC's own branch keeps its views; its other nodes must be per-element (BN, constants:
+      // shape-keeping, so the views around them see the same shapes once they are dropped).
       const fcChain = p.chains.find((c) => c.nodes.includes(p.fc))!;
-      const at = fcChain.nodes.indexOf(p.fc);
-      const before = fcChain.nodes.slice(0, at), after = fcChain.nodes.slice(at + 1);
-      const blocker = before.find((n) => !VIEWS.has(n.opType)) ?? after.find((n) => n.opType === "Transpose" || n.opType === "Conv" || n.opType === "Gemm" || n.opType === "MatMul");
+      const perElement = (n: Node) => n.opType === "BatchNormalization" || ELEMENTWISE.has(n.opType);
+      const blocker = fcChain.nodes.find((n) => n !== p.fc && !VIEWS.has(n.opType) && !perElement(n));
       if (blocker) {
-        ctx.refuse(add, `${blocker.opType} '${blocker.name}' sits ${before.includes(blocker) ? "before" : "after"} the FC in its branch: it cannot be dropped there`);
+        ctx.refuse(add, `${blocker.opType} '${blocker.name}' sits in the FC's branch: only views and per-element nodes can be dropped there`);
         continue;
       }
       const map = sum(maps[0]!, maps[1]!);
@@ -268,25 +268,22 @@ export const foldIntoFc: Pass = {
         ctx.refuse(add, `folding into the FC would raise MACs per row ${macsBefore} → ${macsAfter}`);
         continue;
       }
-      const fcNodes = emitFc(ctx, p.fc, map, fcIn.length);
-      // Re-link the views after the FC past the dropped linear nodes; the last one writes the Add's output.
-      const kept: Node[] = [];
-      let current = p.fc.outputs[0]!;
-      const views = after.filter((n) => VIEWS.has(n.opType));
-      for (const v of views) {
-        const out = v === views[views.length - 1] ? add.outputs[0]! : v.outputs[0]!;
-        kept.push(new Node(v.name, v.opType, [current, ...v.inputs.slice(1)], [out], v.attributes));
-        current = out;
+      // Rebuild the FC's branch from T: its views, re-linked past the dropped per-element nodes, and
+      // the new FC; the last node writes the Add's output.
+      const rebuilt: Node[] = [];
+      let current = p.start;
+      for (const n of fcChain.nodes) {
+        if (n === p.fc) rebuilt.push(...emitFc(ctx, p.fc, current, map, fcIn.length));
+        else if (VIEWS.has(n.opType)) rebuilt.push(new Node(n.name, n.opType, [current, ...n.inputs.slice(1)], [...n.outputs], n.attributes));
+        else continue;
+        current = rebuilt[rebuilt.length - 1]!.outputs[0]!;
       }
-      if (views.length === 0) {
-        const last = fcNodes[fcNodes.length - 1]!;
-        last.outputs = [add.outputs[0]!];
-      }
+      rebuilt[rebuilt.length - 1]!.outputs = [add.outputs[0]!];
       const other = p.chains.find((c) => c !== fcChain)!.nodes;
-      const remove = [add, p.fc, ...after, ...other];
-      const folded = [...other, ...after].filter((n) => !VIEWS.has(n.opType)).map((n) => n.opType);
+      const remove = [add, ...fcChain.nodes, ...other];
+      const folded = [...other, ...fcChain.nodes].filter((n) => n !== p.fc && !VIEWS.has(n.opType)).map((n) => n.opType);
       const applied = ctx.rewriter.replace({
-        pass: foldIntoFc.name, anchor: add, remove, add: [...fcNodes, ...kept], macsBefore, macsAfter,
+        pass: foldIntoFc.name, anchor: add, remove, add: rebuilt, macsBefore, macsAfter,
         summary: `${folded.length ? folded.join(" + ") : "identity"} folded into ${p.fc.opType} '${p.fc.name}': [${map.rows}, ${map.cols}] matrix${groups > 1 ? ` (${groups} groups)` : ""}`,
       });
       if (applied) {

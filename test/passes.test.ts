@@ -401,6 +401,17 @@ describe("locality injection into a fully connected layer (fold-into-fc, rule 8)
     expect(report.rewrites.map((r) => r.summary).join()).toMatch(/Conv folded into Gemm/);
   });
 
+  it("a BN before the flatten in the FC's branch (pre-norm RepMLP) folds into the FC with the conv", async () => {
+    const n = new Net(88);
+    const x = n.input("x", ["N", 2, 4, 4]);
+    const flat = n.op("Flatten", [n.bn(x, 2)], { axis: 1 });
+    const fc = n.op("Gemm", [flat, n.constant("w", [32, 32], Array.from({ length: 1024 }, () => n.r() - 0.5))], { transB: 1 });
+    const y = n.op("Add", [n.op("Reshape", [fc, n.int64("s", [-1, 2, 4, 4])]), n.convBn(x, 2, 2, 3)]);
+    const { model, report } = await foldAndVerify(n.finish(y), { shapes: { x: [3, 2, 4, 4] } });
+    expect(ops(model)).toEqual({ Flatten: 1, Gemm: 1, Reshape: 1 });
+    expect(report.rewrites.map((r) => r.summary).join()).toMatch(/Conv \+ BatchNormalization folded into Gemm/);
+  });
+
   it("an integer chain (int32 MatMul + truncating Div) is not folded: the probe's float64 algebra is not integer arithmetic", () => {
     const n = new Net(87, 13, DataType.INT32);
     const x = n.input("x", [2, 4]);
