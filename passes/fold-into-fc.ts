@@ -190,7 +190,7 @@ function sum(a: AffineRowMap, b: AffineRowMap): AffineRowMap {
   return { rows: a.rows, cols: a.cols, groups: a.groups, matrix, bias };
 }
 
-/** New nodes computing `map` in place of the FC (same input, same output tensor). */
+/** New nodes computing `map` in place of the FC: reading `input`, writing the FC's output tensor. */
 function emitFc(ctx: PassContext, fc: Node, input: string, map: AffineRowMap, inputRank: number): Node[] {
   const dtype = ctx.constant(fc.inputs[1]!)!.dtype;
   const base = fc.name || fc.outputs[0]!;
