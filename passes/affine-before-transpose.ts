@@ -9,18 +9,8 @@ import { Node, attr } from "../src/ir/graph.js";
 import { Tensor } from "../src/ir/tensor.js";
 import type { PassContext } from "../src/pipeline/context.js";
 import type { Pass } from "../src/pipeline/pass.js";
+import { constantOperand } from "./linear-nodes.js";
 
-const AFFINE = new Set(["Mul", "Add", "Sub", "Div"]);
-
-/** Operand index of the constant of an elementwise affine node, or undefined. */
-function constantOperand(ctx: PassContext, n: Node): number | undefined {
-  // Opset < 7 broadcast attributes align the constant elsewhere: not this pattern.
-  if (!AFFINE.has(n.opType) || !n.isDefaultDomain || n.inputs.length !== 2 || n.attributes.length > 0) return undefined;
-  const [c0, c1] = n.inputs.map((t) => ctx.constant(t));
-  if (c1 && !c0) return 1;
-  if (c0 && !c1 && n.opType !== "Div") return 0;
-  return undefined;
-}
 
 /** Does `tensor` come from a MatMul/Gemm with a constant weight, through single-reader constant affines? */
 function fromDenseLayer(ctx: PassContext, tensor: string): boolean {

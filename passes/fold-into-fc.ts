@@ -17,6 +17,7 @@ import { knownProduct, type Dims } from "../src/ir/shapes.js";
 import { Tensor } from "../src/ir/tensor.js";
 import type { PassContext } from "../src/pipeline/context.js";
 import type { Pass } from "../src/pipeline/pass.js";
+import { constantOperand } from "./linear-nodes.js";
 
 const VIEWS = new Set(["Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity"]);
 const ELEMENTWISE = new Set(["Mul", "Add", "Sub", "Div"]);
@@ -32,13 +33,8 @@ function dataInput(ctx: PassContext, n: Node): number | undefined {
   if (VIEWS.has(n.opType)) return 0;
   if (n.opType === "Transpose") return n.ints("perm", [])[0] === 0 ? 0 : undefined;
   if (ELEMENTWISE.has(n.opType)) {
-    // Opset < 7 broadcast attributes align the constant elsewhere: not this pattern.
-    if (n.attributes.length > 0) return undefined;
-    const [c0, c1] = [ctx.constant(n.inputs[0]!), ctx.constant(n.inputs[1]!)];
-    if (c1 && !c0) return 0;
-    // c − x is affine; c / x is not.
-    if (c0 && !c1 && n.opType !== "Div") return 1;
-    return undefined;
+    const c = constantOperand(ctx, n);
+    return c === undefined ? undefined : 1 - c;
   }
   const constRest = n.inputs.slice(1).every((t) => !t || ctx.constant(t));
   if (!constRest) return undefined;

@@ -55,6 +55,19 @@ function sameLayer(ctx: PassContext, a: Node, b: Node): boolean {
   return a.inputs.every((name, i) => (ctx.constant(name) || ctx.constant(b.inputs[i]!) ? name === b.inputs[i] : true));
 }
 
+/**
+ * Which operand of an elementwise Mul/Add/Sub/Div is the constant when the node is affine in the
+ * other (c − x is, c / x is not), or undefined. Opset < 7 broadcast attributes align the constant
+ * elsewhere: not affine in this sense.
+ */
+export function constantOperand(ctx: PassContext, n: Node): 0 | 1 | undefined {
+  if (!["Mul", "Add", "Sub", "Div"].includes(n.opType) || !n.isDefaultDomain || n.inputs.length !== 2 || n.attributes.length > 0) return undefined;
+  const [c0, c1] = n.inputs.map((t) => ctx.constant(t));
+  if (c1 && !c0) return 1;
+  if (c0 && !c1 && n.opType !== "Div") return 0;
+  return undefined;
+}
+
 /** The layout a tensor's rank implies: 4-D images are NCHW, 2-D and 3-D tensors carry features last. */
 export function layoutOf(ctx: PassContext, tensor: string): Layout | Refusal {
   const dims = ctx.shapes().get(tensor)?.dims;

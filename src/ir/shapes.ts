@@ -192,16 +192,28 @@ function inferSymbols(node: Node, shapes: ShapeMap, options: ShapeOptions, value
   if (symbols?.some((v) => v !== undefined)) out.symbols = symbols;
 }
 
+/**
+ * A Slice's starts, ends, axes and steps (inputs from opset 10, attributes before). Axes and steps
+ * take their defaults only when absent: present but unknown stays undefined.
+ */
+function sliceArgs(node: Node, options: ShapeOptions, values: ValueMap) {
+  const tensors = node.inputs.length > 1;
+  const arg = (i: number, attrName: string) => (tensors ? numbersOf(node.inputs[i], options, values) : node.ints(attrName));
+  const starts = arg(1, "starts"), ends = arg(2, "ends");
+  const axesGiven = tensors ? !!node.inputs[3] : node.attr("axes") !== undefined;
+  const stepsGiven = tensors && !!node.inputs[4];
+  const axes = axesGiven ? arg(3, "axes") : starts?.map((_, i) => i);
+  const steps = stepsGiven ? numbersOf(node.inputs[4], options, values) : starts?.map(() => 1);
+  return { starts, ends, axes, steps };
+}
+
 /** Could axis `i` of a Concat/Slice output differ from the input's? (Concat: its axis; Slice: a listed or unknown axis.) */
 function sliced(node: Node, i: number, rank: number, options: ShapeOptions, values: ValueMap): boolean {
   if (node.opType === "Concat") {
     const a = node.int("axis", 0);
     return (a < 0 ? a + rank : a) === i;
   }
-  const starts = node.inputs.length > 1 ? numbersOf(node.inputs[1], options, values) : node.ints("starts");
-  const axes = node.inputs.length > 1
-    ? (node.inputs[3] ? numbersOf(node.inputs[3], options, values) : starts?.map((_, k) => k))
-    : node.ints("axes") ?? starts?.map((_, k) => k);
+  const { axes } = sliceArgs(node, options, values);
   return !axes || axes.some((a) => a === undefined || (a < 0 ? a + rank : a) === i);
 }
 
@@ -271,10 +283,7 @@ function inferValue(node: Node, shapes: ShapeMap, options: ShapeOptions, values:
     }
     case "Slice": {
       const v = val(0);
-      // Opset < 10 carries starts/ends/axes as attributes.
-      const arg = (i: number, attrName: string, fallback?: number[]) =>
-        node.inputs.length > 1 ? (node.inputs[i] ? numbersOf(node.inputs[i], options, new Map()) : fallback) : node.ints(attrName, fallback as number[]);
-      const starts = arg(1, "starts"), ends = arg(2, "ends"), axes = arg(3, "axes", [0]), steps = arg(4, "steps", [1]);
+      const { starts, ends, axes, steps } = sliceArgs(node, options, values);
       if (!v || !starts || !ends || !axes || !steps || starts.length !== 1 || axes[0] !== 0 && axes[0] !== -1 || steps[0] !== 1) return;
       const n = v.length, clamp = (a: number) => Math.min(n, Math.max(0, a < 0 ? a + n : a));
       if (starts[0] === undefined || ends[0] === undefined) return;
@@ -431,15 +440,7 @@ function inferNode(node: Node, shapes: ShapeMap, options: ShapeOptions, values: 
       return set(xd ? [xd.length] : undefined, DataType.INT64);
     case "Slice": {
       if (!xd) return set(undefined);
-      // Opset < 10 carries starts/ends/axes as attributes.
-      const arg = (i: number, attrName: string) =>
-        node.inputs.length > 1 ? (node.inputs[i] ? numbersOf(node.inputs[i], options, values) : undefined) : node.ints(attrName);
-      const starts = arg(1, "starts"), ends = arg(2, "ends");
-      // Defaults only when the input is absent: a present input whose value is unknown leaves every axis unknown.
-      const axesGiven = node.inputs.length > 1 ? !!node.inputs[3] : node.attr("axes") !== undefined;
-      const stepsGiven = node.inputs.length > 1 && !!node.inputs[4];
-      const axes = axesGiven ? arg(3, "axes") : starts?.map((_, i) => i);
-      const steps = stepsGiven ? numbersOf(node.inputs[4], options, values) : starts?.map(() => 1);
+      const { starts, ends, axes, steps } = sliceArgs(node, options, values);
       if (!starts || !ends || !axes || !steps || starts.length !== ends.length || axes.length !== starts.length || steps.length !== starts.length)
         return set(xd.map(() => undefined));
       const out: Dims = [...xd];

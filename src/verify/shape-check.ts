@@ -3,6 +3,7 @@
 // with the dim onnxruntime produced. Passes build proofs on these shapes, so a wrong dim matters.
 import { valueInfo } from "../ir/builder.js";
 import type { Model } from "../ir/graph.js";
+import { dimsOf } from "../ir/shapes.js";
 import { PassContext } from "../pipeline/context.js";
 import { makeInputs, runModel } from "./verify.js";
 
@@ -44,7 +45,6 @@ export async function checkInferredShapes(model: Model, inputShapes: Record<stri
 export function concreteInputShapes(model: Model, value = 3): Record<string, number[]> {
   const out: Record<string, number[]> = {};
   for (const v of model.graph.realInputs())
-    out[v.name ?? ""] = (v.type?.tensorType?.shape?.dim ?? []).map((d) =>
-      d.dimValue !== undefined && d.dimValue !== null && Object.prototype.hasOwnProperty.call(d, "dimValue") ? Number(d.dimValue) : value);
+    out[v.name ?? ""] = (dimsOf(v) ?? []).map((d) => d ?? value);
   return out;
 }
