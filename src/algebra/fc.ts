@@ -42,4 +42,3 @@ export function convToMatrix(m: LinearMap, H: number, W: number): DenseMatrix {
   }
   return { rows, cols, data, bias };
 }
-

@@ -55,10 +55,10 @@ export type MapGeometry = Omit<LinearMap, "kernel" | "bias">;
  */
 export function lazyMap(geometry: MapGeometry, compute: () => LinearMap): LinearMap {
   let done: LinearMap | undefined;
-  const pendingCheck = () => done === undefined;
   const force = (): LinearMap => {
     if (!done) {
       done = compute();
+      pending.delete(m);
       for (const k of ["outChannels", "inChannels", "groups", "kh", "kw"] as const)
         if (done[k] !== geometry[k]) throw new Error(`lazy map: computed ${k} ${done[k]} differs from the planned ${geometry[k]}`);
     }
@@ -67,15 +67,16 @@ export function lazyMap(geometry: MapGeometry, compute: () => LinearMap): Linear
   const m = { ...geometry } as LinearMap;
   Object.defineProperty(m, "kernel", { enumerable: true, get: () => force().kernel });
   Object.defineProperty(m, "bias", { enumerable: true, get: () => force().bias });
-  pending.set(m, pendingCheck);
+  pending.add(m);
   return m;
 }
 
-const pending = new WeakMap<LinearMap, () => boolean>();
+/** Lazy maps not computed yet. */
+const pending = new WeakSet<LinearMap>();
 
 /** A lazy map not computed yet (so work on it can be deferred too). */
 export function isPending(m: LinearMap): boolean {
-  return pending.get(m)?.() ?? false;
+  return pending.has(m);
 }
 
 /** The geometry of a map (plain fields: reading them never computes a lazy map). */
