@@ -1,10 +1,10 @@
 #!/usr/bin/env node
-// reparam-onnx: thin CLI over the library. Parses flags (node's util.parseArgs), calls the API,
-// prints a report (text or --json), and maps errors to one line and an exit code:
+// reparam-onnx: thin CLI over the library. The grammar (commands, flags, help) is in program.ts;
+// this file calls the API, prints a report (text or --json), and maps errors to one line and an exit code:
 //   0 ok · 1 verification failed (nothing written) · 2 bad input or usage · 3 internal error (a bug)
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { parseArgs } from "node:util";
+import { CommanderError } from "commander";
 import { ModelError, UsageError } from "../ir/errors.js";
 import { loadModel, saveModel } from "../ir/io.js";
 import { findCulprit, skipFailing, type Culprit } from "../pipeline/bisect.js";
@@ -14,97 +14,13 @@ import { readNpy } from "../verify/npy.js";
 import { verifyModels, type Feed, type Provider } from "../verify/verify.js";
 import { formatOptimize, formatVerify, ms } from "./format.js";
 import { Progress } from "./progress.js";
+import { parseShapeSpecs } from "./shape-spec.js";
+import { buildProgram, usageMessage, type Flags } from "./program.js";
 import { findAttentionBlocks, replaceGates } from "../../passes/approximate-attention.js";
 import { approximationError, attentionStats, readCalibration, type ApproximationError, type AttentionStat } from "../verify/calibration.js";
 import type { Model } from "../ir/graph.js";
 
 export const EXIT = { ok: 0, verifyFailed: 1, usage: 2, internal: 3 } as const;
-
-const USAGE = `usage:
-  reparam-onnx optimize IN.onnx OUT.onnx [--shape NAME=1x3x224x224] [--no-verify] [--tolerance T]
-                        [--runs N] [--seed S] [--provider cpu|cuda] [--external-data] [--no-costlier] [--max-mac-growth F]
-                        [--duplicate-shared] [--skip-failing] [--explain] [--json]
-  reparam-onnx verify A.onnx B.onnx [--input NAME=FILE.npy] [--shape NAME=DIMS] [--runs N]
-                        [--tolerance T] [--provider cpu|cuda] [--json]
-  reparam-onnx inspect MODEL.onnx [--explain] [--shape NAME=DIMS] [--attention-stats --calib DATA] [--json]
-  approximation (never by default): optimize ... --approx-attention=mean --calib DATA
-                        [--approx-threshold 0.01] [--labels LABELS.npy]
-  reparam-onnx train [--arch NAME | --block-spec FILE.json] [--data fashion-mnist|mnist|synthetic[:N]|DIR]
-                        [--epochs N] [--batch N] [--lr X] [--optimizer sgd|adam] [--weight-decay X]
-                        [--online] [--dynamic [--dynamic-every N]] [--asr] [--out FILE.onnx]
-                        [--checkpoint FILE] [--resume] [--backend auto|tfjs-node-gpu|tfjs-node|wasm|cpu]
-                        [--workers N|auto] [--limit N] [--seed S] [--no-progress] [--json]
-  reparam-onnx eval MODEL.onnx [--data NAME|DIR] [--split test|train] [--limit N] [--batch N]
-                        [--provider cpu|cuda] [--json]
-exit codes: 0 ok, 1 verification failed (nothing written), 2 bad input or usage, 3 internal error`;
-
-const OPTIONS = {
-  shape: { type: "string", multiple: true },
-  input: { type: "string", multiple: true },
-  "no-verify": { type: "boolean" },
-  tolerance: { type: "string" },
-  runs: { type: "string" },
-  seed: { type: "string" },
-  provider: { type: "string" },
-  "external-data": { type: "boolean" },
-  "no-costlier": { type: "boolean" },
-  "duplicate-shared": { type: "boolean" },
-  "skip-failing": { type: "boolean" },
-  "max-mac-growth": { type: "string" },
-  "approx-attention": { type: "string" },
-  "approx-threshold": { type: "string" },
-  "attention-stats": { type: "boolean" },
-  calib: { type: "string" },
-  labels: { type: "string" },
-  "unsafe-ignore-border-rule": { type: "boolean" },
-  explain: { type: "boolean" },
-  json: { type: "boolean" },
-  help: { type: "boolean", short: "h" },
-  version: { type: "boolean" },
-  // train / eval (src/cli/train.ts)
-  arch: { type: "string" },
-  "block-spec": { type: "string" },
-  data: { type: "string" },
-  epochs: { type: "string" },
-  batch: { type: "string" },
-  lr: { type: "string" },
-  optimizer: { type: "string" },
-  "weight-decay": { type: "string" },
-  out: { type: "string" },
-  checkpoint: { type: "string" },
-  resume: { type: "boolean" },
-  online: { type: "boolean" },
-  dynamic: { type: "boolean" },
-  "dynamic-every": { type: "string" },
-  asr: { type: "boolean" },
-  backend: { type: "string" },
-  workers: { type: "string" },
-  limit: { type: "string" },
-  split: { type: "string" },
-  "no-progress": { type: "boolean" },
-} as const;
-
-type Flags = ReturnType<typeof parse>["values"];
-
-function parse(argv: string[]) {
-  try {
-    return parseArgs({ args: argv, options: OPTIONS, allowPositionals: true, strict: true });
-  } catch (e) {
-    // parseArgs explains over several lines (e.g. how to pass '-1'): keep all of it, on one line.
-    throw new UsageError((e as Error).message.split("\n").map((l) => l.trim()).filter(Boolean).join(" "));
-  }
-}
-
-function parseShapes(specs: string[] | undefined): Record<string, number[]> | undefined {
-  if (!specs?.length) return undefined;
-  const out: Record<string, number[]> = {};
-  for (const spec of specs) {
-    const m = /^([^=]+)=(\d+(?:x\d+)*)$/.exec(spec);
-    if (!m) throw new UsageError(`--shape '${spec}': expected NAME=DIMS, e.g. input=1x3x224x224`);
-    out[m[1]!] = m[2]!.split("x").map(Number);
-  }
-  return out;
-}
 
 function number(flag: string, value: string | undefined, fallback: number | undefined, integer = false): number | undefined {
   if (value === undefined) return fallback;
@@ -120,7 +36,7 @@ function provider(value: string | undefined): Provider {
 }
 
 function positionals(cmd: string, got: string[], want: number): string[] {
-  if (got.length !== want) throw new UsageError(`${cmd} takes ${want} file argument${want === 1 ? "" : "s"}, got ${got.length}\n${USAGE}`);
+  if (got.length !== want) throw new UsageError(`${cmd} takes ${want} file argument${want === 1 ? "" : "s"}, got ${got.length}; reparam-onnx ${cmd} --help explains`);
   return got;
 }
 
@@ -168,7 +84,7 @@ async function cmdOptimize(args: string[], f: Flags): Promise<number> {
     throw new UsageError(`${output}: cannot write (folder ${dir} is not writable)`);
   }
   if (fs.existsSync(output) && fs.statSync(output).isDirectory()) throw new UsageError(`${output}: is a directory`);
-  const shapes = parseShapes(f.shape);
+  const shapes = parseShapeSpecs(f.shape);
   const prov = provider(f.provider);
   const progress = new Progress(f.json);
   progress.stage(`loading ${input}`);
@@ -264,7 +180,7 @@ function describe(c: Culprit): string {
 
 async function cmdVerify(args: string[], f: Flags): Promise<number> {
   const [a, b] = positionals("verify", args, 2) as [string, string];
-  const shapes = parseShapes(f.shape);
+  const shapes = parseShapeSpecs(f.shape);
   const prov = provider(f.provider);
   const tolerance = number("tolerance", f.tolerance, undefined);
   const runs = number("runs", f.runs, undefined, true);
@@ -287,7 +203,7 @@ async function cmdVerify(args: string[], f: Flags): Promise<number> {
 
 async function cmdInspect(args: string[], f: Flags): Promise<number> {
   const [file] = positionals("inspect", args, 1) as [string];
-  const shapes = parseShapes(f.shape);
+  const shapes = parseShapeSpecs(f.shape);
   const model = loadModel(file);
   const stats = about(file, () => modelStats(model, shapes));
   const { report } = about(file, () => optimize(model, { shapes, noCostlier: f["no-costlier"], duplicateShared: f["duplicate-shared"] }));
@@ -324,28 +240,28 @@ async function cmdInspect(args: string[], f: Flags): Promise<number> {
 }
 
 export async function main(argv: string[]): Promise<number> {
+  const { program, result } = buildProgram(async (name, args, f) => {
+    switch (name) {
+      case "optimize": return await cmdOptimize(args, f);
+      case "verify": return await cmdVerify(args, f);
+      case "inspect": return await cmdInspect(args, f);
+      case "train": return await (await import("./train.js")).cmdTrain(args, f);
+      case "eval": return await (await import("./train.js")).cmdEval(args, f);
+    }
+  });
   try {
-    const { values: f, positionals: pos } = parse(argv);
-    if (f.version) {
-      const pkg = JSON.parse(fs.readFileSync(new URL("../../../package.json", import.meta.url), "utf8")) as { version: string };
-      process.stdout.write(`reparam-onnx ${pkg.version}\n`);
-      return EXIT.ok;
-    }
-    const [cmd, ...rest] = pos;
-    if (f.help || !cmd) {
-      process.stdout.write(USAGE + "\n");
-      return f.help ? EXIT.ok : EXIT.usage;
-    }
-    switch (cmd) {
-      case "optimize": return await cmdOptimize(rest, f);
-      case "verify": return await cmdVerify(rest, f);
-      case "inspect": return await cmdInspect(rest, f);
-      case "train": return await (await import("./train.js")).cmdTrain(rest, f);
-      case "eval": return await (await import("./train.js")).cmdEval(rest, f);
-      default: throw new UsageError(`unknown command '${cmd}'\n${USAGE}`);
-    }
+    await program.parseAsync(argv, { from: "user" });
+    return result() ?? EXIT.ok;
   } catch (e) {
     Progress.current?.done();
+    if (e instanceof CommanderError) {
+      // --help and --version end here with exit code 0; so does a bare `reparam-onnx`, whose
+      // help (on stderr) is a usage error.
+      if (e.code === "commander.helpDisplayed" || e.code === "commander.version") return EXIT.ok;
+      if (e.code === "commander.help" || e.code === "commander.executeSubCommandAsync") return EXIT.usage;
+      process.stderr.write(`reparam-onnx: error: ${usageMessage(program, argv, e)}\n`);
+      return EXIT.usage;
+    }
     if (e instanceof ModelError || e instanceof UsageError) {
       process.stderr.write(`reparam-onnx: error: ${e.message}\n`);
       return EXIT.usage;

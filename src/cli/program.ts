@@ -1,0 +1,225 @@
+// The command line's grammar: every command, its arguments and its flags with their meaning and
+// default, on commander (so each command has its own --help, and unknown flags are refused with a
+// suggestion). What the commands do lives in main.ts and train.ts; this file only describes them.
+import * as fs from "node:fs";
+import { createRequire } from "node:module";
+import * as path from "node:path";
+import { Command, CommanderError, Option } from "commander";
+
+/** The flags of every command, keyed by their long name (`--no-verify` is `"no-verify": true`). Values stay strings: each command checks its own. */
+export interface Flags {
+  shape?: string[];
+  input?: string[];
+  "no-verify"?: boolean;
+  tolerance?: string;
+  runs?: string;
+  seed?: string;
+  provider?: string;
+  "external-data"?: boolean;
+  "no-costlier"?: boolean;
+  "duplicate-shared"?: boolean;
+  "skip-failing"?: boolean;
+  "max-mac-growth"?: string;
+  "approx-attention"?: string;
+  "approx-threshold"?: string;
+  "attention-stats"?: boolean;
+  calib?: string;
+  labels?: string;
+  "unsafe-ignore-border-rule"?: boolean;
+  explain?: boolean;
+  json?: boolean;
+  // train / eval (src/cli/train.ts)
+  arch?: string;
+  "block-spec"?: string;
+  data?: string;
+  epochs?: string;
+  batch?: string;
+  lr?: string;
+  optimizer?: string;
+  "weight-decay"?: string;
+  out?: string;
+  checkpoint?: string;
+  resume?: boolean;
+  online?: boolean;
+  dynamic?: boolean;
+  "dynamic-every"?: string;
+  asr?: boolean;
+  backend?: string;
+  workers?: string;
+  limit?: string;
+  split?: string;
+  "no-progress"?: boolean;
+}
+
+export type CommandName = "optimize" | "verify" | "inspect" | "train" | "eval";
+export type Handler = (args: string[], flags: Flags) => Promise<number>;
+
+const EXIT_CODES = "exit codes: 0 ok, 1 verification failed (nothing written), 2 bad input or usage, 3 internal error";
+
+/** `--shape` may be given several times; every value is kept. */
+const collect = (value: string, previous: string[] | undefined): string[] => [...(previous ?? []), value];
+
+const shapeOption = () =>
+  new Option("--shape <NAME=DIMS>", "fix a dynamic input's shape: NAME=1x3x224x224, onnxsim's NAME:1,3,224,224 or trtexec's NAME:1x3x224x224; repeat it or join with commas (default: every dynamic dim is 1)").argParser(collect);
+const providerOption = () => new Option("--provider <cpu|cuda>", "onnxruntime execution provider for the proof (default: cpu)");
+const runsOption = () => new Option("--runs <N>", "input sets run through both models (default: 3)");
+const toleranceOption = () =>
+  new Option("--tolerance <T>", "relative tolerance: an output passes when max|Δ| ≤ T·max(1, max|ref|) (default: 1e-4 for float32/float64, 1e-2 for float16/bfloat16, exact for integer outputs)");
+const jsonOption = () => new Option("--json", "print the report as JSON (see docs/schema) instead of text");
+
+function readVersion(): string {
+  const own = JSON.parse(fs.readFileSync(new URL("../../../package.json", import.meta.url), "utf8")) as { version: string };
+  let ort = "not found";
+  try {
+    // onnxruntime-node's entry point sits inside its package: walk up to its package.json.
+    let dir = path.dirname(createRequire(import.meta.url).resolve("onnxruntime-node"));
+    while (!fs.existsSync(path.join(dir, "package.json")) && path.dirname(dir) !== dir) dir = path.dirname(dir);
+    ort = (JSON.parse(fs.readFileSync(path.join(dir, "package.json"), "utf8")) as { version: string }).version;
+  } catch {
+    // reported as "not found"
+  }
+  return `reparam-onnx ${own.version} (onnxruntime-node ${ort}, Node ${process.version})`;
+}
+
+/**
+ * The program. `run` is called with the command's name, its positional arguments and its flags;
+ * its exit code is returned by `parse` below.
+ */
+export function buildProgram(run: (name: CommandName, args: string[], flags: Flags) => Promise<number>): { program: Command; result: () => number | undefined } {
+  let code: number | undefined;
+  const program = new Command("reparam-onnx")
+    .description("Structural re-parameterization compiler for ONNX: folds multi-branch training graphs into plain deploy convolutions, proven in onnxruntime.")
+    .version(readVersion(), "-V, --version", "print the versions of reparam-onnx, onnxruntime-node and Node")
+    .helpOption("-h, --help", "show help (each command has its own: reparam-onnx optimize --help)")
+    .addHelpText("after", `\n${EXIT_CODES}`)
+    .showSuggestionAfterError(true)
+    .exitOverride()
+    .configureOutput({ outputError: () => {} });
+
+  const command = (name: CommandName, description: string) => {
+    const c = program.command(name).description(description).showSuggestionAfterError(true).exitOverride().configureOutput({ outputError: () => {} });
+    c.helpOption("-h, --help", "show this help").addHelpText("after", `\n${EXIT_CODES}`);
+    c.action(async (...received: unknown[]) => {
+      // commander passes the declared arguments, then the options object, then the command.
+      const cmd = received.at(-1) as Command;
+      code = await run(name, cmd.args, flagsOf(cmd));
+    });
+    return c;
+  };
+
+  command("optimize", "fold every multi-branch region into single convolutions, prove the result in onnxruntime, then write it atomically")
+    .argument("<IN.onnx>", "the model to optimize")
+    .argument("<OUT.onnx>", "where to write the optimized model")
+    .addOption(shapeOption())
+    .addOption(new Option("--no-verify", "skip the proof in onnxruntime (the report says the output is NOT proven)"))
+    .addOption(toleranceOption())
+    .addOption(runsOption())
+    .addOption(new Option("--seed <S>", "seed of the random inputs (default: 1)"))
+    .addOption(providerOption())
+    .addOption(new Option("--external-data", "write the weights to OUT.onnx.data beside the model (needed above 2 GiB)"))
+    .addOption(new Option("--no-costlier", "refuse every composition that raises MACs (default: allowed up to --max-mac-growth)"))
+    .addOption(new Option("--max-mac-growth <F>", "largest MAC growth factor a composition may have (default: 2)"))
+    .addOption(new Option("--duplicate-shared", "fold shared weights into private copies even when that grows the model"))
+    .addOption(new Option("--skip-failing", "when verification fails, drop the rewrite(s) responsible and write the verified rest"))
+    .addOption(new Option("--explain", "list every rewrite and every candidate left alone with the reason"))
+    .addOption(jsonOption())
+    .addOption(new Option("--approx-attention <MODE>", "APPROXIMATION, off by default: 'mean' replaces nearly constant channel attention by its mean (needs --calib)"))
+    .addOption(new Option("--approx-threshold <T>", "largest per-channel standard deviation of an attention block replaced by --approx-attention (default: 0.01)"))
+    .addOption(new Option("--calib <DATA>", "calibration inputs for --approx-attention: a .npy [K, C, H, W] or a folder of .npy files"))
+    .addOption(new Option("--labels <FILE.npy>", "class of each calibration input: the report adds accuracy before → after the approximation"))
+    // Makes wrong folds on purpose, for tests and demonstrations: not listed in --help.
+    .addOption(new Option("--unsafe-ignore-border-rule").hideHelp());
+
+  command("verify", "run two models on the same inputs in onnxruntime and compare every output (the CI equivalence check)")
+    .argument("<A.onnx>", "the reference model")
+    .argument("<B.onnx>", "the candidate model")
+    .addOption(new Option("--input <NAME=FILE.npy>", "feed this array to input NAME instead of random inputs; repeat for several inputs").argParser(collect))
+    .addOption(shapeOption())
+    .addOption(runsOption())
+    .addOption(toleranceOption())
+    .addOption(providerOption())
+    .addOption(jsonOption());
+
+  command("inspect", "print opsets, inputs, outputs, ops, weights, MACs and what optimize would do")
+    .argument("<MODEL.onnx>", "the model to inspect")
+    .addOption(shapeOption())
+    .addOption(new Option("--explain", "say why each candidate is left alone"))
+    .addOption(new Option("--no-costlier", "as optimize --no-costlier"))
+    .addOption(new Option("--duplicate-shared", "as optimize --duplicate-shared"))
+    .addOption(new Option("--attention-stats", "measure each input-dependent channel-attention block on --calib data"))
+    .addOption(new Option("--calib <DATA>", "calibration inputs for --attention-stats: a .npy [K, C, H, W] or a folder of .npy files"))
+    .addOption(jsonOption());
+
+  command("train", "train a multi-branch network with the bundled TensorFlow.js trainer and export it to ONNX")
+    .addOption(new Option("--arch <NAME>", "network: repvgg-mini, acb-mini, dbb-mini, … (default: repvgg-mini)"))
+    .addOption(new Option("--block-spec <FILE.json>", "network described in a JSON block spec instead of --arch"))
+    .addOption(new Option("--data <NAME|DIR>", "fashion-mnist, mnist, synthetic[:N] or a folder of IDX files (default: fashion-mnist)"))
+    .addOption(new Option("--epochs <N>", "epochs to train (default: 2)"))
+    .addOption(new Option("--batch <N>", "batch size (default: 64)"))
+    .addOption(new Option("--lr <X>", "peak learning rate of the cosine schedule (default: 0.1 for sgd, 0.003 for adam)"))
+    .addOption(new Option("--optimizer <sgd|adam>", "optimizer (default: sgd, momentum 0.9)"))
+    .addOption(new Option("--weight-decay <X>", "weight decay (default: 1e-4 for sgd, 0.01 for adam)"))
+    .addOption(new Option("--online", "OREPA-style online linearization: one conv per layer in the forward pass"))
+    .addOption(new Option("--dynamic", "DyRep: grow and prune BN branches during training"))
+    .addOption(new Option("--dynamic-every <N>", "epochs between dynamic structure changes (default: 1)"))
+    .addOption(new Option("--asr", "add ASR constant attention to every block"))
+    .addOption(new Option("--out <FILE.onnx>", "where to write the trained multi-branch model (default: model.onnx)"))
+    .addOption(new Option("--checkpoint <FILE>", "checkpoint file (default: OUT.onnx.ckpt)"))
+    .addOption(new Option("--resume", "continue from the checkpoint"))
+    .addOption(new Option("--backend <NAME>", "auto, tfjs-node-gpu, tfjs-node, wasm or cpu (default: auto)"))
+    .addOption(new Option("--workers <N|auto>", "data-parallel workers (default: auto: 2 on wasm, else 1)"))
+    .addOption(new Option("--limit <N>", "use only the first N training images"))
+    .addOption(new Option("--seed <S>", "seed of initialization and shuffling (default: 1)"))
+    .addOption(new Option("--no-progress", "no progress bar on stderr"))
+    .addOption(jsonOption());
+
+  command("eval", "accuracy of an ONNX classifier in onnxruntime on a data set")
+    .argument("<MODEL.onnx>", "the classifier")
+    .addOption(new Option("--data <NAME|DIR>", "fashion-mnist, mnist, synthetic[:N] or a folder of IDX files (default: fashion-mnist)"))
+    .addOption(new Option("--split <test|train>", "which split (default: test)"))
+    .addOption(new Option("--limit <N>", "use only the first N images"))
+    .addOption(new Option("--batch <N>", "batch size when the model's batch is dynamic (default: 500)"))
+    .addOption(providerOption())
+    .addOption(jsonOption());
+
+  return { program, result: () => code };
+}
+
+/** commander's option values, under the long names the commands read (`--no-verify` → "no-verify": true). */
+function flagsOf(cmd: Command): Flags {
+  const values = cmd.opts();
+  const flags: Record<string, unknown> = {};
+  for (const o of cmd.options) {
+    const long = o.long?.replace(/^--/, "");
+    if (!long) continue;
+    const v = values[o.attributeName()];
+    if (o.negate) flags[long] = v === false;
+    else if (v !== undefined) flags[long] = v;
+  }
+  return flags as Flags;
+}
+
+/**
+ * commander's parse errors as one line: which command, what was wrong, and what was probably meant.
+ * A flag of another command (`verify --no-verify`) names the command that has it.
+ */
+export function usageMessage(program: Command, argv: string[], e: CommanderError): string {
+  const text = e.message.replace(/^error: /, "");
+  const name = argv.find((a) => !a.startsWith("-"));
+  const cmd = program.commands.find((c) => c.name() === name);
+  const where = cmd ? `${cmd.name()}: ` : "";
+  const help = `reparam-onnx${cmd ? ` ${cmd.name()}` : ""} --help`;
+  if (e.code === "commander.unknownOption") {
+    const flag = /unknown option '([^']+)'/.exec(text)?.[1] ?? "";
+    const bare = flag.replace(/=.*$/, "");
+    const similar = /\(Did you mean (.+)\?\)/.exec(text)?.[1];
+    const owners = program.commands.filter((c) => c !== cmd && c.options.some((o) => o.long === bare)).map((c) => c.name());
+    if (owners.length) return `${where}unknown option '${flag}': it belongs to ${owners.join(", ")} (did you mean 'reparam-onnx ${owners[0]} … ${bare}'${similar ? ` or ${similar}` : ""}?); ${help} lists ${cmd?.name() ?? "the"} options`;
+    return `${where}unknown option '${flag}'${similar ? ` (did you mean ${similar}?)` : ""}; ${help} lists the options`;
+  }
+  if (e.code === "commander.unknownCommand") {
+    const similar = /\(Did you mean (.+)\?\)/.exec(text)?.[1];
+    return `${text.split("\n")[0]!}${similar ? ` (did you mean ${similar}?)` : ""}; reparam-onnx --help lists the commands`;
+  }
+  return `${where}${text.split("\n").map((l) => l.trim()).filter(Boolean).join(" ")}; ${help} explains`;
+}
