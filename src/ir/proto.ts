@@ -4,13 +4,14 @@
 // know (e.g. fields added by newer ONNX releases). We wrap every message type's decode/encode so
 // that unknown fields are kept as raw wire bytes and written back unchanged. Nested messages are
 // decoded through the same (patched) namespace, so this covers every level of the model.
-import { createRequire } from "node:module";
+// Both packages are CommonJS: their default import is module.exports, in Node and in the web
+// app's bundle alike (no createRequire, so this file has no Node import).
+import onnxProto from "onnx-proto";
 import type { onnx as OnnxNs } from "onnx-proto";
-
-const require = createRequire(import.meta.url);
-const onnxProto = require("onnx-proto") as { onnx: typeof OnnxNs };
 // The same protobufjs instance onnx-proto uses (npm dedupes it), so Reader instanceof checks hold.
-const protobuf = require("protobufjs/minimal") as typeof import("protobufjs");
+import protobufMinimal from "protobufjs/minimal.js";
+
+const protobuf = protobufMinimal as unknown as typeof import("protobufjs");
 
 export const onnx = onnxProto.onnx;
 export type ModelProto = OnnxNs.IModelProto;

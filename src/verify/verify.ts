@@ -2,17 +2,14 @@
 // same inputs and compare every output (REPARAM_MATH §9). Inputs are deterministic and include
 // sets with large-magnitude borders and per-channel offsets, because padding bugs only show at
 // the border of an image and folded-BN bugs only show when channels have a non-zero mean.
-import * as fs from "node:fs";
-import { createRequire } from "node:module";
-import * as os from "node:os";
-import * as path from "node:path";
-import * as ort from "onnxruntime-node";
 import { GraphBuilder } from "../ir/builder.js";
 import { DataType, bfloat16ToFloat, dtypeName, floatToHalf, halfToFloat } from "../ir/dtype.js";
 import { ModelError, UsageError } from "../ir/errors.js";
 import type { Model } from "../ir/graph.js";
-import { modelToBytes, saveModel } from "../ir/io.js";
+import { modelToBytes } from "../ir/bytes.js";
 import { toNumber, type ValueInfoProto } from "../ir/proto.js";
+// onnxruntime-node here, onnxruntime-web in the web app: nothing in this file needs Node itself.
+import { cudaLibraries, ort, withModelFile } from "./runtime.js";
 
 export type Provider = "cpu" | "cuda";
 
@@ -339,12 +336,6 @@ export function firstLine(e: unknown): string {
   return line.replace(/\S*onnxruntime_src\/\S+:\d+\s+(?:[\w:~<>]+\([^()]*\)\s*(?:const\s+)?)?/g, "").trim();
 }
 
-function bindingDir(): string {
-  const require = createRequire(import.meta.url);
-  const entry = require.resolve("onnxruntime-node"); // .../onnxruntime-node/dist/index.js
-  return path.join(path.dirname(entry), "..", "bin", "napi-v6", process.platform, process.arch);
-}
-
 let cudaProbe: Promise<{ ok: boolean; reason: string }> | undefined;
 
 /**
@@ -359,19 +350,9 @@ export function cudaAvailable(): Promise<{ ok: boolean; reason: string }> {
 }
 
 async function probeCuda(): Promise<{ ok: boolean; reason: string }> {
-  const libs =
-    process.platform === "linux" ? ["libonnxruntime_providers_shared.so", "libonnxruntime_providers_cuda.so"]
-    : process.platform === "win32" ? ["onnxruntime_providers_shared.dll", "onnxruntime_providers_cuda.dll"]
-    : undefined;
-  if (!libs) return { ok: false, reason: `onnxruntime-node has no CUDA provider for ${process.platform}/${process.arch}` };
-  let dir: string;
-  try {
-    dir = bindingDir();
-  } catch (e) {
-    return { ok: false, reason: `cannot locate onnxruntime-node (${firstLine(e)})` };
-  }
-  for (const lib of libs)
-    if (!fs.existsSync(path.join(dir, lib))) return { ok: false, reason: `${lib} is not installed in ${dir}` };
+  const libs = cudaLibraries();
+  if (!libs.ok) return libs;
+  const dir = libs.dir;
   const b = new GraphBuilder(13);
   b.input("x", [4]);
   b.output(b.op("Relu", ["x"], {}, "probe_relu"), [4]);
@@ -419,26 +400,18 @@ export async function createSession(model: Model, provider: Provider = "cpu", ro
   await requireProvider(provider);
   const options: ort.InferenceSession.SessionOptions =
     provider === "cuda" ? strictCudaOptions() : { executionProviders: ["cpu"], graphOptimizationLevel: "all", logSeverityLevel: 4 };
-  // A model over protobuf's 2 GiB cannot be handed over as bytes: write it with external data to a
-  // temporary folder and let onnxruntime load it from there.
+  // A model over protobuf's 2 GiB cannot be handed over as bytes: onnxruntime loads it from a file
+  // with external data.
   const weights = [...model.graph.initializers.values()].reduce((n, t) => n + t.byteLength, 0);
-  let tmpDir: string | undefined;
   try {
     if (file) return await ort.InferenceSession.create(file, options);
-    if (weights > LARGE_MODEL_BYTES) {
-      tmpDir = fs.mkdtempSync(path.join(os.tmpdir(), "reparam-onnx-verify-"));
-      const file = path.join(tmpDir, "model.onnx");
-      saveModel(model, file, { externalData: true });
-      return await ort.InferenceSession.create(file, options);
-    }
+    if (weights > LARGE_MODEL_BYTES) return await withModelFile(model, (f) => ort.InferenceSession.create(f, options));
     return await ort.InferenceSession.create(modelToBytes(model), options);
   } catch (e) {
     const line = firstLine(e);
     if (provider === "cuda" && /fallback to CPU EP has been explicitly disabled/i.test(line))
       throw new UsageError(`${modelLabel(model, role)}: onnxruntime would run some nodes on CPU (no CUDA kernel, or a shape computation it keeps on CPU) and verify refuses CPU fallback with provider cuda (use provider cpu): ${line}`);
     throw new ModelError(`${modelLabel(model, role)}: onnxruntime cannot load it: ${line}`);
-  } finally {
-    if (tmpDir) fs.rmSync(tmpDir, { recursive: true, force: true });
   }
 }
 
