@@ -68,7 +68,10 @@ const toleranceOption = () =>
 const jsonOption = () => new Option("--json", "print the report as JSON (see docs/schema) instead of text");
 
 function readVersion(): string {
-  const own = JSON.parse(fs.readFileSync(new URL("../../../package.json", import.meta.url), "utf8")) as { version: string };
+  // Walk up to our package.json: the CLI runs from dist/src/cli (built) and from src/cli (tests import the source).
+  let root = path.dirname(new URL(import.meta.url).pathname);
+  while (!fs.existsSync(path.join(root, "package.json")) && path.dirname(root) !== root) root = path.dirname(root);
+  const own = JSON.parse(fs.readFileSync(path.join(root, "package.json"), "utf8")) as { version: string };
   let ort = "not found";
   try {
     // onnxruntime-node's entry point sits inside its package: walk up to its package.json.
