@@ -30,8 +30,18 @@ export function formatOptimize(report: OptimizeReport, explain: boolean): string
 }
 
 export function formatVerify(v: VerifyReport): string[] {
-  const lines = [`  verify (${v.provider}, ${v.runs} input sets, shapes ${Object.entries(v.inputShapes).map(([k, s]) => `${k}=${s.join("x")}`).join(" ")}): max abs ${sci(v.maxAbs)}, max rel ${sci(v.maxRel)} (tolerance ${sci(v.tolerance)}) ${v.ok ? "OK" : "FAILED"}`];
-  for (const o of v.outputs)
-    if (!o.ok) lines.push(`    output '${o.name}': ${o.shapeMismatch ?? o.nonFinite ?? `max abs ${sci(o.maxAbs)}, max rel ${sci(o.maxRel)} > ${sci(o.tolerance)}`}`);
+  const shapes = v.shapeSets.map((set) => Object.entries(set).map(([k, s]) => `${k}=${s.join("x")}`).join(" ")).join(", ");
+  const criterion = v.criterion === "user" ? `atol ${sci(v.atol ?? 0)}, rtol ${sci(v.rtol ?? 0)}, tolerance ${sci(v.tolerance)}` : `calibrated${v.calibrated ? ", noise measured" : ""}`;
+  const lines = [`  verify (${v.provider}, ${v.inputSets} input set${v.inputSets === 1 ? "" : "s"} at ${shapes}): max abs ${sci(v.maxAbs)}, max rel ${sci(v.maxRel)} (${criterion}) ${v.ok ? "OK" : "FAILED"}`];
+  for (const o of v.outputs) {
+    const allowed = v.criterion === "user" ? "" : `, allowed ${sci(o.allowedRel)} rel (${o.precision ?? "exact"}${o.noiseRel !== undefined ? `, noise ${sci(o.noiseRel)}` : ""})`;
+    const extra = [
+      o.referenceNonFinite ? `${o.referenceNonFinite} NaN/Inf in the reference (not compared)` : "",
+      o.inconclusiveSets ? `${o.inconclusiveSets} input set(s) inconclusive` : "",
+    ].filter(Boolean).join(", ");
+    lines.push(`    output '${o.name}' ${o.shapes.map((s) => `[${s.join(",")}]`).join(" ")}: max abs ${sci(o.maxAbs)}, max rel ${sci(o.maxRel)}${allowed}${extra ? `; ${extra}` : ""} ${o.ok ? "OK" : "FAILED"}`);
+    if (!o.ok && o.reason) lines.push(`      ${o.reason}`);
+  }
+  for (const n of v.notes) lines.push(`    note: ${n}`);
   return lines;
 }

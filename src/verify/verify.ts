@@ -10,6 +10,11 @@ import { modelToBytes } from "../ir/bytes.js";
 import { toNumber, type ValueInfoProto } from "../ir/proto.js";
 // onnxruntime-node here, onnxruntime-web in the web app: nothing in this file needs Node itself.
 import { cudaLibraries, ort, withModelFile } from "./runtime.js";
+import { CONCLUSIVE_LIMIT, NOISE_FACTOR, compareValues, maxFiniteDifference, type RunStats, type UserCriterion } from "./compare.js";
+import { perturbInput, perturbWeights, type FloatFeedData } from "./noise.js";
+import { floorTolerance, outputPrecisions } from "./precision.js";
+import { mix32, Rng } from "./rng.js";
+import { planShapes, type ShapeSet } from "./shape-plan.js";
 
 export type Provider = "cpu" | "cuda";
 
@@ -23,7 +28,7 @@ export interface Feed {
 }
 
 export interface VerifyOptions {
-  /** Number of input sets (default 3: normal; large borders + channel offsets; uniform + large channel constants). */
+  /** Input patterns per shape set (default 3: normal; large borders + channel offsets; uniform + large channel constants). */
   runs?: number;
   /**
    * The file the reference model was loaded from, unmodified since: onnxruntime then reads it
@@ -34,44 +39,95 @@ export interface VerifyOptions {
   candidateFile?: string;
   /** PRNG seed (default 1). */
   seed?: number;
-  /** Relative tolerance: an output passes iff max|Δ| ≤ tolerance·max(1, max|ref|) in every run. Default per output dtype: 1e-4 float32/float64, 1e-2 float16/bfloat16, 0 (exact) for integer/bool outputs. */
+  /**
+   * Relative to each output's scale S (its largest finite reference magnitude): |Δ| ≤ tolerance·S.
+   * Giving tolerance, atol or rtol replaces the default criterion (README "Guarantees": a floor
+   * set by the output's lowest compute precision, raised to 8× the reference's own rounding noise
+   * where that is larger) by exactly |Δ| ≤ atol + rtol·|ref| + tolerance·S for every element.
+   */
   tolerance?: number;
+  /** Absolute tolerance (see tolerance). */
+  atol?: number;
+  /** Elementwise relative tolerance, as numpy.isclose's rtol (see tolerance). */
+  rtol?: number;
   provider?: Provider;
-  /** Concrete shapes for inputs; otherwise every symbolic or missing dim is 1. */
+  /**
+   * Concrete shapes for inputs (the first shape set). Dims that stay dynamic in both models are
+   * also proven at a second size (odd batch > 1, other dims at the other parity: shape-plan.ts).
+   */
   shapes?: Record<string, number[]>;
-  /** User inputs: used for every run instead of random data. */
+  /** User inputs: used instead of random data (inputs given for every input: one input set). */
   feeds?: Record<string, Feed>;
 }
 
 export interface OutputComparison {
   name: string;
-  /** Largest |ref − cand| over all runs (Infinity when the non-finite values differ). */
+  /** The reference's shapes of this output, one per distinct input shape set. */
+  shapes: number[][];
+  /** Largest |ref − cand| over all input sets, where both are finite. */
   maxAbs: number;
-  /** Worst per-run maxAbs / max(1, max|ref|). */
+  /** Worst per-set maxAbs / scale of that set (Infinity when the reference is all zero there and the candidate is not). */
   maxRel: number;
-  /** max(1, max|ref|) over all runs (finite reference values only). */
+  /** Largest finite |ref| over all input sets. */
   scale: number;
   ok: boolean;
-  /** Tolerance this output was judged with. */
+  /** Relative floor this output was judged with: its precision's default, or the user's tolerance. */
   tolerance: number;
+  /** Lowest float precision the reference computes this output in (float16 inside float32 I/O: float16). */
+  precision?: string;
+  /** Largest allowance relative to scale on a conclusive input set (the floor, or raised by calibration). */
+  allowedRel: number;
+  /** Largest spread of the reference's re-rounded evaluations relative to scale (present when calibration ran). */
+  noiseRel?: number;
+  /** Input sets on which the reference's own rounding noise was too large to prove anything. */
+  inconclusiveSets?: number;
+  /** Elements where the reference is finite and the candidate NaN/±Inf (a failure). */
+  nonFiniteMismatches: number;
+  /** The first of them. */
+  nonFinite?: string;
+  /** Elements where the reference is NaN/±Inf: outside the finite-value contract, not compared. */
+  referenceNonFinite: number;
+  /** Elements outside the user's atol/rtol/tolerance. */
+  exceeding?: number;
   /** Missing output, different shape or different element type. */
   shapeMismatch?: string;
-  /** First place where NaN/Inf differ (e.g. NaN in the candidate where the reference is finite). */
-  nonFinite?: string;
-  /** Run (0-based) with the largest relative error. */
+  /** Why it failed, in words (absent when ok). */
+  reason?: string;
+  /** Input set (0-based) with the largest relative error. */
   worstRun?: number;
 }
 
+/** Version tag of the verify report's shape (JSON Schema: docs/schema). */
+export const VERIFY_SCHEMA = "reparam-onnx/verify-report/1";
+
 export interface VerifyReport {
+  schema: typeof VERIFY_SCHEMA;
   ok: boolean;
-  runs: number;
+  /** The files compared, where known (models built in memory: null). */
+  reference: string | null;
+  candidate: string | null;
   provider: Provider;
-  /** The tolerance used (the loosest one when it was chosen per output dtype). */
+  /** "calibrated": the default criterion; "user": the tolerances given. */
+  criterion: "calibrated" | "user";
+  /** The relative tolerance: the user's, or the loosest default floor over the outputs. */
   tolerance: number;
+  atol?: number;
+  rtol?: number;
+  /** Whether the reference's rounding noise was measured (some output exceeded its floor). */
+  calibrated: boolean;
+  /** Input patterns per shape set, as asked. */
+  runs: number;
+  /** Input sets really run (shape sets × patterns; 1 per shape set when every input is given as data). */
+  inputSets: number;
+  /** The input shapes of each shape set. */
+  shapeSets: Record<string, number[]>[];
+  /** The first shape set. */
+  inputShapes: Record<string, number[]>;
+  /** What the shape choice could not cover, in words. */
+  notes: string[];
   maxAbs: number;
   maxRel: number;
   outputs: OutputComparison[];
-  inputShapes: Record<string, number[]>;
   timeMs: number;
 }
 
@@ -83,47 +139,7 @@ export interface InputOptions {
 
 // --- deterministic random numbers -------------------------------------------------------------
 
-function mix32(h: number): number {
-  h = Math.imul(h ^ (h >>> 16), 0x85ebca6b);
-  h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35);
-  return (h ^ (h >>> 16)) >>> 0;
-}
-
-/** mulberry32: small, fast, good enough for test data. */
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-class Rng {
-  private readonly next: () => number;
-  private spare: number | undefined;
-  constructor(seed: number) {
-    this.next = mulberry32(seed);
-  }
-  uniform(lo = 0, hi = 1): number {
-    return lo + (hi - lo) * this.next();
-  }
-  /** Standard normal (Box–Muller). */
-  normal(): number {
-    if (this.spare !== undefined) {
-      const s = this.spare;
-      this.spare = undefined;
-      return s;
-    }
-    const u1 = 1 - this.next(); // (0, 1]
-    const u2 = this.next();
-    const r = Math.sqrt(-2 * Math.log(u1));
-    this.spare = r * Math.sin(2 * Math.PI * u2);
-    return r * Math.cos(2 * Math.PI * u2);
-  }
-}
+export { mulberry32 } from "./rng.js";
 
 function streamSeed(seed: number, run: number, inputIndex: number): number {
   return mix32(mix32(mix32(seed >>> 0) ^ Math.imul(run + 1, 0x9e3779b1)) ^ Math.imul(inputIndex + 1, 0x7f4a7c15));
@@ -330,10 +346,22 @@ const INSTALL_HINT = "CUDA execution provider is not available in onnxruntime-no
 
 /** First non-empty line of an onnxruntime error, without its source location and C++ signature. */
 export function firstLine(e: unknown): string {
+  return errorLines(e)[0] ?? "unknown error";
+}
+
+/**
+ * The whole text of an onnxruntime error on one line (its lines joined by "; "), without source
+ * locations and C++ signatures: a shape error's "index: 2 Got: 9 Expected: 8" lines are the point.
+ */
+export function errorText(e: unknown): string {
+  const lines = errorLines(e);
+  return lines.length ? lines.join("; ") : "unknown error";
+}
+
+function errorLines(e: unknown): string[] {
   const msg = e instanceof Error ? e.message : String(e);
-  const line = msg.split(/\r?\n/).map((l) => l.trim()).find((l) => l.length > 0) ?? "unknown error";
   // "/onnxruntime_src/.../reshape_helper.h:91 onnxruntime::ReshapeHelper::ReshapeHelper(const ...&, bool) " -> ""
-  return line.replace(/\S*onnxruntime_src\/\S+:\d+\s+(?:[\w:~<>]+\([^()]*\)\s*(?:const\s+)?)?/g, "").trim();
+  return msg.split(/\r?\n/).map((l) => l.replace(/\S*onnxruntime_src\/\S+:\d+\s+(?:[\w:~<>]+\([^()]*\)\s*(?:const\s+)?)?/g, "").trim()).filter((l) => l.length > 0);
 }
 
 let cudaProbe: Promise<{ ok: boolean; reason: string }> | undefined;
@@ -393,13 +421,19 @@ function modelLabel(model: Model, role: string): string {
 }
 
 /**
+ * onnxruntime's graph optimizations: "all" for running a model (eval, calibration), "disabled" for
+ * proving one: the proof runs the models as written, not onnxruntime's rewrite of them.
+ */
+export type GraphOptimization = "disabled" | "all";
+
+/**
  * An onnxruntime session for `model`; the caller releases it. Provider "cuda" runs every node on
  * CUDA or fails (UsageError); onnxruntime's complaints about the model become one-line ModelErrors.
  */
-export async function createSession(model: Model, provider: Provider = "cpu", role = "", file?: string): Promise<ort.InferenceSession> {
+export async function createSession(model: Model, provider: Provider = "cpu", role = "", file?: string, level: GraphOptimization = "all"): Promise<ort.InferenceSession> {
   await requireProvider(provider);
   const options: ort.InferenceSession.SessionOptions =
-    provider === "cuda" ? strictCudaOptions() : { executionProviders: ["cpu"], graphOptimizationLevel: "all", logSeverityLevel: 4 };
+    provider === "cuda" ? { ...strictCudaOptions(), graphOptimizationLevel: level } : { executionProviders: ["cpu"], graphOptimizationLevel: level, logSeverityLevel: 4 };
   // A model over protobuf's 2 GiB cannot be handed over as bytes: onnxruntime loads it from a file
   // with external data.
   const weights = [...model.graph.initializers.values()].reduce((n, t) => n + t.byteLength, 0);
@@ -408,7 +442,7 @@ export async function createSession(model: Model, provider: Provider = "cpu", ro
     if (weights > LARGE_MODEL_BYTES) return await withModelFile(model, (f) => ort.InferenceSession.create(f, options));
     return await ort.InferenceSession.create(modelToBytes(model), options);
   } catch (e) {
-    const line = firstLine(e);
+    const line = errorText(e);
     if (provider === "cuda" && /fallback to CPU EP has been explicitly disabled/i.test(line))
       throw new UsageError(`${modelLabel(model, role)}: onnxruntime would run some nodes on CPU (no CUDA kernel, or a shape computation it keeps on CPU) and verify refuses CPU fallback with provider cuda (use provider cpu): ${line}`);
     throw new ModelError(`${modelLabel(model, role)}: onnxruntime cannot load it: ${line}`);
@@ -422,7 +456,8 @@ async function runSession(session: ort.InferenceSession, feeds: Record<string, o
   try {
     return (await session.run(feeds)) as Record<string, ort.Tensor>;
   } catch (e) {
-    throw new ModelError(`${modelLabel(model, role)}: onnxruntime failed to run it: ${firstLine(e)}`);
+    const shapes = Object.entries(feeds).map(([k, t]) => `${k}=${t.dims.join("x")}`).join(" ");
+    throw new ModelError(`${modelLabel(model, role)}: onnxruntime failed to run it${shapes ? ` at ${shapes}` : ""}: ${errorText(e)}`);
   }
 }
 
@@ -457,100 +492,21 @@ export function tensorToFloat64(t: ort.Tensor): Float64Array | undefined {
   return out;
 }
 
+/** Default relative floor for an output of onnxruntime type `ortType` computed at its own precision. */
 export function defaultTolerance(ortType: string): number {
   switch (ortType) {
-    case "float32": case "float64": return 1e-4;
-    case "float16": case "bfloat16": return 1e-2;
+    case "float32": return floorTolerance(DataType.FLOAT);
+    case "float64": return floorTolerance(DataType.DOUBLE);
+    case "float16": return floorTolerance(DataType.FLOAT16);
+    case "bfloat16": return floorTolerance(DataType.BFLOAT16);
     default: return 0;
   }
 }
 
-interface RunComparison {
-  maxAbs: number;
-  refMax: number;
-  nonFinite?: string;
-}
+const ORT_DTYPE: Record<string, number> = { float32: DataType.FLOAT, float64: DataType.DOUBLE, float16: DataType.FLOAT16, bfloat16: DataType.BFLOAT16 };
 
-function compareValues(ref: Float64Array, cand: Float64Array): RunComparison {
-  let maxAbs = 0;
-  let refMax = 0;
-  let nonFinite: string | undefined;
-  for (let i = 0; i < ref.length; i++) {
-    const r = ref[i]!;
-    const c = cand[i]!;
-    if (Number.isFinite(r) && Number.isFinite(c)) {
-      const d = Math.abs(r - c);
-      if (d > maxAbs) maxAbs = d;
-      const a = Math.abs(r);
-      if (a > refMax) refMax = a;
-      continue;
-    }
-    if (Number.isFinite(r)) refMax = Math.max(refMax, Math.abs(r));
-    const same = (Number.isNaN(r) && Number.isNaN(c)) || r === c;
-    if (!same && nonFinite === undefined) nonFinite = `element ${i}: reference ${r}, candidate ${c}`;
-  }
-  return { maxAbs: nonFinite ? Infinity : maxAbs, refMax, nonFinite };
-}
-
-class OutputAccumulator {
-  maxAbs = 0;
-  maxRel = 0;
-  scale = 1;
-  ok = true;
-  worstRun = 0;
-  shapeMismatch: string | undefined;
-  nonFinite: string | undefined;
-  tolerance: number | undefined;
-
-  constructor(readonly name: string, private readonly userTolerance: number | undefined) {}
-
-  add(run: number, ref: ort.Tensor, cand: ort.Tensor | undefined): void {
-    const tol = this.userTolerance ?? defaultTolerance(ref.type);
-    this.tolerance = Math.max(this.tolerance ?? 0, tol);
-    if (!cand) return this.fail(`candidate has no output named '${this.name}'`);
-    if (ref.dims.length !== cand.dims.length || ref.dims.some((d, i) => d !== cand.dims[i]))
-      return this.fail(`shape ${fmtDims(ref.dims)} in the reference, ${fmtDims(cand.dims)} in the candidate (run ${run})`);
-    if (ref.type !== cand.type) return this.fail(`element type ${ref.type} in the reference, ${cand.type} in the candidate`);
-    const r = tensorToFloat64(ref);
-    const c = tensorToFloat64(cand);
-    let cmp: RunComparison;
-    if (!r || !c) {
-      const rs = ref.data as string[];
-      const cs = cand.data as string[];
-      const differ = rs.findIndex((v, i) => v !== cs[i]);
-      cmp = differ < 0 ? { maxAbs: 0, refMax: 0 } : { maxAbs: Infinity, refMax: 0, nonFinite: `string element ${differ} differs` };
-    } else {
-      cmp = compareValues(r, c);
-    }
-    const scale = Math.max(1, cmp.refMax);
-    const rel = cmp.maxAbs / scale;
-    this.scale = Math.max(this.scale, scale);
-    this.maxAbs = Math.max(this.maxAbs, cmp.maxAbs);
-    if (rel > this.maxRel) {
-      this.maxRel = rel;
-      this.worstRun = run;
-    }
-    if (cmp.nonFinite && !this.nonFinite) this.nonFinite = `run ${run}, ${cmp.nonFinite}`;
-    if (!(cmp.maxAbs <= tol * scale)) this.ok = false;
-  }
-
-  private fail(text: string): void {
-    this.ok = false;
-    this.maxAbs = Infinity;
-    this.maxRel = Infinity;
-    this.shapeMismatch ??= text;
-  }
-
-  result(): OutputComparison {
-    const out: OutputComparison = {
-      name: this.name, maxAbs: this.maxAbs, maxRel: this.maxRel, scale: this.scale, ok: this.ok,
-      tolerance: this.tolerance ?? this.userTolerance ?? 0, worstRun: this.worstRun,
-    };
-    if (this.shapeMismatch) out.shapeMismatch = this.shapeMismatch;
-    if (this.nonFinite) out.nonFinite = this.nonFinite;
-    return out;
-  }
-}
+/** Seeds of input set k are offset by k times this (run r of every set has pattern r % 3). */
+export const SET_SEED = 7919;
 
 function checkSameInputs(reference: Model, candidate: Model): void {
   const ref = inputSpecs(reference);
@@ -571,58 +527,300 @@ function checkSameInputs(reference: Model, candidate: Model): void {
   }
 }
 
+function userCriterion(options: VerifyOptions): UserCriterion | undefined {
+  for (const key of ["tolerance", "atol", "rtol"] as const) {
+    const v = options[key];
+    if (v !== undefined && !(v >= 0 && Number.isFinite(v))) throw new UsageError(`${key} must be a non-negative number, got ${v}`);
+  }
+  if (options.tolerance === undefined && options.atol === undefined && options.rtol === undefined) return undefined;
+  return { atol: options.atol ?? 0, rtol: options.rtol ?? 0, tolerance: options.tolerance ?? 0 };
+}
+
+/** Checks given shapes and data against the model before any session is made. */
+function checkGiven(specs: InputSpec[], options: InputOptions): void {
+  checkNames(specs, Object.keys(options.shapes ?? {}), "shapes");
+  checkNames(specs, Object.keys(options.feeds ?? {}), "feeds");
+  for (const spec of specs) {
+    const feed = options.feeds?.[spec.name];
+    const shape = options.shapes?.[spec.name];
+    if (feed) {
+      if (shape && fmtDims(shape) !== fmtDims(feed.dims))
+        throw new UsageError(`input '${spec.name}': shape ${fmtDims(shape)} conflicts with the given data's shape ${fmtDims(feed.dims)}`);
+      feedTensor(spec, feed);
+    } else if (shape) checkAgainstDeclared(spec, shape, "shape");
+    else if (!spec.declared) throw new UsageError(`input '${spec.name}' has no declared shape in the model: give its shape explicitly`);
+  }
+}
+
+/** One output on one input set, as compared. */
+interface OutputRun {
+  stats?: RunStats;
+  /** Shape, type or presence differs. */
+  mismatch?: string;
+  shape: number[];
+}
+
+interface InputSetSpec {
+  index: number;
+  shapes: Record<string, number[]>;
+  /** Pattern of this run (run r of a set uses pattern r % 3). */
+  run: number;
+}
+
+/**
+ * The input sets of a proof and the reference's outputs on them, from the literal reference
+ * session: shapes planned (shape-plan.ts), then every pattern at every shape set.
+ */
+async function runReference(reference: Model, candidate: Model, session: ort.InferenceSession, options: VerifyOptions, runs: number) {
+  const seed = options.seed ?? 1;
+  const specs = inputSpecs(reference);
+  const candSpecs = new Map(inputSpecs(candidate).map((s) => [s.name, s]));
+  const fed = new Set(Object.keys(options.feeds ?? {}));
+  const given: ShapeSet = { ...(options.shapes ?? {}) };
+  for (const [name, feed] of Object.entries(options.feeds ?? {})) given[name] = [...feed.dims];
+  const inputsOf = (set: number, shapes: ShapeSet, run: number) =>
+    makeInputs(reference, run, { seed: seed + SET_SEED * set, shapes, feeds: options.feeds });
+  const trials = new Map<string, Record<string, ort.Tensor>>();
+  const plan = await planShapes(
+    specs.map((s) => ({ name: s.name, reference: s.declared, candidate: candSpecs.get(s.name)?.declared })),
+    given, fed,
+    async (shapes, set) => {
+      let out: Record<string, ort.Tensor>;
+      try {
+        out = (await session.run(inputsOf(set, shapes, 0))) as Record<string, ort.Tensor>;
+      } catch (e) {
+        return errorText(e);
+      }
+      // A size at which an output is empty runs, but proves nothing about that output.
+      const empty = Object.entries(out).find(([, t]) => t.size === 0);
+      if (empty) return `output '${empty[0]}' is empty at ${describeShapes(shapes)}`;
+      trials.set(`${set} ${JSON.stringify(shapes)}`, out);
+      return undefined;
+    },
+  );
+  if (plan.sets.length === 0) throw new ModelError(`${modelLabel(reference, "reference")}: ${plan.notes[0]}`);
+  // Data given for every input: each run would repeat the same inputs.
+  const allFed = specs.length > 0 && specs.every((s) => fed.has(s.name));
+  const perSet = allFed ? 1 : runs;
+  const sets: InputSetSpec[] = [];
+  const outputs: Record<string, ort.Tensor>[] = [];
+  for (let set = 0; set < plan.sets.length; set++)
+    for (let run = 0; run < perSet; run++) {
+      const shapes = plan.sets[set]!;
+      sets.push({ index: set, shapes, run });
+      const cached = run === 0 ? trials.get(`${set} ${JSON.stringify(shapes)}`) : undefined;
+      outputs.push(cached ?? (await runSession(session, inputsOf(set, shapes, run), reference, "reference")));
+    }
+  return { plan, sets, outputs, inputsOf: (s: InputSetSpec) => inputsOf(s.index, s.shapes, s.run) };
+}
+
+function compareOutput(name: string, ref: ort.Tensor, cand: ort.Tensor | undefined, user: UserCriterion | undefined): OutputRun {
+  const shape = ref.dims.map(Number);
+  if (!cand) return { shape, mismatch: `candidate has no output named '${name}'` };
+  if (ref.dims.length !== cand.dims.length || ref.dims.some((d, i) => d !== cand.dims[i]))
+    return { shape, mismatch: `shape ${fmtDims(ref.dims)} in the reference, ${fmtDims(cand.dims)} in the candidate` };
+  if (ref.type !== cand.type) return { shape, mismatch: `element type ${ref.type} in the reference, ${cand.type} in the candidate` };
+  const r = tensorToFloat64(ref);
+  const c = tensorToFloat64(cand);
+  if (!r || !c) {
+    const rs = ref.data as string[], cs = cand.data as string[];
+    const differ = rs.findIndex((v, i) => v !== cs[i]);
+    return differ < 0 ? { shape, stats: compareValues(new Float64Array(0), new Float64Array(0)) } : { shape, mismatch: `string element ${differ} differs` };
+  }
+  return { shape, stats: compareValues(r, c, user) };
+}
+
+/** Spread of a re-rounded evaluation of the reference, per run and output (Infinity if it failed to run). */
+type Spread = Map<number, Map<string, number>>;
+
+/**
+ * The reference's own rounding noise on the runs in `runsToCalibrate` (noise.ts): onnxruntime's
+ * optimized evaluation of it, and two evaluations with every weight and input moved by ≤ 1 ulp.
+ * A sample that onnxruntime cannot load or run is left out.
+ */
+async function measureNoise(reference: Model, options: VerifyOptions, provider: Provider, ref: Awaited<ReturnType<typeof runReference>>, runsToCalibrate: number[], outputNames: readonly string[]): Promise<Spread[]> {
+  const samples: Spread[] = [];
+  const seed = options.seed ?? 1;
+  const evaluate = async (model: Model, file: string | undefined, level: GraphOptimization, perturb: number | undefined) => {
+    let session: ort.InferenceSession;
+    try {
+      session = await createSession(model, provider, "reference", file, level);
+    } catch {
+      return;
+    }
+    const spread: Spread = new Map();
+    try {
+      for (const k of runsToCalibrate) {
+        let feeds = ref.inputsOf(ref.sets[k]!);
+        if (perturb !== undefined) {
+          const moved: Record<string, ort.Tensor> = {};
+          let i = 0;
+          for (const [name, t] of Object.entries(feeds)) {
+            const data = ORT_DTYPE[t.type] ? perturbInput(t.type, t.data as FloatFeedData, perturb + 31 * k + 1009 * i++) : undefined;
+            moved[name] = data ? new ort.Tensor(t.type as "float32", data as Float32Array, t.dims) : t;
+          }
+          feeds = moved;
+        }
+        let out: Record<string, ort.Tensor>;
+        try {
+          out = (await session.run(feeds)) as Record<string, ort.Tensor>;
+        } catch {
+          return;
+        }
+        const perOutput = new Map<string, number>();
+        for (const name of outputNames) {
+          const a = ref.outputs[k]![name], b = out[name];
+          const fa = a && tensorToFloat64(a), fb = b && tensorToFloat64(b);
+          perOutput.set(name, fa && fb && fa.length === fb.length ? maxFiniteDifference(fa, fb) : Infinity);
+        }
+        spread.set(k, perOutput);
+      }
+      samples.push(spread);
+    } finally {
+      await session.release();
+    }
+  };
+  await evaluate(reference, options.referenceFile, "all", undefined);
+  for (const sample of [1, 2]) await evaluate(perturbWeights(reference, seed * 104729 + sample), undefined, "disabled", seed * 7 + sample * 65537);
+  return samples;
+}
+
 /** Run `reference` and `candidate` on the same inputs and compare every reference output. */
 export async function verifyModels(reference: Model, candidate: Model, options: VerifyOptions = {}): Promise<VerifyReport> {
   const start = performance.now();
   const runs = options.runs ?? 3;
   if (!Number.isInteger(runs) || runs < 1) throw new UsageError(`runs must be a positive integer, got ${runs}`);
-  if (options.tolerance !== undefined && !(options.tolerance >= 0)) throw new UsageError(`tolerance must be a non-negative number, got ${options.tolerance}`);
+  const user = userCriterion(options);
   const provider = options.provider ?? "cpu";
   checkSameInputs(reference, candidate);
-  const inputOptions: InputOptions = { seed: options.seed ?? 1, shapes: options.shapes, feeds: options.feeds };
-  // Build (and validate) the first input set before spending time on sessions.
-  const firstInputs = makeInputs(reference, 0, inputOptions);
-  const inputShapes: Record<string, number[]> = {};
-  for (const [name, t] of Object.entries(firstInputs)) inputShapes[name] = [...t.dims];
-
+  checkGiven(inputSpecs(reference), options);
   await requireProvider(provider);
+
   // One session at a time (the reference's outputs are kept, not its weights): peak memory holds
-  // one model in onnxruntime, not two.
-  const feedsOf = (run: number) => (run === 0 ? firstInputs : makeInputs(reference, run, inputOptions));
-  const refOuts: Record<string, ort.Tensor>[] = [];
-  let outputNames: readonly string[] = [];
-  const refSession = await createSession(reference, provider, "reference", options.referenceFile);
+  // one model in onnxruntime, not two. Both run as written (no onnxruntime graph optimizations).
+  let ref: Awaited<ReturnType<typeof runReference>>;
+  let outputNames: readonly string[];
+  const refSession = await createSession(reference, provider, "reference", options.referenceFile, "disabled");
   try {
     outputNames = refSession.outputNames;
-    for (let run = 0; run < runs; run++) refOuts.push(await runSession(refSession, feedsOf(run), reference, "reference"));
+    ref = await runReference(reference, candidate, refSession, options, runs);
   } finally {
     await refSession.release();
   }
-  const acc = new Map<string, OutputAccumulator>();
-  const candSession = await createSession(candidate, provider, "candidate", options.candidateFile);
+  const compared: OutputRun[][] = []; // [run][output]
+  const candSession = await createSession(candidate, provider, "candidate", options.candidateFile, "disabled");
   try {
-    for (let run = 0; run < runs; run++) {
-      const candOut = await runSession(candSession, feedsOf(run), candidate, "candidate");
-      for (const name of outputNames) {
-        let a = acc.get(name);
-        if (!a) acc.set(name, (a = new OutputAccumulator(name, options.tolerance)));
-        a.add(run, refOuts[run]![name]!, candOut[name]);
-      }
-      refOuts[run] = {};
+    for (let k = 0; k < ref.sets.length; k++) {
+      const candOut = await runSession(candSession, ref.inputsOf(ref.sets[k]!), candidate, "candidate");
+      compared.push(outputNames.map((name) => compareOutput(name, ref.outputs[k]![name]!, candOut[name], user)));
     }
   } finally {
     await candSession.release();
   }
-  const outputs = [...acc.values()].map((a) => a.result());
+
+  // Default criterion: the floor of each output's lowest compute precision; where a run exceeds
+  // it, the allowance becomes NOISE_FACTOR times the reference's own rounding spread.
+  const precisions = outputPrecisions(reference);
+  const floors = outputNames.map((name, j) => {
+    const p = precisions.get(name);
+    return p !== undefined ? floorTolerance(p) : defaultTolerance(ref.outputs[0]![name]!.type);
+  });
+  const toCalibrate: number[] = [];
+  if (!user)
+    compared.forEach((row, k) => {
+      if (row.some((o, j) => o.stats && o.stats.maxAbs > floors[j]! * o.stats.scale)) toCalibrate.push(k);
+    });
+  const samples = toCalibrate.length ? await measureNoise(reference, options, provider, ref, toCalibrate, outputNames) : [];
+  ref.outputs.length = 0;
+
+  const outputs: OutputComparison[] = outputNames.map((name, j) => {
+    const floor = user ? user.tolerance : floors[j]!;
+    const limit = Math.max(CONCLUSIVE_LIMIT, 4 * floor);
+    const result: OutputComparison = {
+      name, shapes: [], maxAbs: 0, maxRel: 0, scale: 0, ok: true, tolerance: floor, allowedRel: floor,
+      nonFiniteMismatches: 0, referenceNonFinite: 0, worstRun: 0,
+    };
+    const precision = precisions.get(name);
+    if (precision !== undefined) result.precision = dtypeName(precision);
+    let conclusive = 0, inconclusive = 0, comparedElements = 0, noiseRel = 0;
+    compared.forEach((row, k) => {
+      const o = row[j]!;
+      if (!result.shapes.some((s) => fmtDims(s) === fmtDims(o.shape))) result.shapes.push(o.shape);
+      if (o.mismatch) {
+        result.shapeMismatch ??= `${o.mismatch} (input set ${k}: ${describeShapes(ref.sets[k]!.shapes)})`;
+        result.ok = false;
+        return;
+      }
+      const st = o.stats!;
+      comparedElements += st.compared;
+      result.scale = Math.max(result.scale, st.scale);
+      result.maxAbs = Math.max(result.maxAbs, st.maxAbs);
+      const rel = st.maxAbs === 0 ? 0 : st.scale > 0 ? st.maxAbs / st.scale : Infinity;
+      if (rel > result.maxRel) [result.maxRel, result.worstRun] = [rel, k];
+      result.referenceNonFinite += st.referenceNonFinite;
+      if (st.candidateNonFinite) {
+        result.nonFiniteMismatches += st.candidateNonFinite;
+        result.nonFinite ??= `input set ${k}, ${st.firstNonFinite}`;
+      }
+      if (user) {
+        if (st.exceeding) {
+          result.exceeding = (result.exceeding ?? 0) + st.exceeding;
+          result.reason ??= `${st.exceeding} element(s) outside atol ${user.atol} + rtol ${user.rtol}·|ref| + tolerance ${user.tolerance}·max|ref| (input set ${k}, first ${st.firstExceeding})`;
+        }
+        conclusive++;
+        return;
+      }
+      let allowed = floor * st.scale;
+      if (st.maxAbs > allowed) {
+        // Calibrate: the largest spread of any re-rounded evaluation of the reference on this run.
+        let noise = -Infinity;
+        for (const s of samples) noise = Math.max(noise, s.get(k)?.get(name) ?? -Infinity);
+        if (noise > -Infinity) {
+          const relNoise = st.scale > 0 ? noise / st.scale : noise > 0 ? Infinity : 0;
+          noiseRel = Math.max(noiseRel, relNoise);
+          allowed = Math.max(allowed, NOISE_FACTOR * noise);
+        }
+      }
+      const allowedRel = st.scale > 0 ? allowed / st.scale : allowed > 0 ? Infinity : 0;
+      if (allowedRel > limit) {
+        inconclusive++;
+        return;
+      }
+      conclusive++;
+      result.allowedRel = Math.max(result.allowedRel, allowedRel);
+      if (!(st.maxAbs <= allowed)) result.reason ??= `max abs ${st.maxAbs.toExponential(2)} > allowed ${allowed.toExponential(2)} (input set ${k})`;
+    });
+    if (noiseRel > 0 || samples.length) result.noiseRel = noiseRel;
+    if (inconclusive) result.inconclusiveSets = inconclusive;
+    if (result.shapeMismatch) result.reason = result.shapeMismatch;
+    else if (result.nonFiniteMismatches) result.reason = `${result.nonFiniteMismatches} NaN/Inf value(s) where the reference is finite (${result.nonFinite})`;
+    else if (comparedElements === 0 && result.referenceNonFinite > 0) result.reason = "the reference output is NaN/Inf everywhere on every input set: nothing to compare";
+    else if (!user && conclusive === 0) result.reason = `the reference's own rounding noise is above ${(limit * 100).toPrecision(2)}% of this output on every input set (noise ${noiseRel.toExponential(2)} of its scale): equality cannot be proven here (give a tolerance to accept a looser check)`;
+    result.ok = result.reason === undefined;
+    return result;
+  });
+  const files = { reference: options.referenceFile ?? reference.path ?? null, candidate: options.candidateFile ?? candidate.path ?? null };
   return {
+    schema: VERIFY_SCHEMA,
     ok: outputs.every((o) => o.ok),
-    runs,
+    ...files,
     provider,
-    tolerance: options.tolerance ?? outputs.reduce((m, o) => Math.max(m, o.tolerance), 0),
+    criterion: user ? "user" : "calibrated",
+    tolerance: user ? user.tolerance : outputs.reduce((m, o) => Math.max(m, o.tolerance), 0),
+    ...(user ? { atol: user.atol, rtol: user.rtol } : {}),
+    calibrated: samples.length > 0,
+    runs,
+    inputSets: ref.sets.length,
+    shapeSets: ref.plan.sets,
+    inputShapes: ref.plan.sets[0]!,
+    notes: ref.plan.notes,
     maxAbs: outputs.reduce((m, o) => Math.max(m, o.maxAbs), 0),
     maxRel: outputs.reduce((m, o) => Math.max(m, o.maxRel), 0),
     outputs,
-    inputShapes,
     timeMs: performance.now() - start,
   };
+}
+
+function describeShapes(shapes: Record<string, number[]>): string {
+  return Object.entries(shapes).map(([k, v]) => `${k}=${v.join("x")}`).join(" ");
 }

@@ -1,0 +1,104 @@
+// How two evaluations of one output are compared (README "Guarantees"). Two parts:
+//  - the finite-value contract: an element where the reference is NaN or ±Inf is outside the
+//    contract (counted, never compared); an element where the reference is finite and the
+//    candidate is not is a NaN/Inf mismatch, reported apart from the numeric error;
+//  - the criterion: by default the candidate's largest error must be within
+//    max(floor·S, NOISE_FACTOR·N), S the reference's largest finite magnitude, floor set by the
+//    lowest precision the output is computed in, N the reference's own rounding noise (measured
+//    only when the floor is exceeded, see noise.ts); with user tolerances (atol, rtol, tolerance)
+//    every element must satisfy |c − r| ≤ atol + rtol·|r| + tolerance·S, as numpy.isclose does
+//    plus a term relative to the output's scale.
+
+/** Tolerances a user gave; any one given replaces the calibrated default. */
+export interface UserCriterion {
+  atol: number;
+  rtol: number;
+  /** Relative to the output's largest finite reference magnitude. */
+  tolerance: number;
+}
+
+/** Statistics of one output on one input set. */
+export interface RunStats {
+  /** Largest |c − r| over elements where both are finite. */
+  maxAbs: number;
+  /** Largest finite |r|. */
+  scale: number;
+  /** Elements where the reference is NaN/±Inf: outside the contract, not compared. */
+  referenceNonFinite: number;
+  /** Elements where the reference is finite and the candidate is NaN/±Inf. */
+  candidateNonFinite: number;
+  /** The first such element, e.g. "element 3: reference 0, candidate NaN". */
+  firstNonFinite?: string;
+  /** Elements outside the user criterion (user criterion only). */
+  exceeding: number;
+  /** First element outside the user criterion. */
+  firstExceeding?: string;
+  /** Elements compared (reference finite). */
+  compared: number;
+}
+
+export function compareValues(ref: Float64Array, cand: Float64Array, user?: UserCriterion): RunStats {
+  let maxAbs = 0, scale = 0, referenceNonFinite = 0, candidateNonFinite = 0;
+  let firstNonFinite: string | undefined;
+  for (let i = 0; i < ref.length; i++) {
+    const r = ref[i]!, c = cand[i]!;
+    if (!Number.isFinite(r)) {
+      referenceNonFinite++;
+      continue;
+    }
+    const a = Math.abs(r);
+    if (a > scale) scale = a;
+    if (!Number.isFinite(c)) {
+      candidateNonFinite++;
+      firstNonFinite ??= `element ${i}: reference ${r}, candidate ${c}`;
+      continue;
+    }
+    const d = Math.abs(r - c);
+    if (d > maxAbs) maxAbs = d;
+  }
+  const stats: RunStats = { maxAbs, scale, referenceNonFinite, candidateNonFinite, exceeding: 0, compared: ref.length - referenceNonFinite };
+  if (firstNonFinite) stats.firstNonFinite = firstNonFinite;
+  if (user) {
+    const base = user.atol + user.tolerance * scale;
+    for (let i = 0; i < ref.length; i++) {
+      const r = ref[i]!, c = cand[i]!;
+      if (!Number.isFinite(r) || !Number.isFinite(c)) continue;
+      if (!(Math.abs(r - c) <= base + user.rtol * Math.abs(r))) {
+        stats.exceeding++;
+        stats.firstExceeding ??= `element ${i}: reference ${r}, candidate ${c}`;
+      }
+    }
+  }
+  return stats;
+}
+
+/** Largest |a − b| over elements where both are finite (the spread of two reference evaluations). */
+export function maxFiniteDifference(a: Float64Array, b: Float64Array): number {
+  let m = 0;
+  for (let i = 0; i < a.length; i++) {
+    const x = a[i]!, y = b[i]!;
+    if (Number.isFinite(x) && Number.isFinite(y)) {
+      const d = Math.abs(x - y);
+      if (d > m) m = d;
+    } else if (Number.isFinite(x) !== Number.isFinite(y)) {
+      // Rounding alone turned a finite value non-finite (overflow at the edge of the range): no bound.
+      return Infinity;
+    }
+  }
+  return m;
+}
+
+/**
+ * The calibrated allowance is this many times the largest spread measured between the reference
+ * and its re-rounded evaluations. Measured on deep conv+BN networks, a correct fold's error is
+ * 0.5–2.4 times that spread; 8 leaves room for an unlucky sample and stays far below any fold
+ * error that changes what is computed.
+ */
+export const NOISE_FACTOR = 8;
+
+/**
+ * An input set proves an output only if its allowance is at most this fraction of the output's
+ * scale (or 4 floors, for low precisions): above it, the reference's own rounding is so large that
+ * a wrong value could hide in it. Such sets are reported as inconclusive.
+ */
+export const CONCLUSIVE_LIMIT = 0.01;

@@ -1,0 +1,250 @@
+// The proof's calibration (README "Guarantees"), in both directions: a wrong model fails at any
+// output scale, precision and depth; float rounding of a correct fold passes at any depth; dynamic
+// dims are proven at two sizes; the finite-value contract; the user's atol/rtol.
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import * as ort from "onnxruntime-node";
+import { afterEach, describe, expect, it, vi } from "vitest";
+import { GraphBuilder } from "../src/ir/builder.js";
+import { DataType } from "../src/ir/dtype.js";
+import { ModelError } from "../src/ir/errors.js";
+import type { Model } from "../src/ir/graph.js";
+import { loadModel, saveModel } from "../src/ir/io.js";
+import { findCulprit } from "../src/pipeline/bisect.js";
+import { optimize } from "../src/pipeline/optimize.js";
+import { makeInputs, runModel, verifyModels } from "../src/verify/verify.js";
+import { deepTrainedNet } from "./helpers/deep.js";
+import { Net } from "./helpers/graphs.js";
+
+const weights = (n: number, scale = 0.3) => Array.from({ length: n }, (_, i) => Math.sin(1.7 * i) * scale);
+
+/** x [N,2,H,W] → Conv 3x3 (weights × scale) → y */
+function scaledConv(scale: number, dims: (number | string)[] = ["N", 2, 6, 6]): Model {
+  const b = new GraphBuilder(13);
+  b.input("x", dims);
+  b.output(b.op("Conv", ["x", b.constant("w", [2, 2, 3, 3], weights(36, 0.3 * scale))], { pads: [1, 1, 1, 1] }, "y"));
+  return b.build();
+}
+
+describe("too lenient no more", () => {
+  it("two models 50% apart fail when their outputs are ~1e-6 (no absolute floor below |ref| = 1)", async () => {
+    const r = await verifyModels(scaledConv(1e-6), scaledConv(1.5e-6));
+    expect(r.outputs[0]!.scale).toBeLessThan(1e-3);
+    expect(r.ok).toBe(false);
+    expect(r.maxRel).toBeGreaterThan(0.3);
+    // The same pair at scale 1 fails too, and identical models pass at both scales.
+    expect((await verifyModels(scaledConv(1), scaledConv(1.5))).ok).toBe(false);
+    expect((await verifyModels(scaledConv(1e-6), scaledConv(1e-6))).ok).toBe(true);
+  });
+
+  describe("the reference and the candidate run as written", () => {
+    afterEach(() => vi.restoreAllMocks());
+    it("onnxruntime's graph optimizations are off for both sessions", async () => {
+      const create = vi.spyOn(ort.InferenceSession, "create");
+      await verifyModels(scaledConv(1), scaledConv(1));
+      const levels = create.mock.calls.map((c) => (c[1] as ort.InferenceSession.SessionOptions).graphOptimizationLevel);
+      expect(levels.length).toBeGreaterThanOrEqual(2);
+      expect(levels.every((l) => l === "disabled")).toBe(true);
+    });
+  });
+
+  it("dynamic dims are proven at a second size: odd batch > 1, the other parity of H and W", async () => {
+    const r = await verifyModels(scaledConv(1, ["N", 2, "H", "W"]), scaledConv(1, ["N", 2, "H", "W"]));
+    expect(r.ok).toBe(true);
+    expect(r.shapeSets).toEqual([{ x: [1, 2, 8, 8] }, { x: [3, 2, 9, 9] }]);
+    expect(r.inputSets).toBe(6);
+    expect(r.notes).toEqual([]);
+    // With shapes given, the second set moves from them; fixed dims never move.
+    const given = await verifyModels(scaledConv(1, ["N", 2, "H", 6]), scaledConv(1, ["N", 2, "H", 6]), { shapes: { x: [2, 2, 12, 6] }, runs: 1 });
+    expect(given.shapeSets).toEqual([{ x: [2, 2, 12, 6] }, { x: [3, 2, 13, 6] }]);
+  });
+
+  it("a fold specialized to the size it was proven at (SAME_UPPER pads computed for 8x8) fails at 9x9", async () => {
+    const model = (pads?: number[]) => {
+      const b = new GraphBuilder(13);
+      b.input("x", ["N", 2, "H", "W"]);
+      const attrs = pads ? { pads, strides: [2, 2] } : { auto_pad: "SAME_UPPER", strides: [2, 2] };
+      b.output(b.op("Conv", ["x", b.constant("w", [2, 2, 3, 3], weights(36))], { kernel_shape: [3, 3], ...attrs }, "y"));
+      return b.build();
+    };
+    const r = await verifyModels(model(), model([0, 0, 1, 1]), { shapes: { x: [1, 2, 8, 8] } });
+    expect(r.ok).toBe(false);
+    expect(r.outputs[0]!.shapeMismatch).toMatch(/\[3,2,5,5\] in the reference, \[3,2,4,4\] in the candidate \(input set 3: x=3x2x9x9\)/);
+  });
+
+  it("sizes the model refuses are skipped, and what stays unproven is said", async () => {
+    // y = Concat(x, Upsample(MaxPool(x))): H and W must be even.
+    const b = new GraphBuilder(13);
+    b.input("x", ["N", 2, "H", "W"]);
+    const pooled = b.op("MaxPool", ["x"], { kernel_shape: [2, 2], strides: [2, 2] });
+    const scales = b.constant("scales", [4], [1, 1, 2, 2]);
+    const up = b.op("Resize", [pooled, "", scales], { mode: "nearest" });
+    b.output(b.op("Concat", ["x", up], { axis: 1 }, "y"));
+    const m = b.build();
+    const r = await verifyModels(m, m, { runs: 1 });
+    expect(r.ok).toBe(true);
+    expect(r.shapeSets).toEqual([{ x: [1, 2, 8, 8] }, { x: [3, 2, 8, 8] }]);
+    expect(r.notes.join("\n")).toMatch(/dynamic dim 'H' proven at 8, 8 only: the reference refused the sizes of the other parity tried \(.*\)/);
+  });
+});
+
+describe("too strict no more", () => {
+  it("a float16 network inside float32 inputs/outputs is judged at float16's precision", async () => {
+    const build = () => {
+      const n = new Net(3, 13, DataType.FLOAT16);
+      n.input("x", [1, 4, 6, 6], DataType.FLOAT);
+      const half = n.op("Cast", ["x"], { to: DataType.FLOAT16 });
+      const y = n.op("Relu", [n.add(n.convBn(half, 4, 4, 3), n.convBn(half, 4, 4, 1))]);
+      n.output(n.op("Cast", [y], { to: DataType.FLOAT }), undefined, DataType.FLOAT);
+      return n.build();
+    };
+    const model = build();
+    const folded = optimize(model).model;
+    expect(folded.graph.nodes.filter((x) => x.opType === "Conv")).toHaveLength(1);
+    const r = await verifyModels(model, folded);
+    expect(r.outputs[0]!.precision).toBe("float16");
+    expect(r.outputs[0]!.tolerance).toBe(1e-2);
+    expect(r.maxRel).toBeGreaterThan(1e-4); // float16 rounding: beyond float32's floor
+    expect(r.ok).toBe(true);
+    // A wrong value still fails: a bias 10% of the output off.
+    const wrong = folded.clone();
+    const conv = wrong.graph.nodes.find((x) => x.opType === "Conv")!;
+    const bias = wrong.graph.initializers.get(conv.inputs[2]!)!;
+    const { Tensor } = await import("../src/ir/tensor.js");
+    const shift = 0.1 * r.outputs[0]!.scale;
+    wrong.graph.initializers.set(bias.name, Tensor.fromFloat64(bias.name, bias.dtype, bias.dims, bias.toFloat64().map((v) => v + shift)));
+    expect((await verifyModels(model, wrong)).ok).toBe(false);
+  });
+
+  it("a correct fold of a deep network passes: the allowance follows the reference's own float32 noise", async () => {
+    const { net, x } = deepTrainedNet(48);
+    const model = net.finish(x);
+    const folded = optimize(model).model;
+    expect(folded.graph.nodes.filter((n) => n.opType === "Conv")).toHaveLength(48);
+    const r = await verifyModels(model, folded, { runs: 2 });
+    expect(r.ok, JSON.stringify(r.outputs[0])).toBe(true);
+    expect(r.calibrated).toBe(true);
+    // The network's own rounding spread exceeds float32's floor, and the fold's error is of its size.
+    expect(r.outputs[0]!.noiseRel).toBeGreaterThan(1e-4);
+    expect(r.maxRel).toBeGreaterThan(1e-4);
+    expect(r.maxRel).toBeLessThan(8 * r.outputs[0]!.noiseRel!);
+  });
+
+  it("in that deep network a wrong fold still fails, and bisection names it, not an innocent fold", async () => {
+    const { net, x, channels: c } = deepTrainedNet(40);
+    // One block whose BN sits before a zero-padded 3x3: folding it is wrong at the border.
+    const inner = net.convBn(x, c, c, 1, { pads: [0, 0, 0, 0] });
+    const wrongBlock = net.convBn(inner, c, c, 3);
+    const model = net.finish(net.op("Relu", [net.add(wrongBlock, net.convBn(x, c, c, 1))], {}, "last/relu"));
+    const unsafe = { unsafeIgnoreBorderRule: true };
+    const { model: bad, report } = optimize(model, unsafe);
+    expect((await verifyModels(model, bad, { runs: 2 })).ok).toBe(false);
+    const culprit = await findCulprit(model, report.rewrites, unsafe, { runs: 2 });
+    expect(culprit).toBeDefined();
+    const innerBn = model.graph.nodes.find((n) => n.outputs.includes(inner))!;
+    expect(culprit!.rewrite.removed.map((n) => n.name)).toContain(innerBn.name);
+    // With the safe rules every fold is right, and no fold is blamed.
+    const safe = optimize(model);
+    expect(await findCulprit(model, safe.report.rewrites, {}, { runs: 2 })).toBeUndefined();
+    expect((await verifyModels(model, safe.model, { runs: 2 })).ok).toBe(true);
+  });
+});
+
+describe("non-finite values", () => {
+  /** y = x / d, d has a zero channel (reference: ±Inf there); candidate: x · (1/d) with 1/0 := 0. */
+  const pair = () => {
+    const ref = new GraphBuilder(13);
+    ref.input("x", [1, 2, 3, 3]);
+    ref.output(ref.op("Div", ["x", ref.constant("d", [1, 2, 1, 1], [2, 0])], {}, "y"));
+    const cand = new GraphBuilder(13);
+    cand.input("x", [1, 2, 3, 3]);
+    cand.output(cand.op("Mul", ["x", cand.constant("inv", [1, 2, 1, 1], [0.5, 0])], {}, "y"));
+    return [ref.build(), cand.build()] as const;
+  };
+
+  it("where the reference is NaN/Inf nothing is promised: counted, not compared", async () => {
+    const [ref, cand] = pair();
+    const r = await verifyModels(ref, cand);
+    expect(r.ok).toBe(true);
+    expect(r.outputs[0]!.referenceNonFinite).toBe(27); // one channel of 9 values, 3 input sets
+    expect(r.outputs[0]!.nonFiniteMismatches).toBe(0);
+  });
+
+  it("NaN/Inf in the candidate where the reference is finite fails, reported apart", async () => {
+    const [ref, cand] = pair();
+    const r = await verifyModels(cand, ref);
+    expect(r.ok).toBe(false);
+    expect(r.outputs[0]!.nonFiniteMismatches).toBe(27);
+    expect(r.outputs[0]!.nonFinite).toMatch(/reference 0, candidate -?Infinity/);
+    expect(r.maxAbs).toBe(0);
+  });
+
+  it("a reference that is NaN/Inf everywhere proves nothing", async () => {
+    const b = new GraphBuilder(13);
+    b.input("x", [4]);
+    b.output(b.op("Div", ["x", b.constant("z", [1], [0])], {}, "y"));
+    const r = await verifyModels(b.build(), b.build());
+    expect(r.ok).toBe(false);
+    expect(r.outputs[0]!.reason).toMatch(/NaN\/Inf everywhere/);
+  });
+});
+
+describe("user tolerances", () => {
+  const pair = (delta: number) => {
+    const make = (d: number) => {
+      const b = new GraphBuilder(13);
+      b.input("x", [1, 4]);
+      b.output(b.op("Add", ["x", b.constant("c", [4], [10, 20, 30, 40 + d])], {}, "y"));
+      return b.build();
+    };
+    return [make(0), make(delta)] as const;
+  };
+
+  it("atol and rtol are elementwise, as numpy.isclose: |Δ| ≤ atol + rtol·|ref|", async () => {
+    const [a, b] = pair(0.01);
+    expect((await verifyModels(a, b, { atol: 0.011 })).ok).toBe(true);
+    const tight = await verifyModels(a, b, { atol: 0.009 });
+    expect(tight.ok).toBe(false);
+    expect(tight.criterion).toBe("user");
+    expect(tight.outputs[0]!.exceeding).toBe(3); // one element in each of 3 input sets
+    expect(tight.outputs[0]!.reason).toMatch(/outside atol 0.009/);
+    // rtol 1e-3 of |ref| ≈ 40 allows 0.04 at that element.
+    expect((await verifyModels(a, b, { rtol: 1e-3 })).ok).toBe(true);
+    expect((await verifyModels(a, b, { rtol: 1e-5 })).ok).toBe(false);
+  });
+});
+
+describe("reports", () => {
+  it("counts the input sets it really ran", async () => {
+    const m = scaledConv(1, [1, 2, 6, 6]);
+    const feeds = { x: { dims: [1, 2, 6, 6], data: new Float32Array(72).fill(1), dtype: "float32" } };
+    const r = await verifyModels(m, m, { feeds, runs: 4 });
+    expect(r.inputSets).toBe(1); // the same data four times is one input set
+    expect((await verifyModels(m, m, { runs: 2 })).inputSets).toBe(2);
+  });
+
+  it("names both files and carries a schema tag", async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "reparam-proof-"));
+    try {
+      const a = path.join(dir, "a.onnx"), b = path.join(dir, "b.onnx");
+      saveModel(scaledConv(1), a);
+      saveModel(scaledConv(1), b);
+      const r = await verifyModels(loadModel(a), loadModel(b), { referenceFile: a, candidateFile: b, runs: 1 });
+      expect(r).toMatchObject({ schema: "reparam-onnx/verify-report/1", reference: a, candidate: b, ok: true });
+      expect(r.outputs[0]!.shapes).toEqual([[1, 2, 6, 6], [3, 2, 6, 6]]);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("onnxruntime's whole error text is kept (a shape error's index lines)", async () => {
+    const m = scaledConv(1, [1, 2, 6, 6]);
+    const wrong = { x: new ort.Tensor("float32", new Float32Array(2 * 2 * 6 * 6), [2, 2, 6, 6]) };
+    const e = await runModel(m, wrong).catch((err) => err as Error);
+    expect(e).toBeInstanceOf(ModelError);
+    expect(e.message).toMatch(/index: 0 Got: 2 Expected: 1/);
+    expect(e.message).not.toContain("\n");
+    expect(makeInputs(m, 0).x!.dims).toEqual([1, 2, 6, 6]);
+  });
+});
