@@ -6,7 +6,7 @@
 // seed, a failure prints its seed (replay one with --seed S --count 1 --keep), --spawn runs a
 // process per graph instead of the CLI's main() in this process.
 import { parseArgs } from "node:util";
-import { optimize } from "../src/pipeline/optimize.js";
+import { optimize } from "../src/app/optimize.js";
 import { verifyModels } from "../src/verify/verify.js";
 import { buildFcBlock, fcBlockFailure, randomFcSpec } from "./random-fc-blocks.js";
 import { buildBlock, randomSpec } from "./random-blocks.js";

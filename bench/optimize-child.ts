@@ -1,6 +1,6 @@
 // One optimizer run in its own process, so the benchmark can read its peak memory.
 import { loadModel, saveModel } from "../src/ir/io.js";
-import { optimize } from "../src/pipeline/optimize.js";
+import { optimize } from "../src/app/optimize.js";
 import { peakRssBytes } from "./peak-memory.js";
 
 const [input, output] = process.argv.slice(2) as [string, string];

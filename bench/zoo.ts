@@ -8,7 +8,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { parseArgs } from "node:util";
 import { loadModel } from "../src/ir/io.js";
-import { optimize } from "../src/pipeline/optimize.js";
+import { optimize } from "../src/app/optimize.js";
 import { checkInferredShapes, concreteInputShapes } from "../src/verify/shape-check.js";
 import { verifyModels } from "../src/verify/verify.js";
 

@@ -5,7 +5,7 @@ import * as fs from "node:fs";
 import { describe, expect, it } from "vitest";
 import { ModelError, UsageError } from "../src/ir/errors.js";
 import { modelFromBytes } from "../src/ir/io.js";
-import { optimize } from "../src/pipeline/optimize.js";
+import { optimize } from "../src/app/optimize.js";
 import { verifyModels } from "../src/verify/verify.js";
 import { rng } from "./helpers/random.js";
 

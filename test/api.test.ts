@@ -1,10 +1,10 @@
 import { describe, expect, it } from "vitest";
-import { dropIdentity } from "../examples/custom-pass.js";
-import { defaultPasses, optimize } from "../src/index.js";
+import { dropIdentity } from "../examples/custom-rule.js";
+import { defaultRules, optimize } from "../src/index.js";
 import { foldAndVerify, Net, ops } from "./helpers/graphs.js";
 
 describe("programmatic API", () => {
-  it("a user pass runs in the pipeline and its rewrites are reported", async () => {
+  it("a user rule runs in the pipeline and its rewrites are reported", async () => {
     const n = new Net(21);
     const x = n.input("x", [1, 3, 6, 6]);
     const a = n.op("Identity", [n.convBn(x, 3, 3, 3)]);
@@ -13,7 +13,7 @@ describe("programmatic API", () => {
     // Without the custom pass, the Identity is folded as part of the region anyway…
     expect(ops(optimize(model).model)).toEqual({ Conv: 1 });
     // …and with it, the report names the user's pass.
-    const { model: out, report } = await foldAndVerify(model, { passes: [dropIdentity, ...defaultPasses()] });
+    const { model: out, report } = await foldAndVerify(model, { rules: [dropIdentity, ...defaultRules()] });
     expect(ops(out)).toEqual({ Conv: 1 });
     expect(report.passes.find((p) => p.name === "drop-identity")?.rewrites).toBe(1);
   });

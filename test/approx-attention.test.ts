@@ -3,9 +3,9 @@
 import { execFileSync } from "node:child_process";
 import * as path from "node:path";
 import { describe, expect, it } from "vitest";
-import { findAttentionBlocks, replaceGates } from "../passes/approximate-attention.js";
+import { findAttentionBlocks, replaceGates } from "../src/app/approximate-attention.js";
 import { loadModel } from "../src/ir/io.js";
-import { optimize } from "../src/pipeline/optimize.js";
+import { optimize } from "../src/app/optimize.js";
 import { approximationError, attentionStats, readCalibration } from "../src/verify/calibration.js";
 
 const ROOT = new URL("..", import.meta.url).pathname;

@@ -1,8 +1,8 @@
 // A failing verification names the rewrite responsible (found by re-applying prefixes of the
 // rewrite sequence), and --skip-failing keeps every other rewrite, verified again.
 import { describe, expect, it } from "vitest";
-import { findCulprit, skipFailing } from "../src/pipeline/bisect.js";
-import { optimize } from "../src/pipeline/optimize.js";
+import { findCulprit, skipFailing } from "../src/app/bisect.js";
+import { optimize } from "../src/app/optimize.js";
 import { verifyModels } from "../src/verify/verify.js";
 import { Net, ops } from "./helpers/graphs.js";
 

@@ -13,7 +13,7 @@ import { loadModel, modelFromBytes, modelToBytes, saveModel } from "../src/ir/io
 import { decodeModel, encodeModel, onnx, unknownFieldCount, type ModelProto } from "../src/ir/proto.js";
 import { inferShapes } from "../src/ir/shapes.js";
 import { Tensor } from "../src/ir/tensor.js";
-import { optimize } from "../src/pipeline/optimize.js";
+import { optimize } from "../src/app/optimize.js";
 
 const require = createRequire(import.meta.url);
 const protobuf = require("protobufjs/minimal") as typeof import("protobufjs");

@@ -3,7 +3,7 @@
 // and the preconditions that must leave a graph alone.
 import { describe, expect, it } from "vitest";
 import { DataType } from "../src/ir/dtype.js";
-import { optimize } from "../src/pipeline/optimize.js";
+import { optimize } from "../src/app/optimize.js";
 import { foldAndVerify, Net, ops } from "./helpers/graphs.js";
 
 describe("parallel branches", () => {

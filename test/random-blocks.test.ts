@@ -2,7 +2,7 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { BRANCHES, buildBlock, legal, NEGATIVES, type BlockSpec } from "../bench/random-blocks.js";
-import { optimize } from "../src/pipeline/optimize.js";
+import { optimize } from "../src/app/optimize.js";
 import { verifyModels } from "../src/verify/verify.js";
 
 const specArb: fc.Arbitrary<BlockSpec> = fc

@@ -2,7 +2,7 @@
 // verify in onnxruntime, and positive ones fold every BN, scale and local conv into the FC.
 import { describe, expect, it } from "vitest";
 import { buildFcBlock, fcBlockFailure, randomFcSpec } from "../bench/random-fc-blocks.js";
-import { optimize } from "../src/pipeline/optimize.js";
+import { optimize } from "../src/app/optimize.js";
 import { verifyModels } from "../src/verify/verify.js";
 
 describe("random locality-injection blocks", () => {

@@ -10,7 +10,7 @@ import * as ort from "onnxruntime-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadModel, saveModel } from "../src/ir/io.js";
 import type { Model } from "../src/ir/graph.js";
-import { optimize } from "../src/pipeline/optimize.js";
+import { optimize } from "../src/app/optimize.js";
 import { runModel, verifyModels } from "../src/verify/verify.js";
 import { selectBackend, tf } from "../src/trainer/backend.js";
 import { batchOf, loadData, syntheticData, type DataSplits } from "../src/trainer/data.js";

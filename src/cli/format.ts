@@ -1,6 +1,6 @@
 // Human-readable reports (the CLI's default output); --json prints the same objects as JSON.
-import type { OptimizeReport } from "../pipeline/optimize.js";
-import type { ModelStats } from "../pipeline/stats.js";
+import type { OptimizeReport } from "../app/optimize.js";
+import type { ModelStats } from "../app/stats.js";
 import type { VerifyReport } from "../verify/verify.js";
 
 const num = (n: number) => n.toLocaleString("en-US");

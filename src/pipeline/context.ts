@@ -1,18 +1,13 @@
-// What a pass sees: the graph through cheap derived views (producers, consumers, shapes,
-// constants), a rewriter through which all mutation goes, and a place to record refusals.
+// What a rule sees: the graph through cheap derived views (producers, consumers, shapes,
+// constants), the run's options, and fresh names for what it creates. Nothing here changes the
+// graph: rules describe changes in a Replacement and the Rewriter applies them.
+import { constantTensor } from "../ir/constants.js";
 import type { Graph, Model, Node } from "../ir/graph.js";
 import { inferShapes, type ShapeMap } from "../ir/shapes.js";
-import { Tensor } from "../ir/tensor.js";
-import { Rewriter } from "./rewriter.js";
+import type { Tensor } from "../ir/tensor.js";
+import type { Change, Rewriter } from "./rewriter.js";
 
-export interface RefusalRecord {
-  pass: string;
-  node: string;
-  op: string;
-  reason: string;
-}
-
-export interface PassOptions {
+export interface RuleOptions {
   /** Concrete input shapes (from --shape). */
   shapes?: Record<string, number[]>;
   /** Skip compositions that increase multiply-accumulates (default: do them, as the authors' deploy code does). */
@@ -30,20 +25,39 @@ export interface PassOptions {
   unsafeIgnoreBorderRule?: boolean;
 }
 
-export class PassContext {
-  readonly rewriter: Rewriter;
-  readonly refusals: RefusalRecord[] = [];
-  private cache: { producers?: Map<string, Node>; consumers?: Map<string, Node[]>; shapes?: ShapeMap; outputs?: Set<string> } = {};
-  currentPass = "";
-  /** A pass read a layer whose weights other nodes share, allowed because every use is the same layer. */
+export class RuleContext {
+  private cache: {
+    producers?: Map<string, Node>;
+    consumers?: Map<string, Node[]>;
+    shapes?: ShapeMap;
+    declaredShapes?: ShapeMap;
+    outputs?: Set<string>;
+  } = {};
+  /** Per-graph-version results of whole-graph analyses (dropped at every change). */
+  private memos = new Map<string, unknown>();
+  /** A rule read a layer whose weights other nodes share, allowed because every use is the same layer. */
   readSharedWeights = false;
 
-  constructor(readonly model: Model, readonly options: PassOptions = {}) {
-    this.rewriter = new Rewriter(model.graph, () => (this.cache = {}));
+  constructor(readonly model: Model, readonly options: RuleOptions, private readonly rewriter: Rewriter) {
+    rewriter.listen((change) => this.changed(change));
   }
 
   get graph(): Graph {
     return this.model.graph;
+  }
+
+  opset(domain = ""): number {
+    return this.model.opset(domain);
+  }
+
+  /** A name no node, tensor or initializer uses yet (reserved for this run). */
+  uniqueName(base: string): string {
+    return this.rewriter.uniqueName(base);
+  }
+
+  /** Initializers this run created (the model's own ones are never merged or rewritten in place). */
+  get created(): ReadonlySet<string> {
+    return this.rewriter.created;
   }
 
   producers(): Map<string, Node> {
@@ -58,29 +72,24 @@ export class PassContext {
     return (this.cache.outputs ??= this.graph.outputNames()).has(tensor);
   }
 
+  /** Shapes at the run's input shapes (--shape overrides the declared ones). */
   shapes(): ShapeMap {
-    return (this.cache.shapes ??= inferShapes(this.graph, {
-      overrides: this.options.shapes,
-      constant: (name) => {
-        const t = this.constant(name);
-        return t ? Array.from(t.toFloat64()) : undefined;
-      },
-    }));
+    return (this.cache.shapes ??= inferShapes(this.graph, { overrides: this.options.shapes, constant: this.constantValues }));
   }
+
+  /** Shapes as the model declares them (--shape must not specialise a dynamic graph silently). */
+  declaredShapes(): ShapeMap {
+    return (this.cache.declaredShapes ??= inferShapes(this.graph, { constant: this.constantValues }));
+  }
+
+  private readonly constantValues = (name: string): number[] | undefined => {
+    const t = this.constant(name);
+    return t ? Array.from(t.toFloat64()) : undefined;
+  };
 
   /** A tensor whose value is fixed: an initializer no graph input can override, or a Constant's output. */
   constant(name: string): Tensor | undefined {
-    const init = this.graph.initializers.get(name);
-    if (init) return this.graph.inputs.some((i) => i.name === name) ? undefined : init;
-    const producer = this.producers().get(name);
-    if (producer?.opType === "Constant" && producer.isDefaultDomain) {
-      const t = producer.tensor("value");
-      if (t) return t;
-      const f = producer.attr("value_float"), fs = producer.attr("value_floats");
-      if (f) return Tensor.fromFloat64(name, 1, [], Float64Array.of(Number(f.f)));
-      if (fs) return Tensor.fromFloat64(name, 1, [fs.floats!.length], Float64Array.from(fs.floats!));
-    }
-    return undefined;
+    return constantTensor(this.graph, this.producers(), name);
   }
 
   /** Nodes other than `except` that read `tensor`. */
@@ -88,9 +97,16 @@ export class PassContext {
     return this.consumers(tensor).filter((n) => n !== except);
   }
 
-  refuse(node: Node, reason: string): void {
-    const name = node.name || `${node.opType}(${node.outputs[0]})`;
-    if (!this.refusals.some((r) => r.node === name && r.reason === reason))
-      this.refusals.push({ pass: this.currentPass, node: name, op: node.opType, reason });
+  /** The result of a whole-graph analysis, computed once per graph version. */
+  memo<T>(key: string, compute: () => T): T {
+    if (this.memos.has(key)) return this.memos.get(key) as T;
+    const value = compute();
+    this.memos.set(key, value);
+    return value;
+  }
+
+  private changed(_change: Change): void {
+    this.cache = {};
+    this.memos.clear();
   }
 }

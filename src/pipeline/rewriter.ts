@@ -1,59 +1,39 @@
-// All graph mutation goes through here (MLIR's PatternRewriter idea): passes describe a
-// replacement, the rewriter applies it, keeps the node order topological, garbage-collects what
-// the replaced nodes left unused, and records the rewrite for the report.
+// The only code that changes a graph (MLIR's PatternRewriter idea, docs/rules.md §1): it applies
+// a Replacement a rule declared, keeps the node order topological, garbage-collects what the
+// replaced nodes left unused, records the rewrite for the report, and tells its listeners what
+// changed (the rule context keeps its derived views up to date from that).
 import type { Graph, Node } from "../ir/graph.js";
-import type { Tensor } from "../ir/tensor.js";
+import { onnx } from "../ir/proto.js";
+import { rewriteKey, type Match, type Replacement, type RewriteRecord } from "./rule.js";
 
-export interface RewriteRecord {
-  /** Stable identity of the rewrite across runs on the same input (pass, anchor, replaced nodes). */
-  key: string;
-  pass: string;
-  /** Name of the node that replaced the region (first added node). */
-  node: string;
-  /** Names and op types of the nodes it replaced. */
-  removed: { name: string; op: string }[];
-  summary: string;
-  macsBefore?: number;
-  macsAfter?: number;
-}
-
-export interface Replacement {
-  pass: string;
-  /** The node whose position the new nodes take (the region's last node). */
-  anchor: Node;
-  remove: Node[];
-  add: Node[];
-  summary: string;
-  macsBefore?: number;
-  macsAfter?: number;
-  /** Tensors the rewrite stopped reading (e.g. replaced initializers): dropped if now unused. */
-  collect?: string[];
-  /** Initializers that take the place of removed nodes' outputs, under those outputs' names. */
-  initializers?: Tensor[];
-}
-
-/** Decides whether a rewrite may be applied (used to bisect a verification failure). */
-export type RewriteFilter = (key: string) => boolean;
-
-export function rewriteKey(pass: string, anchor: Node, remove: Node[]): string {
-  return `${pass}:${anchor.name || anchor.outputs[0]}:${remove.map((n) => n.name || n.outputs[0]).sort().join(",")}`;
+/** What one applied rewrite changed. */
+export interface Change {
+  /** Nodes no longer in the graph (replaced, or collected as dead). */
+  removed: Node[];
+  /** Nodes added by the replacement. */
+  added: Node[];
+  /** Kept nodes whose inputs changed. */
+  rewired: Node[];
+  /** Tensors whose producer, value or recorded shape changed (initializers added or dropped included). */
+  tensors: Set<string>;
 }
 
 export class Rewriter {
   readonly records: RewriteRecord[] = [];
-  /** Rewrites a filter turned down (by key), so passes can move on. */
-  readonly declined = new Set<string>();
-  private names = new Set<string>();
-  private pending: string[] = [];
   /** Initializers this run created (the model's own ones are never merged or rewritten in place). */
   readonly created = new Set<string>();
-  filter: RewriteFilter | undefined;
+  private names = new Set<string>();
+  private listeners: ((change: Change) => void)[] = [];
 
-  constructor(private readonly graph: Graph, private readonly invalidate: () => void) {
+  constructor(private readonly graph: Graph) {
     for (const n of graph.nodes) this.names.add(n.name);
     for (const k of graph.initializers.keys()) this.names.add(k);
     for (const n of graph.nodes) for (const o of n.outputs) this.names.add(o);
     for (const i of graph.inputs) this.names.add(i.name ?? "");
+  }
+
+  listen(listener: (change: Change) => void): void {
+    this.listeners.push(listener);
   }
 
   /** A name no node, tensor or initializer uses yet. */
@@ -64,83 +44,59 @@ export class Rewriter {
     return name;
   }
 
-  addInitializer(base: string, make: (name: string) => Tensor): string {
-    const name = this.uniqueName(base);
-    const t = make(name);
-    this.graph.initializers.set(name, t);
-    this.pending.push(name);
-    this.created.add(name);
-    return name;
-  }
-
-  /** Point input `index` of `node` at another tensor (e.g. a rewritten private weight). */
-  setInput(node: Node, index: number, tensor: string): void {
-    node.inputs[index] = tensor;
-    this.invalidate();
-  }
-
-  /** Every reader of `from` reads `to` instead (graph outputs keep their names). */
-  replaceAllUses(from: string, to: string): void {
-    for (const n of this.graph.nodes) n.inputs = n.inputs.map((i) => (i === from ? to : i));
-    this.invalidate();
-  }
-
-  /** Would the filter accept this rewrite? (For passes that mutate before calling replace.) */
-  allows(pass: string, anchor: Node, remove: Node[]): boolean {
-    const key = rewriteKey(pass, anchor, remove);
-    if (!this.filter || this.filter(key)) return true;
-    this.declined.add(key);
-    return false;
-  }
-
-  /** Was a rewrite anchored at this node declined already (so a pass need not rebuild it)? */
-  declinedAnchor(anchor: Node): boolean {
-    if (this.declined.size === 0) return false;
-    const prefix = `:${anchor.name || anchor.outputs[0]}:`;
-    for (const k of this.declined) if (k.includes(prefix)) return true;
-    return false;
-  }
-
-  /**
-   * Apply a replacement. Returns false (and undoes initializers added for it) when the filter
-   * declines it; passes then treat the region as left alone.
-   */
-  replace(r: Replacement): boolean {
-    const key = rewriteKey(r.pass, r.anchor, r.remove);
-    if (this.filter && !this.filter(key)) {
-      for (const name of this.pending) this.graph.initializers.delete(name);
-      this.pending = [];
-      this.declined.add(key);
-      return false;
-    }
-    this.pending = [];
+  /** Apply a rewrite the filter accepted: `match` says where and what it replaces, `r` the rest. */
+  apply(rule: string, match: Match, r: Replacement): RewriteRecord {
+    const graph = this.graph;
+    const { anchor, remove } = match;
+    const add = r.add ?? [];
+    const at = graph.nodes.indexOf(anchor);
+    if (at < 0) throw new Error(`rewriter: anchor ${anchor.name} is not in the graph`);
+    const change: Change = { removed: [...remove], added: add, rewired: [], tensors: new Set() };
     for (const t of r.initializers ?? []) {
-      this.graph.initializers.set(t.name, t);
+      graph.initializers.set(t.name, t);
       this.created.add(t.name);
+      change.tensors.add(t.name);
     }
-    const nodes = this.graph.nodes;
-    const at = nodes.indexOf(r.anchor);
-    if (at < 0) throw new Error(`rewriter: anchor ${r.anchor.name} is not in the graph`);
-    const removing = new Set(r.remove);
-    const before = nodes.slice(0, at).filter((n) => !removing.has(n));
-    const after = nodes.slice(at + 1).filter((n) => !removing.has(n));
-    this.graph.nodes = [...before, ...(removing.has(r.anchor) ? [] : [r.anchor]), ...r.add, ...after];
+    for (const { node, input, tensor } of r.rewire ?? []) {
+      node.inputs[input] = tensor;
+      change.rewired.push(node);
+    }
+    for (const { from, to } of r.replaceUses ?? [])
+      for (const n of graph.nodes)
+        if (n.inputs.includes(from)) {
+          n.inputs = n.inputs.map((i) => (i === from ? to : i));
+          change.rewired.push(n);
+        }
+    for (const { tensor, axis, size } of r.resize ?? [])
+      for (const v of graph.valueInfo) {
+        const dims = v.type?.tensorType?.shape?.dim;
+        if (v.name === tensor && dims?.[axis]) {
+          dims[axis] = onnx.TensorShapeProto.Dimension.create({ dimValue: size });
+          change.tensors.add(tensor);
+        }
+      }
+    const removing = new Set(remove);
+    const before = graph.nodes.slice(0, at).filter((n) => !removing.has(n));
+    const after = graph.nodes.slice(at + 1).filter((n) => !removing.has(n));
+    graph.nodes = [...before, ...(removing.has(anchor) ? [] : [anchor]), ...add, ...after];
+    for (const n of [...remove, ...add]) for (const o of n.outputs) if (o) change.tensors.add(o);
     const touched = new Set<string>();
-    for (const n of r.remove) for (const i of n.inputs) if (i) touched.add(i);
+    for (const n of remove) for (const i of n.inputs) if (i) touched.add(i);
     for (const t of r.collect ?? []) if (t) touched.add(t);
-    this.collectGarbage(touched);
-    this.records.push({
-      key,
-      pass: r.pass, node: r.add[0]?.name ?? r.anchor.name, summary: r.summary,
-      removed: r.remove.map((n) => ({ name: n.name, op: n.opType })),
+    this.collectGarbage(touched, change);
+    const record: RewriteRecord = {
+      key: rewriteKey(rule, anchor, remove),
+      pass: rule, node: add[0]?.name ?? anchor.name, summary: r.summary,
+      removed: remove.map((n) => ({ name: n.name, op: n.opType })),
       macsBefore: r.macsBefore, macsAfter: r.macsAfter,
-    });
-    this.invalidate();
-    return true;
+    };
+    this.records.push(record);
+    for (const listener of this.listeners) listener(change);
+    return record;
   }
 
   /** Drop initializers and nodes that only the removed nodes used (transitively); stale value_info too. */
-  private collectGarbage(candidates: Set<string>): void {
+  private collectGarbage(candidates: Set<string>, change: Change): void {
     const outputs = new Set(this.graph.outputs.map((o) => o.name ?? ""));
     let changed = true;
     while (changed) {
@@ -158,6 +114,7 @@ export class Rewriter {
         if (this.graph.initializers.delete(name)) {
           // IR < 4 models list initializers among the inputs too: drop that entry with it.
           this.graph.inputs = this.graph.inputs.filter((i) => i.name !== name);
+          change.tensors.add(name);
           changed = true;
         }
         // The producer, once none of its outputs is read (shape plumbing of a removed Reshape,
@@ -171,7 +128,13 @@ export class Rewriter {
           changed = true;
         }
       }
-      if (drop.size > 0) this.graph.nodes = this.graph.nodes.filter((n) => !drop.has(n));
+      if (drop.size > 0) {
+        this.graph.nodes = this.graph.nodes.filter((n) => !drop.has(n));
+        for (const n of drop) {
+          change.removed.push(n);
+          for (const o of n.outputs) if (o) change.tensors.add(o);
+        }
+      }
     }
     const produced = new Set<string>();
     for (const n of this.graph.nodes) for (const o of n.outputs) produced.add(o);

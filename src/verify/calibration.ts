@@ -7,7 +7,6 @@ import * as ort from "onnxruntime-node";
 import { UsageError } from "../ir/errors.js";
 import type { Model } from "../ir/graph.js";
 import { onnx } from "../ir/proto.js";
-import type { AttentionBlock } from "../../passes/approximate-attention.js";
 import { readNpy } from "./npy.js";
 import { createSession, tensorToFloat64 } from "./verify.js";
 
@@ -47,6 +46,15 @@ export function readCalibration(source: string, model: Model): CalibrationSet {
   return { batches, samples };
 }
 
+/** What the statistics need of a channel-attention block (src/app/approximate-attention.ts finds them). */
+export interface GateProbe {
+  /** The Mul applying the gate (named in messages). */
+  mul: { name: string };
+  /** The gate tensor measured: C values per sample. */
+  gate: string;
+  channels: number;
+}
+
 export interface AttentionStat {
   block: string;
   channels: number;
@@ -58,7 +66,7 @@ export interface AttentionStat {
 }
 
 /** Run the calibration set with every gate tensor exposed as an extra output and summarize it. */
-export async function attentionStats(model: Model, blocks: AttentionBlock[], calib: CalibrationSet): Promise<AttentionStat[]> {
+export async function attentionStats(model: Model, blocks: GateProbe[], calib: CalibrationSet): Promise<AttentionStat[]> {
   const probe = model.clone();
   for (const b of blocks) probe.graph.outputs.push(onnx.ValueInfoProto.create({ name: b.gate }));
   const session = await createSession(probe, "cpu", "calibration");

@@ -3,7 +3,7 @@
 import { expect } from "vitest";
 import { GraphBuilder } from "../../src/ir/builder.js";
 import type { Model } from "../../src/ir/graph.js";
-import { optimize, type OptimizeOptions } from "../../src/pipeline/optimize.js";
+import { optimize, type OptimizeOptions } from "../../src/app/optimize.js";
 import { verifyModels } from "../../src/verify/verify.js";
 import { randomArray, rng } from "./random.js";
 

@@ -5,7 +5,7 @@
 import type { Model } from "../ir/graph.js";
 import { verifyModels, type VerifyOptions, type VerifyReport } from "../verify/verify.js";
 import { optimize, type OptimizeOptions, type OptimizeReport } from "./optimize.js";
-import type { RewriteRecord } from "./rewriter.js";
+import type { RewriteRecord } from "../pipeline/rule.js";
 
 export interface Culprit {
   rewrite: RewriteRecord;

@@ -1,13 +1,13 @@
-// The one place where ONNX nodes are read as linear maps (and where a LinearMap becomes a Conv
-// node again). Each reader checks the node's preconditions and returns a refusal saying why not.
-import { batchNormAffine } from "../src/algebra/affine.js";
-import { makeMap, notCandidate, refuse, regroup, type LinearMap, type Pads, type Refusal } from "../src/algebra/linear-map.js";
-import type { AveragePoolParams } from "../src/algebra/pool.js";
-import { DataType } from "../src/ir/dtype.js";
-import { attr, Node } from "../src/ir/graph.js";
-import { resolvePads } from "../src/ir/shapes.js";
-import { Tensor } from "../src/ir/tensor.js";
-import type { PassContext } from "../src/pipeline/context.js";
+// The one place where ONNX nodes are read as linear maps (docs/rules.md §5; emit.ts writes them
+// back). Each reader checks the node's preconditions and returns a refusal saying why not.
+import { batchNormAffine } from "../../algebra/affine.js";
+import { makeMap, notCandidate, refuse, type LinearMap, type Pads, type Refusal } from "../../algebra/linear-map.js";
+import type { AveragePoolParams } from "../../algebra/pool.js";
+import type { Node } from "../../ir/graph.js";
+import { resolvePads } from "../../ir/shapes.js";
+import type { RuleContext } from "../../pipeline/context.js";
+import { AFFINE_BINARY_OPS } from "../op-traits.js";
+import { isFoldableFloat, sharedFoldRefusal } from "../policy.js";
 import { readBorderFill } from "./border-fill.js";
 
 /**
@@ -29,39 +29,13 @@ export type LinearOp =
 
 const present = (s: string | undefined): s is string => s !== undefined && s !== "";
 
-/** Parameters of `node` that other nodes also read: folding would need private copies. */
-function sharedParameters(ctx: PassContext, node: Node, names: string[]): Refusal | undefined {
-  if (ctx.options.duplicateShared) return undefined;
-  for (const name of names) {
-    const t = ctx.constant(name);
-    const others = t && t.size > 1 ? ctx.otherUsers(name, node) : [];
-    if (others.length === 0) continue;
-    // Weight sharing by recursion (SReT): the same layer applied at several places. Each use may
-    // fold; identical rewritten weights are merged again afterwards (dedupe-initializers), and if
-    // the model would still grow the driver redoes the run without this allowance.
-    if (!ctx.options.strictSharing && node.opType !== "BatchNormalization" && others.every((o) => sameLayer(ctx, o, node))) {
-      ctx.readSharedWeights = true; // the driver checks the model did not grow because of it
-      continue;
-    }
-    return refuse(`parameter '${name}' is shared with ${others[0]!.name || "another node"}: folding would duplicate it (use --duplicate-shared)`);
-  }
-  return undefined;
-}
-
-/** The same layer applied to another input: same op, attributes and constant operands. */
-function sameLayer(ctx: PassContext, a: Node, b: Node): boolean {
-  if (a.opType !== b.opType || a.domain !== b.domain || a.inputs.length !== b.inputs.length) return false;
-  if (JSON.stringify(a.attributes) !== JSON.stringify(b.attributes)) return false;
-  return a.inputs.every((name, i) => (ctx.constant(name) || ctx.constant(b.inputs[i]!) ? name === b.inputs[i] : true));
-}
-
 /**
  * Which operand of an elementwise Mul/Add/Sub/Div is the constant when the node is affine in the
  * other (c − x is, c / x is not), or undefined. Opset < 7 broadcast attributes align the constant
  * elsewhere: not affine in this sense.
  */
-export function constantOperand(ctx: PassContext, n: Node): 0 | 1 | undefined {
-  if (!["Mul", "Add", "Sub", "Div"].includes(n.opType) || !n.isDefaultDomain || n.inputs.length !== 2 || n.attributes.length > 0) return undefined;
+export function constantOperand(ctx: RuleContext, n: Node): 0 | 1 | undefined {
+  if (!AFFINE_BINARY_OPS.has(n.opType) || !n.isDefaultDomain || n.inputs.length !== 2 || n.attributes.length > 0) return undefined;
   const [c0, c1] = n.inputs.map((t) => ctx.constant(t));
   if (c1 && !c0) return 1;
   if (c0 && !c1 && n.opType !== "Div") return 0;
@@ -69,7 +43,7 @@ export function constantOperand(ctx: PassContext, n: Node): 0 | 1 | undefined {
 }
 
 /** The layout a tensor's rank implies: 4-D images are NCHW, 2-D and 3-D tensors carry features last. */
-export function layoutOf(ctx: PassContext, tensor: string): Layout | Refusal {
+export function layoutOf(ctx: RuleContext, tensor: string): Layout | Refusal {
   const dims = ctx.shapes().get(tensor)?.dims;
   if (!dims) return refuse(`rank of '${tensor}' is unknown (give --shape)`);
   if (dims.length === 4) return "nchw";
@@ -78,15 +52,13 @@ export function layoutOf(ctx: PassContext, tensor: string): Layout | Refusal {
 }
 
 /** Channel (nchw) or feature (last-axis) count of a tensor, when known. */
-export function featureCount(ctx: PassContext, tensor: string, layout: Layout): number | undefined {
+export function featureCount(ctx: RuleContext, tensor: string, layout: Layout): number | undefined {
   const dims = ctx.shapes().get(tensor)?.dims;
   if (!dims) return undefined;
   return layout === "nchw" ? dims[1] : dims[dims.length - 1];
 }
 
-const FLOAT_TYPES: number[] = [DataType.FLOAT, DataType.DOUBLE, DataType.FLOAT16, DataType.BFLOAT16];
-
-export function readLinearOp(ctx: PassContext, node: Node): LinearOp | Refusal {
+export function readLinearOp(ctx: RuleContext, node: Node): LinearOp | Refusal {
   if (!node.isDefaultDomain) return refuse(`custom-domain op ${node.domain}.${node.opType}`);
   switch (node.opType) {
     case "Conv": return readConv(ctx, node);
@@ -121,14 +93,14 @@ export function readLinearOp(ctx: PassContext, node: Node): LinearOp | Refusal {
   }
 }
 
-function readConv(ctx: PassContext, node: Node): LinearOp | Refusal {
+function readConv(ctx: RuleContext, node: Node): LinearOp | Refusal {
   const [x, wName, bName] = node.inputs;
   const w = ctx.constant(wName ?? "");
   if (!w) return refuse("Conv weight is not a constant");
   if (w.dims.length !== 4) return refuse(`Conv is ${w.dims.length - 2}-D (only 2-D convolutions fold)`);
   const b = present(bName) ? ctx.constant(bName) : undefined;
   if (present(bName) && !b) return refuse("Conv bias is not a constant");
-  const shared = sharedParameters(ctx, node, [wName!, ...(present(bName) ? [bName] : [])]);
+  const shared = sharedFoldRefusal(ctx, node, [wName!, ...(present(bName) ? [bName] : [])]);
   if (shared) return shared;
   const [O, Cg, kh, kw] = w.dims as [number, number, number, number];
   const groups = node.int("group", 1);
@@ -150,21 +122,21 @@ function denseMap(weightOI: Float64Array | Float32Array, O: number, I: number, b
   return makeMap({ outChannels: O, inChannels: I, groups: 1, kh: 1, kw: 1, kernel: weightOI, bias, stride: [1, 1], pads: [0, 0, 0, 0], dilation: [1, 1] });
 }
 
-function transpose2(data: ArrayLike<number>, rows: number, cols: number): Float64Array {
+export function transpose2(data: ArrayLike<number>, rows: number, cols: number): Float64Array {
   const out = new Float64Array(rows * cols);
   for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) out[c * rows + r] = data[r * cols + c]!;
   return out;
 }
 
 /** Gemm(A, B, C) = alpha·A·op(B) + beta·C with constant B, C: a dense map of A's rows. */
-function readGemm(ctx: PassContext, node: Node): LinearOp | Refusal {
+function readGemm(ctx: RuleContext, node: Node): LinearOp | Refusal {
   const [a, bName, cName] = node.inputs;
   if (node.int("transA", 0) !== 0) return refuse("Gemm with transA");
   const B = ctx.constant(bName ?? "");
   if (!B || B.dims.length !== 2) return refuse("Gemm weight is not a constant matrix");
   const C = present(cName) ? ctx.constant(cName) : undefined;
   if (present(cName) && !C) return refuse("Gemm bias is not a constant");
-  const shared = sharedParameters(ctx, node, [bName!, ...(present(cName) ? [cName] : [])]);
+  const shared = sharedFoldRefusal(ctx, node, [bName!, ...(present(cName) ? [cName] : [])]);
   if (shared) return shared;
   const transB = node.int("transB", 0) === 1;
   const [r, c] = B.dims as [number, number];
@@ -185,26 +157,26 @@ function readGemm(ctx: PassContext, node: Node): LinearOp | Refusal {
 }
 
 /** MatMul(X, W) with a constant 2-D W on the right: a dense map of X's last axis. */
-function readMatMul(ctx: PassContext, node: Node): LinearOp | Refusal {
+function readMatMul(ctx: RuleContext, node: Node): LinearOp | Refusal {
   const [x, wName] = node.inputs as [string, string];
   const W = ctx.constant(wName);
   if (!W || ctx.constant(x)) return notCandidate("MatMul without exactly one constant weight on the right");
   if (W.dims.length !== 2) return refuse(`MatMul weight of rank ${W.dims.length} (batched weights are not a linear layer of the features)`);
   const xDims = ctx.shapes().get(x)?.dims;
   if (!xDims || xDims.length < 2) return refuse("MatMul input rank unknown or 1-D");
-  const shared = sharedParameters(ctx, node, [wName]);
+  const shared = sharedFoldRefusal(ctx, node, [wName]);
   if (shared) return shared;
   const [I, O] = W.dims as [number, number];
   return { kind: "conv", node, input: x, map: denseMap(transpose2(W.floatView(), I, O), O, I, new Float64Array(O)), layout: "features" };
 }
 
-function readBatchNorm(ctx: PassContext, node: Node): LinearOp | Refusal {
+function readBatchNorm(ctx: RuleContext, node: Node): LinearOp | Refusal {
   if (node.int("training_mode", 0) !== 0) return refuse("BatchNormalization in training mode");
   if (node.outputs.slice(1).some((o) => present(o) && ctx.consumers(o).length > 0)) return refuse("BatchNormalization running statistics are used");
   if (node.int("spatial", 1) !== 1) return refuse("BatchNormalization with spatial=0");
   const params = node.inputs.slice(1, 5).map((n) => ctx.constant(n));
   if (params.length < 4 || params.some((p) => !p)) return refuse("BatchNormalization parameters are not constants");
-  const shared = sharedParameters(ctx, node, node.inputs.slice(1, 5));
+  const shared = sharedFoldRefusal(ctx, node, node.inputs.slice(1, 5));
   if (shared) return shared;
   const [g, b, m, v] = params.map((p) => p!.toFloat64()) as [Float64Array, Float64Array, Float64Array, Float64Array];
   const { scale, shift } = batchNormAffine(g, b, m, v, node.float("epsilon", 1e-5));
@@ -218,7 +190,7 @@ function readBatchNorm(ctx: PassContext, node: Node): LinearOp | Refusal {
  * A constant that scales or shifts whole channels: for an NCHW tensor shape [], [1], [C,1,1] or
  * [1,C,1,1]; for a features tensor [..., F] a constant varying only along the last axis.
  */
-function channelVector(ctx: PassContext, constName: string, other: string, layout: Layout): Float64Array | Refusal {
+function channelVector(ctx: RuleContext, constName: string, other: string, layout: Layout): Float64Array | Refusal {
   const t = ctx.constant(constName)!;
   const dims = t.dims;
   const rank = ctx.shapes().get(other)!.dims!.length;
@@ -231,17 +203,17 @@ function channelVector(ctx: PassContext, constName: string, other: string, layou
       : `constant '${constName}' of shape [${dims}] varies along more than the feature axis`);
   const count = featureCount(ctx, other, layout);
   if (padded[axis] !== 1 && padded[axis] !== count) return refuse(`constant '${constName}' has ${padded[axis]} channels, tensor has ${count ?? "unknown"}`);
-  if (!t.dtype || !FLOAT_TYPES.includes(t.dtype)) return refuse(`constant '${constName}' is not floating point`);
+  if (!t.dtype || !isFoldableFloat(t.dtype)) return refuse(`constant '${constName}' is not floating point`);
   return t.toFloat64();
 }
 
-function readBinary(ctx: PassContext, node: Node): LinearOp | Refusal {
+function readBinary(ctx: RuleContext, node: Node): LinearOp | Refusal {
   const [a, b] = node.inputs as [string, string];
   const ca = ctx.constant(a), cb = ctx.constant(b);
   if (ca && cb) return notCandidate("both operands are constants (constant folding, not a linear layer)");
   const op = node.opType;
   const out = ctx.shapes().get(node.outputs[0]!);
-  if (out?.dtype !== undefined && !FLOAT_TYPES.includes(out.dtype)) return notCandidate("not a floating-point tensor");
+  if (out?.dtype !== undefined && !isFoldableFloat(out.dtype)) return notCandidate("not a floating-point tensor");
   let layout = layoutOf(ctx, node.outputs[0]!);
   if (typeof layout !== "string") return layout;
   // On a 4-D tensor a constant varying only along the last axis is a per-feature affine of a
@@ -276,7 +248,7 @@ function readBinary(ctx: PassContext, node: Node): LinearOp | Refusal {
   }
 }
 
-function readAveragePool(ctx: PassContext, node: Node): LinearOp | Refusal {
+function readAveragePool(ctx: RuleContext, node: Node): LinearOp | Refusal {
   const k = node.ints("kernel_shape", []);
   if (k.length !== 2) return refuse("AveragePool is not 2-D");
   const strides = node.ints("strides", [1, 1]), dilations = node.ints("dilations", [1, 1]);
@@ -293,7 +265,7 @@ function readAveragePool(ctx: PassContext, node: Node): LinearOp | Refusal {
   };
 }
 
-function readPad(ctx: PassContext, node: Node): { input: string; pads: Pads; value: number } | Refusal {
+function readPad(ctx: RuleContext, node: Node): { input: string; pads: Pads; value: number } | Refusal {
   const mode = node.string("mode", "constant");
   if (mode !== "constant") return refuse(`Pad mode '${mode}' is not a constant pad`);
   if (present(node.inputs[3])) return refuse("Pad with axes input");
@@ -316,50 +288,4 @@ function readPad(ctx: PassContext, node: Node): { input: string; pads: Pads; val
   if (pads[0] || pads[1] || pads[4] || pads[5]) return refuse("Pad pads batch or channel axes");
   if (pads.some((p) => p < 0)) return refuse("Pad with negative amounts (a crop)");
   return { input: node.inputs[0]!, pads: [pads[2]!, pads[3]!, pads[6]!, pads[7]!], value };
-}
-
-/**
- * Emit a features-layout map: Gemm for [N, F] inputs, MatMul (+ Add of the bias) otherwise.
- * Returns the nodes (one or two).
- */
-export function emitDense(ctx: PassContext, map: LinearMap, input: string, output: string, baseName: string, dtype: number): Node[] {
-  // A grouped map (an identity, a per-feature affine summed with another) is written as its dense matrix.
-  const m = map.groups === 1 ? map : regroup(map, 1);
-  const rank = ctx.shapes().get(input)?.dims?.length ?? 2;
-  const O = m.outChannels, I = m.inChannels;
-  const hasBias = m.bias.some((v) => v !== 0);
-  if (rank === 2) {
-    const w = ctx.rewriter.addInitializer(`${baseName}.weight`, (name) => Tensor.fromFloat64(name, dtype, [O, I], m.kernel));
-    const inputs = [input, w];
-    if (hasBias) inputs.push(ctx.rewriter.addInitializer(`${baseName}.bias`, (name) => Tensor.fromFloat64(name, dtype, [O], m.bias)));
-    return [new Node(ctx.rewriter.uniqueName(baseName), "Gemm", inputs, [output], [attr.int("transB", 1)])];
-  }
-  const wT = transpose2(m.kernel, O, I); // [I, O] for MatMul
-  const w = ctx.rewriter.addInitializer(`${baseName}.weight`, (name) => Tensor.fromFloat64(name, dtype, [I, O], wT));
-  if (!hasBias) return [new Node(ctx.rewriter.uniqueName(baseName), "MatMul", [input, w], [output])];
-  const mid = ctx.rewriter.uniqueName(`${output}_matmul`);
-  const b = ctx.rewriter.addInitializer(`${baseName}.bias`, (name) => Tensor.fromFloat64(name, dtype, [O], m.bias));
-  return [
-    new Node(ctx.rewriter.uniqueName(baseName), "MatMul", [input, w], [mid]),
-    new Node(ctx.rewriter.uniqueName(`${baseName}_bias`), "Add", [mid, b], [output]),
-  ];
-}
-
-/** How many nodes emitDense makes (to decide whether a features region is worth rewriting). */
-export function denseNodeCount(ctx: PassContext, m: LinearMap, input: string): number {
-  const rank = ctx.shapes().get(input)?.dims?.length ?? 2;
-  return rank === 2 || m.bias.every((v) => v === 0) ? 1 : 2;
-}
-
-/** Emit a LinearMap as a Conv node reading `input` and writing `output` (weights in `dtype`). */
-export function emitConv(ctx: PassContext, m: LinearMap, input: string, output: string, baseName: string, dtype: number): Node {
-  const w = ctx.rewriter.addInitializer(`${baseName}.weight`, (name) => Tensor.fromFloat64(name, dtype, [m.outChannels, m.inChannels / m.groups, m.kh, m.kw], m.kernel));
-  const b = ctx.rewriter.addInitializer(`${baseName}.bias`, (name) => Tensor.fromFloat64(name, dtype, [m.outChannels], m.bias));
-  return new Node(ctx.rewriter.uniqueName(baseName), "Conv", [input, w, b], [output], [
-    attr.ints("dilations", [...m.dilation]),
-    attr.int("group", m.groups),
-    attr.ints("kernel_shape", [m.kh, m.kw]),
-    attr.ints("pads", [...m.pads]),
-    attr.ints("strides", [...m.stride]),
-  ]);
 }

@@ -2,17 +2,16 @@
 // (SE: gate = Sigmoid(FC(GAP(x)))) often converges to an almost constant vector. Given calibration
 // statistics, a gate whose spread is under a threshold is replaced by its mean vector — an
 // APPROXIMATION, never done by default — after which the Mul is a per-channel scaling and folds
-// like any other. This file finds the blocks and performs the replacement; src/verify/calibration.ts
+// like any other. This file finds the blocks and replaces the gates (a rule run by the driver, so
+// the change goes through the rewriter like any other); src/verify/calibration.ts
 // measures the statistics and the end-to-end error.
-import { Node, type Model } from "../src/ir/graph.js";
-import { PassContext } from "../src/pipeline/context.js";
-import { DataType } from "../src/ir/dtype.js";
-import { inferShapes, knownProduct } from "../src/ir/shapes.js";
-import { Tensor } from "../src/ir/tensor.js";
-
-const GATES = new Set(["Sigmoid", "HardSigmoid"]);
-/** Ops that only reshape or broadcast the gate vector on its way to the Mul. */
-const VIEWS = new Set(["Reshape", "Unsqueeze", "Squeeze", "Flatten", "Expand", "Identity"]);
+import { DataType } from "../ir/dtype.js";
+import { Node, type Model } from "../ir/graph.js";
+import { inferShapes, knownProduct } from "../ir/shapes.js";
+import { Tensor } from "../ir/tensor.js";
+import { runRules } from "../pipeline/driver.js";
+import { notCandidate, type Match, type Rule } from "../pipeline/rule.js";
+import { GATE_ACTIVATIONS as GATES, GATE_VIEW_OPS as VIEWS } from "../rules/op-traits.js";
 
 export interface AttentionBlock {
   /** The Mul applying the gate. */
@@ -53,6 +52,12 @@ export function findAttentionBlocks(model: Model): AttentionBlock[] {
   return blocks;
 }
 
+interface GateMatch extends Match {
+  gateIndex: number;
+  mean: Float64Array;
+  channels: number;
+}
+
 /**
  * Replace each chosen block's gate by a constant [1, C, 1, 1] vector; the rewriter's garbage
  * collection removes the gate subgraph that only fed it. Returns a new model; the input model is
@@ -60,18 +65,29 @@ export function findAttentionBlocks(model: Model): AttentionBlock[] {
  */
 export function replaceGates(model: Model, replacements: { block: AttentionBlock; mean: Float64Array }[]): Model {
   const work = model.clone();
-  const ctx = new PassContext(work);
-  const byName = new Map(work.graph.nodes.map((n) => [n.name, n]));
+  const chosen = new Map(replacements.map((r) => [r.block.mul.name, r]));
   const dtype = work.graph.initializers.values().next().value?.dtype ?? DataType.FLOAT;
-  for (const { block, mean } of replacements) {
-    const mul = byName.get(block.mul.name)!;
-    const gateIndex = mul.inputs.findIndex((i) => i !== block.input);
-    const name = ctx.rewriter.addInitializer(`${block.mul.name || "attention"}/mean_gate`, (n) => Tensor.fromFloat64(n, dtype, [1, block.channels, 1, 1], mean));
-    const inputs = mul.inputs.map((t, i) => (i === gateIndex ? name : t));
-    ctx.rewriter.replace({
-      pass: "approximate-attention", anchor: mul, remove: [mul], add: [new Node(mul.name, mul.opType, inputs, [...mul.outputs], mul.attributes, mul.domain)],
-      summary: `gate of ${mul.name} replaced by its calibration mean (approximation)`,
-    });
-  }
+  const meanGate: Rule<GateMatch> = {
+    name: "approximate-attention",
+    description: "replace a channel-attention gate by its calibration mean (an approximation, only on request)",
+    rootOps: ["Mul"],
+    benefit: 1,
+    match(mul, ctx) {
+      const r = chosen.get(mul.name);
+      if (!r) return notCandidate("not a chosen attention block");
+      const gateIndex = mul.inputs.findIndex((i) => i !== r.block.input);
+      if (ctx.constant(mul.inputs[gateIndex]!)) return notCandidate("its gate is a constant already"); // the new Mul keeps the name
+      return { anchor: mul, remove: [mul], gateIndex, mean: r.mean, channels: r.block.channels };
+    },
+    rewrite({ anchor: mul, gateIndex, mean, channels }, ctx) {
+      const gate = Tensor.fromFloat64(ctx.uniqueName(`${mul.name || "attention"}/mean_gate`), dtype, [1, channels, 1, 1], mean);
+      const inputs = mul.inputs.map((t, i) => (i === gateIndex ? gate.name : t));
+      return {
+        add: [new Node(mul.name, mul.opType, inputs, [...mul.outputs], mul.attributes, mul.domain)], initializers: [gate],
+        summary: `gate of ${mul.name} replaced by its calibration mean (approximation)`,
+      };
+    },
+  };
+  runRules(work, [meanGate]);
   return work;
 }

@@ -5,11 +5,11 @@
 // is exactly "pad with a per-channel value": it evaluates the plumbing in float64 for more than one
 // batch size, applies the scatters to a marked tensor, and checks that every border position — and
 // no interior position — ends up holding a value that depends on the channel only.
-import { refuse, type Pads, type Refusal } from "../src/algebra/linear-map.js";
-import { EVALUATED_OPS, evaluateNode, tensorUnsupported, valueFromTensor, type Value } from "../src/eval/index.js";
-import { DataType } from "../src/ir/dtype.js";
-import type { Node } from "../src/ir/graph.js";
-import type { PassContext } from "../src/pipeline/context.js";
+import { refuse, type Pads, type Refusal } from "../../algebra/linear-map.js";
+import { EVALUATED_OPS, evaluateNode, tensorUnsupported, valueFromTensor, type Value } from "../../eval/index.js";
+import { DataType } from "../../ir/dtype.js";
+import type { Node } from "../../ir/graph.js";
+import type { RuleContext } from "../../pipeline/context.js";
 
 export interface BorderFill {
   input: string;
@@ -22,7 +22,7 @@ export interface BorderFill {
 
 const BATCHES = [1, 2];
 
-export function readBorderFill(ctx: PassContext, last: Node, readPad: (n: Node) => { input: string; pads: Pads; value: number } | Refusal): BorderFill | Refusal {
+export function readBorderFill(ctx: RuleContext, last: Node, readPad: (n: Node) => { input: string; pads: Pads; value: number } | Refusal): BorderFill | Refusal {
   const producers = ctx.producers();
   // The chain: Pad → ScatterND → … → ScatterND (`last`).
   const scatters: Node[] = [];
@@ -102,7 +102,7 @@ export function readBorderFill(ctx: PassContext, last: Node, readPad: (n: Node) 
         if ("refused" in v) return v;
         inputs.push(v);
       }
-      const out = evaluateNode(p, inputs, ctx.model.opset());
+      const out = evaluateNode(p, inputs, ctx.opset());
       if ("unsupported" in out) return refuse(`index computation: ${out.unsupported}`);
       p.outputs.forEach((o, k) => o && memo.set(o, out[k]!));
       return memo.get(tensor)!;
@@ -121,7 +121,7 @@ export function readBorderFill(ctx: PassContext, last: Node, readPad: (n: Node) 
       if ("refused" in idx) return idx;
       if ("refused" in upd) return upd;
       if (upd.data.some((v) => !Number.isFinite(v))) return refuse("border values are not finite");
-      const out = evaluateNode(s, [current, idx, upd], ctx.model.opset());
+      const out = evaluateNode(s, [current, idx, upd], ctx.opset());
       if ("unsupported" in out) return refuse(`ScatterND: ${out.unsupported}`);
       current = out[0]!;
     }

@@ -1,21 +1,25 @@
-// Collapse every linear region into one Conv (REPARAM_MATH rules 1–5, one mechanism for all
-// families). Walking up from a tensor, each node is read as a linear op (passes/linear-nodes.ts)
+// Collapse every linear region into one Conv (docs/rules.md §7, one mechanism for all families).
+// Rooted on a region's sink (tried from the graph's end, so the largest region containing a tensor
+// comes before its parts). Walking up from a tensor, each node is read as a linear op (linear/read.ts)
 // and combined with the float64 algebra: affine folds, Add/Sub trees become branch sums, a conv
 // or pool after a linear stage composes (border rule), Pads feed the next layer's padding. Where a
-// combination is refused, the region is cut there and the refusal kept for --explain; the cut-off
+// combination is refused, the region is cut there and the refusal noted for --explain; the cut-off
 // part is collapsed on its own when the driver reaches it.
-import { affineAfter, perChannel } from "../src/algebra/affine.js";
-import { composeLazily } from "../src/algebra/compose.js";
-import { identityMap, isRefusal, macsPerPixel, type LinearMap, type Pads, type Refusal } from "../src/algebra/linear-map.js";
-import { averagePoolMap } from "../src/algebra/pool.js";
-import { withScratch } from "../src/algebra/scratch.js";
-import { negate, sumMaps } from "../src/algebra/sum.js";
-import { DataType } from "../src/ir/dtype.js";
-import { knownProduct } from "../src/ir/shapes.js";
-import { Node } from "../src/ir/graph.js";
-import type { PassContext } from "../src/pipeline/context.js";
-import type { Pass } from "../src/pipeline/pass.js";
-import { denseNodeCount, emitConv, emitDense, featureCount, layoutOf, readLinearOp, type Layout, type LinearOp } from "./linear-nodes.js";
+import { affineAfter, perChannel } from "../algebra/affine.js";
+import { composeLazily } from "../algebra/compose.js";
+import { identityMap, isRefusal, macsPerPixel, type LinearMap, type Pads, type Refusal } from "../algebra/linear-map.js";
+import { averagePoolMap } from "../algebra/pool.js";
+import { negate, sumMaps } from "../algebra/sum.js";
+import { DataType } from "../ir/dtype.js";
+import { knownProduct } from "../ir/shapes.js";
+import { Node } from "../ir/graph.js";
+import type { Tensor } from "../ir/tensor.js";
+import type { RuleContext } from "../pipeline/context.js";
+import { notCandidate, refuse, type Match, type Note, type Rule } from "../pipeline/rule.js";
+import { denseNodeCount, emitConv, emitDense } from "./linear/emit.js";
+import { featureCount, layoutOf, readLinearOp, type Layout, type LinearOp } from "./linear/read.js";
+import { LINEAR_OPS, SUM_OPS, WEIGHTED_LAYER_OPS } from "./op-traits.js";
+import { macGrowthLimit, macLimitSource } from "./policy.js";
 
 /** A part of a region: `map` (null = identity) applied to `leaf`, built from `nodes`. */
 interface Part {
@@ -39,20 +43,25 @@ type Term = Part & { sign: 1 | -1; tensor: string };
 const leaf = (tensor: string): Part => ({ leaf: tensor, map: null, nodes: [] });
 
 class RegionBuilder {
-  private readonly ops = new Map<Node, LinearOp | Refusal>();
+  /** Reading a node decodes its weights: done once per node per graph version. */
+  private readonly ops: Map<Node, LinearOp | Refusal>;
   /** Off: a layer after another layer starts a new region (affine folds and sums only). */
   composeLayers = true;
-  constructor(private readonly ctx: PassContext) {}
+  /** Why nodes met on the walk were left out of the region. */
+  readonly notes: Note[] = [];
 
-  /** Reading a node decodes its weights: do it once per node between rewrites. */
+  constructor(private readonly ctx: RuleContext) {
+    this.ops = ctx.memo("collapse-linear-regions:ops", () => new Map<Node, LinearOp | Refusal>());
+  }
+
   read(node: Node): LinearOp | Refusal {
     let op = this.ops.get(node);
     if (!op) this.ops.set(node, (op = readLinearOp(this.ctx, node)));
     return op;
   }
 
-  forget(): void {
-    this.ops.clear();
+  private note(node: Node, reason: string): void {
+    this.notes.push({ node, reason });
   }
 
   channels(tensor: string, layout: Layout = "nchw"): number | undefined {
@@ -70,7 +79,7 @@ class RegionBuilder {
     const op = this.read(node);
     if ("refused" in op) {
       // A node that looks linear but fails a precondition is worth explaining; a Relu is not.
-      if (!op.quiet) this.ctx.refuse(node, op.refused);
+      if (!op.quiet) this.note(node, op.refused);
       return undefined;
     }
     return op;
@@ -90,7 +99,7 @@ class RegionBuilder {
         if (p.map && p.layout !== op.layout) {
           // A layout change is a region border: e.g. a [C] constant on a conv's NCHW output scales its columns.
           if (p.layout === "nchw")
-            this.ctx.refuse(op.node, `its constant varies along the last axis of a 4-D tensor: not per-channel for the conv before it (for an NCHW tensor only [C,1,1], [1,C,1,1] or scalars are)`);
+            this.note(op.node, `its constant varies along the last axis of a 4-D tensor: not per-channel for the conv before it (for an NCHW tensor only [C,1,1], [1,C,1,1] or scalars are)`);
           p = leaf(op.input);
         }
         const base = p.map ?? this.identity(p.leaf, op.scale.length > 1 ? op.scale.length : undefined, op.node, op.layout);
@@ -123,7 +132,7 @@ class RegionBuilder {
           const params = this.ctx.options.unsafeIgnoreBorderRule ? { ...op.params, countIncludePad: true } : op.params;
           const pool = averagePoolMap(c, params);
           if (isRefusal(pool)) {
-            this.ctx.refuse(op.node, pool.refused);
+            this.note(op.node, pool.refused);
             return leaf(tensor);
           }
           second = pool;
@@ -138,7 +147,7 @@ class RegionBuilder {
   private identity(tensor: string, hint: number | undefined, node: Node, layout: Layout = "nchw"): LinearMap | undefined {
     const c = hint ?? this.channels(tensor, layout);
     if (c === undefined) {
-      this.ctx.refuse(node, `channel count of '${tensor}' is unknown (give --shape)`);
+      this.note(node, `channel count of '${tensor}' is unknown (give --shape)`);
       return undefined;
     }
     return identityMap(c);
@@ -173,7 +182,7 @@ class RegionBuilder {
     // Lazily: the kernel arithmetic runs only if the region passes its cost check and is emitted.
     const composed = composeLazily(p.map, layer, padValue, { ignoreBorderRule: this.ctx.options.unsafeIgnoreBorderRule, padValueRtol: this.padValueRtol(node) });
     if (isRefusal(composed)) {
-      this.ctx.refuse(node, composed.refused);
+      this.note(node, composed.refused);
       return { leaf: input, map: second, nodes: [node] };
     }
     return { leaf: p.leaf, map: composed, nodes: [...p.nodes, node] };
@@ -207,7 +216,7 @@ class RegionBuilder {
     if (leaves.length > 1) {
       const why = this.differentInputs(parts.map((p) => p.leaf));
       if (!root) {
-        this.ctx.refuse(node, why);
+        this.note(node, why);
         return leaf(output);
       }
       return { ...this.partialSum(node, sums, parts, why, layout), layout };
@@ -227,7 +236,7 @@ class RegionBuilder {
     }
     const merged = sumMaps(maps);
     if (isRefusal(merged)) {
-      this.ctx.refuse(node, merged.refused);
+      this.note(node, merged.refused);
       return undefined;
     }
     return merged;
@@ -254,7 +263,7 @@ class RegionBuilder {
     for (const p of parts) groups.set(p.leaf, [...(groups.get(p.leaf) ?? []), p]);
     const best = [...groups.values()].filter((g) => g.length >= 2).sort((a, b) => b.length - a.length)[0];
     if (!best) {
-      this.ctx.refuse(node, why);
+      this.note(node, why);
       return leaf(node.outputs[0]!);
     }
     const merged = this.merge(best, node, layout);
@@ -279,7 +288,7 @@ function affineValues(values: Float64Array | null, scale: Float64Array, shift: F
   return Float64Array.from({ length: n }, (_, i) => (values ? at(values, i) : 0) * at(scale, i) + at(shift, i));
 }
 
-function convMacs(ctx: PassContext, node: Node, map: LinearMap | undefined): number {
+function convMacs(ctx: RuleContext, node: Node, map: LinearMap | undefined): number {
   const dims = ctx.shapes().get(node.outputs[0]!)?.dims;
   if (!map || !dims) return 0;
   // Positions the map is applied at per input: H·W of an image, L of a [N, L, F] token tensor.
@@ -287,7 +296,7 @@ function convMacs(ctx: PassContext, node: Node, map: LinearMap | undefined): num
   return positions === undefined ? 0 : macsPerPixel(map) * positions;
 }
 
-function regionMacs(ctx: PassContext, builder: RegionBuilder, nodes: Node[]): number {
+function regionMacs(ctx: RuleContext, builder: RegionBuilder, nodes: Node[]): number {
   let total = 0;
   for (const n of nodes) {
     const op = builder.read(n);
@@ -296,26 +305,19 @@ function regionMacs(ctx: PassContext, builder: RegionBuilder, nodes: Node[]): nu
   return total;
 }
 
-function weightDtype(ctx: PassContext, nodes: Node[], leafTensor: string): number {
-  for (const n of nodes) if (n.opType === "Conv" || n.opType === "Gemm" || n.opType === "MatMul") {
+function weightDtype(ctx: RuleContext, nodes: Node[], leafTensor: string): number {
+  for (const n of nodes) if (WEIGHTED_LAYER_OPS.has(n.opType)) {
     const w = ctx.constant(n.inputs[1]!);
     if (w) return w.dtype;
   }
   return ctx.shapes().get(leafTensor)?.dtype ?? DataType.FLOAT;
 }
 
-/** Default bound on how much a composition may raise multiply-accumulates (the 11x11/2 stem: 1.9x). */
-export const DEFAULT_MAX_MAC_GROWTH = 2;
-
-const LINEAR_OPS = new Set(["Conv", "Gemm", "MatMul", "BatchNormalization", "Add", "Sub", "Mul", "Div", "Sum", "Neg", "AveragePool", "Pad", "ScatterND", "Identity", "Dropout"]);
-const SUM_OPS = new Set(["Add", "Sub", "Sum"]);
-
 /**
  * Cheap, selective check before any weight is decoded (onnxruntime's RewriteRule habit): can
  * `anchor` be the last node of a region of two or more nodes at all?
  */
-function mayRootRegion(ctx: PassContext, anchor: Node): boolean {
-  if (!LINEAR_OPS.has(anchor.opType) || !anchor.isDefaultDomain) return false;
+function mayRootRegion(ctx: RuleContext, anchor: Node): boolean {
   const data = anchor.inputs.filter((i) => i && !ctx.constant(i));
   if (SUM_OPS.has(anchor.opType) && data.length >= 2) return true;
   const input = data[0];
@@ -324,16 +326,7 @@ function mayRootRegion(ctx: PassContext, anchor: Node): boolean {
   return !!producer && LINEAR_OPS.has(producer.opType) && producer.isDefaultDomain;
 }
 
-export const collapseLinearRegions: Pass = {
-  name: "collapse-linear-regions",
-  description: "fold BN/affine, merge parallel branches, compose sequential convs/pools into one Conv per linear region",
-  run(ctx) {
-    // Kernel arrays of a region come from a scratch arena, recycled before each candidate region.
-    return withScratch((recycle) => collapse(ctx, recycle));
-  },
-};
-
-interface Region {
+interface Region extends Match {
   part: Part & { map: LinearMap };
   macsBefore: number;
   macsAfter: number;
@@ -347,7 +340,7 @@ interface Region {
  * The region ending at `anchor` (with or without composing layers in sequence), if folding it
  * gains nodes; a refusal when it would raise MACs past the bound.
  */
-function regionAt(ctx: PassContext, builder: RegionBuilder, anchor: Node, composeLayers: boolean): Region | { refused: string } | undefined {
+function regionAt(ctx: RuleContext, builder: RegionBuilder, anchor: Node, composeLayers: boolean): Region | Refusal | undefined {
   builder.composeLayers = composeLayers;
   const part = builder.part(anchor.outputs[0]!, true);
   builder.composeLayers = true;
@@ -361,76 +354,62 @@ function regionAt(ctx: PassContext, builder: RegionBuilder, anchor: Node, compos
   if (dense && !part.nodes.some((n) => { const op = builder.read(n); return !("refused" in op) && op.kind === "conv"; })) return undefined;
   const macsBefore = regionMacs(ctx, builder, part.nodes);
   const macsAfter = convMacs(ctx, anchor, part.map);
-  // Costlier compositions are the authors' deploy form for stems (7x7/2 from three 3x3), so they
-  // are done by default — within a bound: a depthwise conv composed into a dense one (dw3x3 →
-  // pw1x1) multiplies the cost by the kernel area and is left as two layers. A chain of 1x1 layers
-  // (a linear bottleneck then the next expansion) is only a matrix product: composing it never
-  // pays for more MACs, so by default it must not raise them at all.
+  // A depthwise conv composed into a dense one (dw3x3 → pw1x1) multiplies the cost by the kernel
+  // area and is left as two layers (docs/rules.md §4).
   const pointwise = part.map.kh === 1 && part.map.kw === 1;
-  const limit = ctx.options.noCostlier ? 1 : ctx.options.maxMacGrowth ?? (pointwise ? 1 : DEFAULT_MAX_MAC_GROWTH);
+  const limit = macGrowthLimit(ctx.options, pointwise);
   if (macsBefore > 0 && macsAfter > limit * macsBefore)
-    return { refused: `composition would raise MACs ${macsBefore} → ${macsAfter} (${(macsAfter / macsBefore).toFixed(2)}x; ${ctx.options.noCostlier ? "--no-costlier" : `limit ${limit}x, --max-mac-growth`})` };
-  return { part: part as Part & { map: LinearMap }, macsBefore, macsAfter, dense, rest };
+    return refuse(`composition would raise MACs ${macsBefore} → ${macsAfter} (${(macsAfter / macsBefore).toFixed(2)}x; ${macLimitSource(ctx.options, limit)})`);
+  return { anchor, remove: part.nodes, part: part as Part & { map: LinearMap }, macsBefore, macsAfter, dense, rest };
 }
 
-function collapse(ctx: PassContext, recycle: () => void): boolean {
-  let changed = false;
-  const builder = new RegionBuilder(ctx);
-  // Roots from the graph's end: the largest region containing a tensor is tried before its parts.
-  const candidates = [...ctx.graph.nodes].reverse();
-  const removed = new Set<Node>();
-  for (const anchor of candidates) {
-    if (removed.has(anchor) || !ctx.graph.nodes.includes(anchor)) continue;
-    recycle();
-    const output = anchor.outputs[0];
-    if (!output || !mayRootRegion(ctx, anchor) || ctx.rewriter.declinedAnchor(anchor)) continue;
+export const collapseLinearRegions: Rule<Region> = {
+  name: "collapse-linear-regions",
+  description: "fold BN/affine, merge parallel branches, compose sequential convs/pools into one Conv per linear region",
+  rootOps: [...LINEAR_OPS],
+  benefit: 30,
+  order: "reverse",
+  // Kernel arrays of a region come from a scratch arena, recycled before each candidate region.
+  scratch: true,
+  match(anchor, ctx) {
+    if (!anchor.outputs[0] || !mayRootRegion(ctx, anchor)) return notCandidate("cannot end a region of two or more nodes");
+    const builder = new RegionBuilder(ctx);
     const read = builder.read(anchor);
-    if ("refused" in read) {
-      if (!read.quiet) ctx.refuse(anchor, read.refused);
-      continue;
-    }
+    if ("refused" in read) return read;
     // The largest region first; if composing its layers would cost too much, the region without
     // sequential compositions (its BN/affine folds and branch sums still pay off).
     let region = regionAt(ctx, builder, anchor, true);
     if (region && "refused" in region) {
       const reason = region.refused;
       region = regionAt(ctx, builder, anchor, false);
-      if (!region || "refused" in region) {
-        ctx.refuse(anchor, reason);
-        continue;
-      }
+      if (!region || "refused" in region) return { ...refuse(reason), notes: builder.notes };
       region.note = `layers not composed: ${reason}`;
     }
-    if (!region) continue;
-    const { part, macsBefore, macsAfter, dense, rest } = region;
+    if (!region) return { ...notCandidate("no region to fold"), notes: builder.notes };
+    return { ...region, notes: builder.notes };
+  },
+  rewrite(region, ctx) {
+    const { anchor, part, macsBefore, macsAfter, dense, rest } = region;
+    const output = anchor.outputs[0]!;
     const base = (anchor.name || output).replace(/\/[^/]*$/, "") || output;
     const dtype = weightDtype(ctx, part.nodes, part.leaf);
     const add: Node[] = [];
-    const convOut = rest.length ? ctx.rewriter.uniqueName(`${output}_reparam`) : output;
-    if (dense) add.push(...emitDense(ctx, part.map, part.leaf, convOut, `${base}/reparam_fc`, dtype));
-    else add.push(emitConv(ctx, part.map, part.leaf, convOut, `${base}/reparam_conv`, dtype));
+    const initializers: Tensor[] = [];
+    const convOut = rest.length ? ctx.uniqueName(`${output}_reparam`) : output;
+    if (dense) add.push(...emitDense(ctx, part.map, part.leaf, convOut, `${base}/reparam_fc`, dtype, initializers));
+    else add.push(emitConv(ctx, part.map, part.leaf, convOut, `${base}/reparam_conv`, dtype, initializers));
     let acc = convOut;
     rest.forEach((term, i) => {
-      const out = i === rest.length - 1 ? output : ctx.rewriter.uniqueName(`${output}_partial`);
-      add.push(new Node(ctx.rewriter.uniqueName(`${base}/reparam_${term.sign > 0 ? "add" : "sub"}`), term.sign > 0 ? "Add" : "Sub", [acc, term.tensor], [out]));
+      const out = i === rest.length - 1 ? output : ctx.uniqueName(`${output}_partial`);
+      add.push(new Node(ctx.uniqueName(`${base}/reparam_${term.sign > 0 ? "add" : "sub"}`), term.sign > 0 ? "Add" : "Sub", [acc, term.tensor], [out]));
       acc = out;
     });
     const histogram = new Map<string, number>();
     for (const n of part.nodes) histogram.set(n.opType, (histogram.get(n.opType) ?? 0) + 1);
     const what = [...histogram].map(([op, n]) => `${n} ${op}`).join(" + ");
-    const applied = ctx.rewriter.replace({
-      pass: collapseLinearRegions.name, anchor, remove: part.nodes, add,
+    return {
+      add, initializers, macsBefore, macsAfter,
       summary: `${what} → ${dense ? `${add.map((n) => n.opType).join("+")} ${part.map.inChannels}→${part.map.outChannels}` : `Conv ${part.map.kh}x${part.map.kw}/${part.map.stride[0]}${part.map.groups > 1 ? ` g${part.map.groups}` : ""}`}${rest.length ? ` + ${rest.length} kept term(s)` : ""}${region.note ? ` (${region.note})` : ""}`,
-      macsBefore, macsAfter,
-    });
-    if (!applied) {
-      ctx.refuse(anchor, "rewrite skipped: it failed verification (--skip-failing)");
-      continue;
-    }
-    for (const n of part.nodes) removed.add(n);
-    builder.forget();
-    changed = true;
-  }
-  return changed;
-}
-
+    };
+  },
+};
