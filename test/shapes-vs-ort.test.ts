@@ -9,7 +9,7 @@ import { checkInferredShapes, concreteInputShapes } from "../src/verify/shape-ch
 import { FIXTURES, readManifest } from "./helpers/manifest.js";
 
 describe("shape inference never states a wrong dim", () => {
-  const files = new Set(["manifest.json", "compositions.json", "attention.json"].flatMap((m) => readManifest(m).flatMap((e) => [e.file, ...(e.deploy ? [e.deploy] : [])])));
+  const files = new Set(["manifest.json", "compositions.json", "attention.json", "forms.json"].flatMap((m) => readManifest(m).flatMap((e) => [e.file, ...(e.deploy ? [e.deploy] : [])])));
   it(`on every fixture and its deploy model (${files.size} files), with batch 3 where the batch is dynamic`, async () => {
     const wrong: string[] = [];
     let checked = 0;
