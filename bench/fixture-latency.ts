@@ -13,7 +13,7 @@ import { parseArgs } from "node:util";
 import * as ort from "onnxruntime-node";
 import type { Model } from "../src/ir/graph.js";
 import { loadModel, saveModel } from "../src/ir/io.js";
-import { optimize } from "../src/pipeline/optimize.js";
+import { optimize } from "../src/app/optimize.js";
 import { verifyModels } from "../src/verify/verify.js";
 
 const { values } = parseArgs({

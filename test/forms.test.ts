@@ -6,7 +6,7 @@
 import { describe, expect, it } from "vitest";
 import type { Model } from "../src/ir/graph.js";
 import { loadModel } from "../src/ir/io.js";
-import { optimize } from "../src/pipeline/optimize.js";
+import { optimize } from "../src/app/optimize.js";
 import { verifyModels } from "../src/verify/verify.js";
 import { FIXTURES, histogram, readManifest } from "./helpers/manifest.js";
 
