@@ -30,8 +30,11 @@ export function formatOptimize(report: OptimizeReport, explain: boolean): string
 }
 
 export function formatVerify(v: VerifyReport): string[] {
-  const shapes = v.shapeSets.map((set) => Object.entries(set).map(([k, s]) => `${k}=${s.join("x")}`).join(" ")).join(", ");
-  const criterion = v.criterion === "user" ? `atol ${sci(v.atol ?? 0)}, rtol ${sci(v.rtol ?? 0)}, tolerance ${sci(v.tolerance)}` : `calibrated${v.calibrated ? ", noise measured" : ""}`;
+  const shapes = [...new Set(v.shapeSets.map((set) => Object.entries(set).map(([k, s]) => `${k}=${s.join("x")}`).join(" ")))].join(", ");
+  const criterion =
+    v.criterion === "user" ? `atol ${sci(v.atol ?? 0)}, rtol ${sci(v.rtol ?? 0)}, tolerance ${sci(v.tolerance)}`
+    : v.criterion === "floor" ? "floor of each output's precision; no reference model to measure its noise"
+    : `calibrated${v.calibrated ? ", noise measured" : ""}`;
   const lines = [`  verify (${v.provider}, ${v.inputSets} input set${v.inputSets === 1 ? "" : "s"} at ${shapes}): max abs ${sci(v.maxAbs)}, max rel ${sci(v.maxRel)} (${criterion}) ${v.ok ? "OK" : "FAILED"}`];
   for (const o of v.outputs) {
     const allowed = v.criterion === "user" ? "" : `, allowed ${sci(o.allowedRel)} rel (${o.precision ?? "exact"}${o.noiseRel !== undefined ? `, noise ${sci(o.noiseRel)}` : ""})`;

@@ -10,8 +10,9 @@ import { loadModel, saveModel } from "../ir/io.js";
 import { findCulprit, skipFailing, type Culprit } from "../app/bisect.js";
 import { optimize } from "../app/optimize.js";
 import { modelStats } from "../app/stats.js";
-import { readNpy } from "../verify/npy.js";
-import { verifyModels, type Feed, type Provider } from "../verify/verify.js";
+import { readNpy, type NpyArray } from "../verify/npy.js";
+import { arraysToSets, readNpz, setsToArrays, writeNpz, type StoredSet } from "../verify/npz.js";
+import { RECORD_SCHEMA, runInputSets, verifyAgainstOutputs, verifyModels, type Feed, type Provider, type RecordedSet } from "../verify/verify.js";
 import { formatOptimize, formatVerify, ms } from "./format.js";
 import { Progress } from "./progress.js";
 import { parseShapeSpecs } from "./shape-spec.js";
@@ -21,6 +22,13 @@ import { approximationError, attentionStats, readCalibration, type Approximation
 import type { Model } from "../ir/graph.js";
 
 export const EXIT = { ok: 0, verifyFailed: 1, usage: 2, internal: 3 } as const;
+
+function nonNegative(flag: string, value: string | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  if (value.trim() === "" || !Number.isFinite(n) || n < 0) throw new UsageError(`--${flag} '${value}': expected a number ≥ 0`);
+  return n;
+}
 
 function number(flag: string, value: string | undefined, fallback: number | undefined, integer = false): number | undefined {
   if (value === undefined) return fallback;
@@ -72,6 +80,7 @@ async function cmdOptimize(args: string[], f: Flags): Promise<number> {
   const [input, output] = positionals("optimize", args, 2) as [string, string];
   // Every flag is checked before any work, whether or not it ends up used (--no-verify).
   const tolerance = number("tolerance", f.tolerance, undefined);
+  const atol = nonNegative("atol", f.atol), rtol = nonNegative("rtol", f.rtol);
   const runs = number("runs", f.runs, undefined, true);
   const seed = number("seed", f.seed, undefined, true);
   if (sameFile(input, output)) throw new UsageError(`${output}: output is the input file; write the optimized model elsewhere`);
@@ -113,7 +122,7 @@ async function cmdOptimize(args: string[], f: Flags): Promise<number> {
     const t1 = performance.now();
     // When the reference is the model as loaded from `input` (passes work on a copy), onnxruntime
     // reads the file itself; an approximated reference (--approx-attention) exists only in memory.
-    const verifyOptions = { shapes, provider: prov, tolerance, runs, seed, referenceFile: model === loaded ? input : undefined };
+    const verifyOptions = { shapes, provider: prov, tolerance, atol, rtol, runs, seed, referenceFile: model === loaded ? input : undefined };
     progress.stage(`verifying in onnxruntime (${prov})`);
     verification = await verifyModels(model, optimized, verifyOptions);
     if (!verification.ok) progress.stage("verification failed: finding the rewrite responsible");
@@ -178,25 +187,95 @@ function describe(c: Culprit): string {
   return `'${r.node}' [${r.pass}: ${r.summary}; replaced ${r.removed.map((x) => x.name).join(", ") || "nothing"}] (max rel ${c.verification.maxRel.toExponential(2)}, max abs ${c.verification.maxAbs.toExponential(2)})`;
 }
 
+/** --input values: NAME=FILE.npy, NAME=FILE.npz (one array, or one named NAME) or FILE.npz (an array per input). */
+function readFeeds(specs: string[] | undefined): Record<string, Feed> {
+  const feeds: Record<string, Feed> = {};
+  const put = (name: string, a: NpyArray, from: string) => {
+    if (feeds[name]) throw new UsageError(`--input ${from}: input '${name}' is given twice`);
+    feeds[name] = { dims: a.dims, data: a.data, dtype: a.dtype };
+  };
+  for (const spec of specs ?? []) {
+    const m = /^([^=]+)=(.+)$/.exec(spec);
+    if (!m) {
+      if (!spec.endsWith(".npz")) throw new UsageError(`--input '${spec}': expected NAME=FILE.npy, NAME=FILE.npz or FILE.npz`);
+      const sets = arraysToSets(readNpz(spec), spec, "inputs");
+      if (sets.length !== 1) throw new UsageError(`${spec}: holds ${sets.length} input sets; --input takes one (use --load-outputs for a file --save-outputs wrote)`);
+      for (const [name, a] of sets[0]!.inputs) put(name, a, spec);
+      continue;
+    }
+    const [, name, file] = m as unknown as [string, string, string];
+    if (file.endsWith(".npz")) {
+      const arrays = readNpz(file);
+      const a = arrays.get(name) ?? (arrays.size === 1 ? [...arrays.values()][0] : undefined);
+      if (!a) throw new UsageError(`${file}: holds ${arrays.size} arrays (${[...arrays.keys()].slice(0, 5).join(", ")}) and none named '${name}'`);
+      put(name, a, spec);
+    } else put(name, readNpy(file), spec);
+  }
+  return feeds;
+}
+
+const toNpy = (t: { dims: readonly number[]; type: string; data: unknown }): NpyArray => ({ dims: t.dims.map(Number), dtype: t.type as NpyArray["dtype"], data: t.data as NpyArray["data"] });
+
+function recordedToSets(sets: RecordedSet[]): StoredSet[] {
+  return sets.map((s) => ({
+    inputs: new Map(Object.entries(s.inputs).map(([k, t]) => [k, toNpy(t)])),
+    outputs: new Map(Object.entries(s.outputs).map(([k, t]) => [k, toNpy(t)])),
+  }));
+}
+
 async function cmdVerify(args: string[], f: Flags): Promise<number> {
-  const [a, b] = positionals("verify", args, 2) as [string, string];
+  const [a, b] = args as [string, string | undefined];
   const shapes = parseShapeSpecs(f.shape);
   const prov = provider(f.provider);
   const tolerance = number("tolerance", f.tolerance, undefined);
+  const atol = nonNegative("atol", f.atol), rtol = nonNegative("rtol", f.rtol);
   const runs = number("runs", f.runs, undefined, true);
-  const feeds: Record<string, Feed> = {};
-  for (const spec of f.input ?? []) {
-    const m = /^([^=]+)=(.+)$/.exec(spec);
-    if (!m) throw new UsageError(`--input '${spec}': expected NAME=FILE.npy`);
-    const arr = readNpy(m[2]!);
-    feeds[m[1]!] = { dims: arr.dims, data: arr.data, dtype: arr.dtype };
+  const seed = number("seed", f.seed, undefined, true);
+  const save = f["save-outputs"], load = f["load-outputs"];
+  if (save && !save.endsWith(".npz")) throw new UsageError(`--save-outputs '${save}': the file must end in .npz`);
+  if (load && save) throw new UsageError("--load-outputs and --save-outputs together: check against stored outputs, or record new ones");
+  if (load && b) throw new UsageError(`--load-outputs compares one model with stored outputs: give one model, not ${a} and ${b}`);
+  if (!load && !b && !save) throw new UsageError("verify needs two models (A.onnx B.onnx), or one with --load-outputs FILE.npz or --save-outputs FILE.npz");
+  const feeds = readFeeds(f.input);
+
+  if (load) {
+    // One model against stored outputs, each set on its stored inputs (or on --input with bare output names).
+    const sets = arraysToSets(readNpz(load), load, "outputs");
+    const stored = sets.map((s, k) => {
+      const inputs: Record<string, Feed> = Object.fromEntries([...s.inputs].map(([n, x]) => [n, { dims: x.dims, data: x.data, dtype: x.dtype }]));
+      for (const [n, feed] of Object.entries(feeds)) {
+        if (inputs[n]) throw new UsageError(`--input ${n}: ${load} already holds input set ${k}'s '${n}'`);
+        inputs[n] = feed;
+      }
+      return { inputs, outputs: Object.fromEntries([...s.outputs].map(([n, x]) => [n, { dims: x.dims, data: x.data, dtype: x.dtype }])) };
+    });
+    if (shapes) throw new UsageError("--shape has no effect with --load-outputs (the stored inputs fix the shapes)");
+    const cand = loadModel(a);
+    const v = await verifyAgainstOutputs(cand, stored, { tolerance, atol, rtol, provider: prov, referenceFile: load, candidateFile: a });
+    print(f.json, v, [`reparam-onnx verify ${a} vs stored outputs ${load}`, ...formatVerify(v), `  time ${ms(v.timeMs)}`]);
+    if (!v.ok) process.stderr.write(`reparam-onnx: error: ${a}: outputs differ from those stored in ${load} beyond tolerance\n`);
+    return v.ok ? EXIT.ok : EXIT.verifyFailed;
   }
-  const ref = loadModel(a), cand = loadModel(b);
+
+  const ref = loadModel(a);
+  if (!b) {
+    // Record only: run A on the input sets a proof would use and write them with A's outputs.
+    const t0 = performance.now();
+    const r = await runInputSets(ref, { feeds, shapes, provider: prov, runs, seed, referenceFile: a });
+    writeNpz(save!, setsToArrays(recordedToSets(r.sets)));
+    const shapesText = r.shapeSets.map((s) => Object.entries(s).map(([k, d]) => `${k}=${d.join("x")}`).join(" ")).join(", ");
+    print(f.json, { schema: RECORD_SCHEMA, model: a, saved: save, inputSets: r.sets.length, shapeSets: r.shapeSets, notes: r.notes, outputs: Object.keys(r.sets[0]?.outputs ?? {}), timeMs: performance.now() - t0 },
+      [`reparam-onnx verify ${a}: recorded ${r.sets.length} input set${r.sets.length === 1 ? "" : "s"} at ${shapesText} → ${save}`, ...r.notes.map((n) => `    note: ${n}`)]);
+    return EXIT.ok;
+  }
+  const cand = loadModel(b);
+  const recorded: RecordedSet[] | undefined = save ? [] : undefined;
   // Both as loaded from their files: onnxruntime reads the files itself.
   const v = await verifyModels(ref, cand, {
-    feeds, shapes, provider: prov, tolerance, runs, referenceFile: a, candidateFile: b,
+    feeds, shapes, provider: prov, tolerance, atol, rtol, runs, seed, referenceFile: a, candidateFile: b, record: recorded,
   });
-  print(f.json, v, [`reparam-onnx verify ${a} vs ${b}`, ...formatVerify(v), `  time ${ms(v.timeMs)}`]);
+  if (save) writeNpz(save, setsToArrays(recordedToSets(recorded!)));
+  print(f.json, save ? { ...v, saved: save } : v, [`reparam-onnx verify ${a} vs ${b}`, ...formatVerify(v), ...(save ? [`  saved ${v.inputSets} input sets and ${a}'s outputs to ${save}`] : []), `  time ${ms(v.timeMs)}`]);
   if (!v.ok) process.stderr.write(`reparam-onnx: error: ${b}: outputs differ from ${a} beyond tolerance\n`);
   return v.ok ? EXIT.ok : EXIT.verifyFailed;
 }

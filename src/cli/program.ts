@@ -12,6 +12,10 @@ export interface Flags {
   input?: string[];
   "no-verify"?: boolean;
   tolerance?: string;
+  atol?: string;
+  rtol?: string;
+  "save-outputs"?: string;
+  "load-outputs"?: string;
   runs?: string;
   seed?: string;
   provider?: string;
@@ -60,11 +64,13 @@ const EXIT_CODES = "exit codes: 0 ok, 1 verification failed (nothing written), 2
 const collect = (value: string, previous: string[] | undefined): string[] => [...(previous ?? []), value];
 
 const shapeOption = () =>
-  new Option("--shape <NAME=DIMS>", "fix a dynamic input's shape: NAME=1x3x224x224, onnxsim's NAME:1,3,224,224 or trtexec's NAME:1x3x224x224; repeat it or join with commas (default: every dynamic dim is 1)").argParser(collect);
+  new Option("--shape <NAME=DIMS>", "fix a dynamic input's shape: NAME=1x3x224x224, onnxsim's NAME:1,3,224,224 or trtexec's NAME:1x3x224x224; repeat it or join with commas (default: batch 1, other dynamic dims 8 or the first of 16, 32, 64, 224, 1 the model accepts; the proof also runs a second size: odd batch > 1, other dynamic dims at the other parity)").argParser(collect);
 const providerOption = () => new Option("--provider <cpu|cuda>", "onnxruntime execution provider for the proof (default: cpu)");
-const runsOption = () => new Option("--runs <N>", "input sets run through both models (default: 3)");
+const runsOption = () => new Option("--runs <N>", "input patterns per shape set run through both models (default: 3: normal, large borders + channel offsets, large channel constants)");
 const toleranceOption = () =>
-  new Option("--tolerance <T>", "relative tolerance: an output passes when max|Δ| ≤ T·max(1, max|ref|) (default: 1e-4 for float32/float64, 1e-2 for float16/bfloat16, exact for integer outputs)");
+  new Option("--tolerance <T>", "tolerance relative to each output's largest |ref|: every |Δ| ≤ T·max|ref| (with --atol/--rtol: added to them). Any of the three replaces the default: the floor of the output's lowest compute precision (1e-4 float32, 1e-2 float16, 1e-9 float64, exact for integers) raised to 8× the reference's own rounding noise where that is larger (README Guarantees)");
+const atolOption = () => new Option("--atol <A>", "absolute tolerance: every |Δ| ≤ A + R·|ref| (numpy.isclose's rule with --rtol; default: the calibrated criterion, see --tolerance)");
+const rtolOption = () => new Option("--rtol <R>", "elementwise relative tolerance: every |Δ| ≤ A + R·|ref| (see --atol)");
 const jsonOption = () => new Option("--json", "print the report as JSON (see docs/schema) instead of text");
 
 function readVersion(): string {
@@ -116,6 +122,8 @@ export function buildProgram(run: (name: CommandName, args: string[], flags: Fla
     .addOption(shapeOption())
     .addOption(new Option("--no-verify", "skip the proof in onnxruntime (the report says the output is NOT proven)"))
     .addOption(toleranceOption())
+    .addOption(atolOption())
+    .addOption(rtolOption())
     .addOption(runsOption())
     .addOption(new Option("--seed <S>", "seed of the random inputs (default: 1)"))
     .addOption(providerOption())
@@ -134,12 +142,17 @@ export function buildProgram(run: (name: CommandName, args: string[], flags: Fla
     .addOption(new Option("--unsafe-ignore-border-rule").hideHelp());
 
   command("verify", "run two models on the same inputs in onnxruntime and compare every output (the CI equivalence check)")
-    .argument("<A.onnx>", "the reference model")
-    .argument("<B.onnx>", "the candidate model")
-    .addOption(new Option("--input <NAME=FILE.npy>", "feed this array to input NAME instead of random inputs; repeat for several inputs").argParser(collect))
+    .argument("<A.onnx>", "the reference model (with --load-outputs: the model checked against the stored outputs)")
+    .argument("[B.onnx]", "the candidate model (leave it out with --load-outputs, or with --save-outputs to only record A's outputs)")
+    .addOption(new Option("--input <NAME=FILE.npy|FILE.npz>", "feed arrays instead of random inputs: NAME=FILE.npy, NAME=FILE.npz (one array), or FILE.npz holding an array per input name; repeat for several").argParser(collect))
+    .addOption(new Option("--save-outputs <FILE.npz>", "write every input set's inputs and A's outputs to FILE.npz (arrays inputs/K/NAME, outputs/K/NAME), for --load-outputs later"))
+    .addOption(new Option("--load-outputs <FILE.npz>", "compare one model with outputs stored in FILE.npz (as --save-outputs writes, or outputs/NAME + inputs/NAME, or bare output names with --input) instead of running a reference"))
     .addOption(shapeOption())
     .addOption(runsOption())
+    .addOption(new Option("--seed <S>", "seed of the random inputs (default: 1)"))
     .addOption(toleranceOption())
+    .addOption(atolOption())
+    .addOption(rtolOption())
     .addOption(providerOption())
     .addOption(jsonOption());
 

@@ -58,6 +58,8 @@ export interface VerifyOptions {
   shapes?: Record<string, number[]>;
   /** User inputs: used instead of random data (inputs given for every input: one input set). */
   feeds?: Record<string, Feed>;
+  /** When given, receives every input set's inputs and the reference's outputs on them (for --save-outputs). */
+  record?: RecordedSet[];
 }
 
 export interface OutputComparison {
@@ -100,6 +102,9 @@ export interface OutputComparison {
 /** Version tag of the verify report's shape (JSON Schema: docs/schema). */
 export const VERIFY_SCHEMA = "reparam-onnx/verify-report/1";
 
+/** Version tag of `verify A.onnx --save-outputs FILE.npz`'s report (one model run and recorded). */
+export const RECORD_SCHEMA = "reparam-onnx/verify-record/1";
+
 export interface VerifyReport {
   schema: typeof VERIFY_SCHEMA;
   ok: boolean;
@@ -107,8 +112,8 @@ export interface VerifyReport {
   reference: string | null;
   candidate: string | null;
   provider: Provider;
-  /** "calibrated": the default criterion; "user": the tolerances given. */
-  criterion: "calibrated" | "user";
+  /** "calibrated": the default criterion; "floor": the default floor alone (stored reference outputs, no model to measure noise on); "user": the tolerances given. */
+  criterion: "calibrated" | "floor" | "user";
   /** The relative tolerance: the user's, or the loosest default floor over the outputs. */
   tolerance: number;
   atol?: number;
@@ -609,17 +614,22 @@ async function runReference(reference: Model, candidate: Model, session: ort.Inf
       const shapes = plan.sets[set]!;
       sets.push({ index: set, shapes, run });
       const cached = run === 0 ? trials.get(`${set} ${JSON.stringify(shapes)}`) : undefined;
-      outputs.push(cached ?? (await runSession(session, inputsOf(set, shapes, run), reference, "reference")));
+      const out = cached ?? (await runSession(session, inputsOf(set, shapes, run), reference, "reference"));
+      outputs.push(out);
+      options.record?.push({ inputs: inputsOf(set, shapes, run), outputs: out });
     }
   return { plan, sets, outputs, inputsOf: (s: InputSetSpec) => inputsOf(s.index, s.shapes, s.run) };
 }
 
-function compareOutput(name: string, ref: ort.Tensor, cand: ort.Tensor | undefined, user: UserCriterion | undefined): OutputRun {
+const FLOAT_TYPES = new Set(["float16", "bfloat16", "float32", "float64"]);
+
+/** `anyFloat`: a float reference may be compared with a float candidate of another type (stored outputs, e.g. numpy's float64). */
+function compareOutput(name: string, ref: ort.Tensor, cand: ort.Tensor | undefined, user: UserCriterion | undefined, anyFloat = false): OutputRun {
   const shape = ref.dims.map(Number);
   if (!cand) return { shape, mismatch: `candidate has no output named '${name}'` };
   if (ref.dims.length !== cand.dims.length || ref.dims.some((d, i) => d !== cand.dims[i]))
     return { shape, mismatch: `shape ${fmtDims(ref.dims)} in the reference, ${fmtDims(cand.dims)} in the candidate` };
-  if (ref.type !== cand.type) return { shape, mismatch: `element type ${ref.type} in the reference, ${cand.type} in the candidate` };
+  if (ref.type !== cand.type && !(anyFloat && FLOAT_TYPES.has(ref.type) && FLOAT_TYPES.has(cand.type))) return { shape, mismatch: `element type ${ref.type} in the reference, ${cand.type} in the candidate` };
   const r = tensorToFloat64(ref);
   const c = tensorToFloat64(cand);
   if (!r || !c) {
@@ -685,55 +695,12 @@ async function measureNoise(reference: Model, options: VerifyOptions, provider: 
   return samples;
 }
 
-/** Run `reference` and `candidate` on the same inputs and compare every reference output. */
-export async function verifyModels(reference: Model, candidate: Model, options: VerifyOptions = {}): Promise<VerifyReport> {
-  const start = performance.now();
-  const runs = options.runs ?? 3;
-  if (!Number.isInteger(runs) || runs < 1) throw new UsageError(`runs must be a positive integer, got ${runs}`);
-  const user = userCriterion(options);
-  const provider = options.provider ?? "cpu";
-  checkSameInputs(reference, candidate);
-  checkGiven(inputSpecs(reference), options);
-  await requireProvider(provider);
-
-  // One session at a time (the reference's outputs are kept, not its weights): peak memory holds
-  // one model in onnxruntime, not two. Both run as written (no onnxruntime graph optimizations).
-  let ref: Awaited<ReturnType<typeof runReference>>;
-  let outputNames: readonly string[];
-  const refSession = await createSession(reference, provider, "reference", options.referenceFile, "disabled");
-  try {
-    outputNames = refSession.outputNames;
-    ref = await runReference(reference, candidate, refSession, options, runs);
-  } finally {
-    await refSession.release();
-  }
-  const compared: OutputRun[][] = []; // [run][output]
-  const candSession = await createSession(candidate, provider, "candidate", options.candidateFile, "disabled");
-  try {
-    for (let k = 0; k < ref.sets.length; k++) {
-      const candOut = await runSession(candSession, ref.inputsOf(ref.sets[k]!), candidate, "candidate");
-      compared.push(outputNames.map((name) => compareOutput(name, ref.outputs[k]![name]!, candOut[name], user)));
-    }
-  } finally {
-    await candSession.release();
-  }
-
-  // Default criterion: the floor of each output's lowest compute precision; where a run exceeds
-  // it, the allowance becomes NOISE_FACTOR times the reference's own rounding spread.
-  const precisions = outputPrecisions(reference);
-  const floors = outputNames.map((name, j) => {
-    const p = precisions.get(name);
-    return p !== undefined ? floorTolerance(p) : defaultTolerance(ref.outputs[0]![name]!.type);
-  });
-  const toCalibrate: number[] = [];
-  if (!user)
-    compared.forEach((row, k) => {
-      if (row.some((o, j) => o.stats && o.stats.maxAbs > floors[j]! * o.stats.scale)) toCalibrate.push(k);
-    });
-  const samples = toCalibrate.length ? await measureNoise(reference, options, provider, ref, toCalibrate, outputNames) : [];
-  ref.outputs.length = 0;
-
-  const outputs: OutputComparison[] = outputNames.map((name, j) => {
+/**
+ * Each output's verdict from its per-set comparisons (README "Guarantees"): the user's criterion,
+ * or the floor of its precision raised to NOISE_FACTOR times the reference's measured spread.
+ */
+function judge(outputNames: readonly string[], compared: OutputRun[][], floors: number[], precisions: Map<string, number | undefined>, user: UserCriterion | undefined, samples: Spread[], sets: { shapes: Record<string, number[]> }[]): OutputComparison[] {
+  return outputNames.map((name, j) => {
     const floor = user ? user.tolerance : floors[j]!;
     const limit = Math.max(CONCLUSIVE_LIMIT, 4 * floor);
     const result: OutputComparison = {
@@ -747,7 +714,7 @@ export async function verifyModels(reference: Model, candidate: Model, options: 
       const o = row[j]!;
       if (!result.shapes.some((s) => fmtDims(s) === fmtDims(o.shape))) result.shapes.push(o.shape);
       if (o.mismatch) {
-        result.shapeMismatch ??= `${o.mismatch} (input set ${k}: ${describeShapes(ref.sets[k]!.shapes)})`;
+        result.shapeMismatch ??= `${o.mismatch} (input set ${k}: ${describeShapes(sets[k]!.shapes)})`;
         result.ok = false;
         return;
       }
@@ -799,26 +766,160 @@ export async function verifyModels(reference: Model, candidate: Model, options: 
     result.ok = result.reason === undefined;
     return result;
   });
-  const files = { reference: options.referenceFile ?? reference.path ?? null, candidate: options.candidateFile ?? candidate.path ?? null };
+}
+
+/** Each output's default floor: its lowest compute precision's, else its own type's. */
+function floorsOf(outputNames: readonly string[], precisions: Map<string, number | undefined>, types: (name: string) => string | undefined): number[] {
+  return outputNames.map((name) => {
+    const p = precisions.get(name);
+    return p !== undefined ? floorTolerance(p) : defaultTolerance(types(name) ?? "");
+  });
+}
+
+function report(options: { referenceFile?: string; candidateFile?: string; provider?: Provider }, reference: string | null, candidate: string | null, user: UserCriterion | undefined, criterion: VerifyReport["criterion"], outputs: OutputComparison[], extra: { calibrated: boolean; runs: number; inputSets: number; shapeSets: Record<string, number[]>[]; notes: string[] }, start: number): VerifyReport {
   return {
     schema: VERIFY_SCHEMA,
     ok: outputs.every((o) => o.ok),
-    ...files,
-    provider,
-    criterion: user ? "user" : "calibrated",
+    reference,
+    candidate,
+    provider: options.provider ?? "cpu",
+    criterion: user ? "user" : criterion,
     tolerance: user ? user.tolerance : outputs.reduce((m, o) => Math.max(m, o.tolerance), 0),
     ...(user ? { atol: user.atol, rtol: user.rtol } : {}),
-    calibrated: samples.length > 0,
-    runs,
-    inputSets: ref.sets.length,
-    shapeSets: ref.plan.sets,
-    inputShapes: ref.plan.sets[0]!,
-    notes: ref.plan.notes,
+    ...extra,
+    inputShapes: extra.shapeSets[0] ?? {},
     maxAbs: outputs.reduce((m, o) => Math.max(m, o.maxAbs), 0),
     maxRel: outputs.reduce((m, o) => Math.max(m, o.maxRel), 0),
     outputs,
     timeMs: performance.now() - start,
   };
+}
+
+/** Run `reference` and `candidate` on the same inputs and compare every reference output. */
+export async function verifyModels(reference: Model, candidate: Model, options: VerifyOptions = {}): Promise<VerifyReport> {
+  const start = performance.now();
+  const runs = checkRuns(options.runs);
+  const user = userCriterion(options);
+  const provider = options.provider ?? "cpu";
+  checkSameInputs(reference, candidate);
+  checkGiven(inputSpecs(reference), options);
+  await requireProvider(provider);
+
+  // One session at a time (the reference's outputs are kept, not its weights): peak memory holds
+  // one model in onnxruntime, not two. Both run as written (no onnxruntime graph optimizations).
+  let ref: Awaited<ReturnType<typeof runReference>>;
+  let outputNames: readonly string[];
+  const refSession = await createSession(reference, provider, "reference", options.referenceFile, "disabled");
+  try {
+    outputNames = refSession.outputNames;
+    ref = await runReference(reference, candidate, refSession, options, runs);
+  } finally {
+    await refSession.release();
+  }
+  const compared: OutputRun[][] = []; // [input set][output]
+  const candSession = await createSession(candidate, provider, "candidate", options.candidateFile, "disabled");
+  try {
+    for (let k = 0; k < ref.sets.length; k++) {
+      const candOut = await runSession(candSession, ref.inputsOf(ref.sets[k]!), candidate, "candidate");
+      compared.push(outputNames.map((name) => compareOutput(name, ref.outputs[k]![name]!, candOut[name], user)));
+    }
+  } finally {
+    await candSession.release();
+  }
+
+  // Default criterion: the floor of each output's lowest compute precision; where a set exceeds
+  // it, the allowance becomes NOISE_FACTOR times the reference's own rounding spread.
+  const precisions = outputPrecisions(reference);
+  const floors = floorsOf(outputNames, precisions, (name) => ref.outputs[0]![name]?.type);
+  const toCalibrate: number[] = [];
+  if (!user)
+    compared.forEach((row, k) => {
+      if (row.some((o, j) => o.stats && o.stats.maxAbs > floors[j]! * o.stats.scale)) toCalibrate.push(k);
+    });
+  const samples = toCalibrate.length ? await measureNoise(reference, options, provider, ref, toCalibrate, outputNames) : [];
+  ref.outputs.length = 0;
+  const outputs = judge(outputNames, compared, floors, precisions, user, samples, ref.sets);
+  return report(options, options.referenceFile ?? reference.path ?? null, options.candidateFile ?? candidate.path ?? null, user, "calibrated", outputs, {
+    calibrated: samples.length > 0, runs, inputSets: ref.sets.length, shapeSets: ref.plan.sets, notes: ref.plan.notes,
+  }, start);
+}
+
+function checkRuns(runs = 3): number {
+  if (!Number.isInteger(runs) || runs < 1) throw new UsageError(`runs must be a positive integer, got ${runs}`);
+  return runs;
+}
+
+/** One input set's inputs and a model's outputs on them (what --save-outputs writes). */
+export interface RecordedSet {
+  inputs: Record<string, ort.Tensor>;
+  outputs: Record<string, ort.Tensor>;
+}
+
+/**
+ * Run `model` (as written) on the input sets a proof would use (shapes planned as verifyModels
+ * does), and return every set's inputs and outputs.
+ */
+export async function runInputSets(model: Model, options: Omit<VerifyOptions, "candidateFile" | "tolerance" | "atol" | "rtol"> = {}): Promise<{ sets: RecordedSet[]; shapeSets: Record<string, number[]>[]; notes: string[] }> {
+  const runs = checkRuns(options.runs);
+  checkGiven(inputSpecs(model), options);
+  const session = await createSession(model, options.provider ?? "cpu", "", options.referenceFile, "disabled");
+  try {
+    const ref = await runReference(model, model, session, options, runs);
+    return { sets: ref.sets.map((s, k) => ({ inputs: ref.inputsOf(s), outputs: ref.outputs[k]! })), shapeSets: ref.plan.sets, notes: ref.plan.notes };
+  } finally {
+    await session.release();
+  }
+}
+
+/** Reference data kept from an earlier run (loaded from .npz): inputs and outputs by name. */
+export interface StoredReference {
+  inputs: Record<string, Feed>;
+  outputs: Record<string, Feed>;
+}
+
+/**
+ * Compare `candidate` with stored reference outputs, each set run on its stored inputs. Without a
+ * reference model the noise cannot be measured: the default criterion is the floor of each
+ * output's precision (in the candidate) alone, and the report's criterion says "floor".
+ */
+export async function verifyAgainstOutputs(candidate: Model, stored: StoredReference[], options: Pick<VerifyOptions, "tolerance" | "atol" | "rtol" | "provider" | "candidateFile"> & { referenceFile?: string } = {}): Promise<VerifyReport> {
+  const start = performance.now();
+  const user = userCriterion(options);
+  const provider = options.provider ?? "cpu";
+  if (stored.length === 0) throw new UsageError(`${options.referenceFile ?? "stored outputs"}: no input sets`);
+  const specs = inputSpecs(candidate);
+  stored.forEach((set, k) => {
+    const missing = specs.filter((s) => !set.inputs[s.name]).map((s) => `'${s.name}'`);
+    if (missing.length) throw new UsageError(`${options.referenceFile ?? "stored outputs"}: input set ${k} has no data for input ${missing.join(", ")}`);
+    if (Object.keys(set.outputs).length === 0) throw new UsageError(`${options.referenceFile ?? "stored outputs"}: input set ${k} has no outputs`);
+    checkGiven(specs, { feeds: set.inputs });
+  });
+  await requireProvider(provider);
+  const outputNames = Object.keys(stored[0]!.outputs);
+  const compared: OutputRun[][] = [];
+  const sets: { shapes: Record<string, number[]> }[] = [];
+  const session = await createSession(candidate, provider, "candidate", options.candidateFile, "disabled");
+  try {
+    for (const set of stored) {
+      const feeds: Record<string, ort.Tensor> = {};
+      for (const spec of specs) feeds[spec.name] = feedTensor(spec, set.inputs[spec.name]!);
+      sets.push({ shapes: Object.fromEntries(Object.entries(feeds).map(([k, t]) => [k, t.dims.map(Number)])) });
+      const out = await runSession(session, feeds, candidate, "candidate");
+      compared.push(outputNames.map((name) => {
+        const f = set.outputs[name];
+        if (!f) return { shape: [], mismatch: `the stored set has no output named '${name}'` };
+        return compareOutput(name, new ort.Tensor(f.dtype as "float32", f.data as Float32Array, f.dims), out[name], user, true);
+      }));
+    }
+  } finally {
+    await session.release();
+  }
+  const precisions = outputPrecisions(candidate);
+  const floors = floorsOf(outputNames, precisions, (name) => stored[0]!.outputs[name]?.dtype);
+  const outputs = judge(outputNames, compared, floors, precisions, user, [], sets);
+  return report(options, options.referenceFile ?? null, options.candidateFile ?? candidate.path ?? null, user, "floor", outputs, {
+    calibrated: false, runs: 1, inputSets: stored.length, shapeSets: sets.map((s) => s.shapes), notes: [],
+  }, start);
 }
 
 function describeShapes(shapes: Record<string, number[]>): string {
