@@ -63,8 +63,8 @@ describe("--shape spellings", () => {
 describe("help", () => {
   it("each command has its own --help naming every flag with its meaning and default", () => {
     const expected: Record<string, string[]> = {
-      optimize: ["--shape", "--no-verify", "--tolerance", "--runs", "--seed", "--provider", "--external-data", "--no-costlier", "--max-mac-growth", "--duplicate-shared", "--skip-failing", "--explain", "--json", "--approx-attention", "--approx-threshold", "--calib", "--labels"],
-      verify: ["--input", "--shape", "--runs", "--tolerance", "--provider", "--json"],
+      optimize: ["--shape", "--no-verify", "--tolerance", "--atol", "--rtol", "--runs", "--seed", "--provider", "--external-data", "--no-costlier", "--max-mac-growth", "--duplicate-shared", "--skip-failing", "--explain", "--json", "--approx-attention", "--approx-threshold", "--calib", "--labels"],
+      verify: ["--input", "--save-outputs", "--load-outputs", "--shape", "--runs", "--seed", "--tolerance", "--atol", "--rtol", "--provider", "--json"],
       inspect: ["--shape", "--explain", "--attention-stats", "--calib", "--json"],
       train: ["--arch", "--data", "--epochs", "--batch", "--lr", "--optimizer", "--resume", "--checkpoint", "--workers", "--backend"],
       eval: ["--data", "--split", "--limit", "--batch", "--provider", "--json"],
@@ -78,7 +78,8 @@ describe("help", () => {
       if (cmd !== "optimize") expect(r.stdout).not.toContain("--no-verify");
     }
     const o = cli("optimize", "--help").stdout;
-    expect(o).toMatch(/--runs <N>\s+input sets run through both models \(default: 3\)/);
+    expect(o).toMatch(/--runs <N>\s+input patterns per shape set[\s\S]*\(default: 3: /);
+    expect(o).toMatch(/--atol <A>\s+absolute tolerance/);
     expect(o).toMatch(/--max-mac-growth <F>[\s\S]*\(default: 2\)/);
     expect(o).not.toContain("unsafe");
     expect(cli("help", "verify").stdout).toContain("Usage: reparam-onnx verify");
