@@ -34,10 +34,16 @@ const rounds = Number(values.rounds ?? 200);
 
 interface Entry { file: string; case: string; form: string; opset: number; deploy: string | null; input_shape: number[] }
 
+/** A pooling over the whole map is one reduction whichever op writes it. */
+const SAME_OP: Record<string, string> = { GlobalAveragePool: "AveragePool" };
+
 /** Op-type histogram. */
 function histogram(m: Model): Map<string, number> {
   const h = new Map<string, number>();
-  for (const n of m.graph.nodes) h.set(n.opType, (h.get(n.opType) ?? 0) + 1);
+  for (const n of m.graph.nodes) {
+    const op = SAME_OP[n.opType] ?? n.opType;
+    h.set(op, (h.get(op) ?? 0) + 1);
+  }
   return h;
 }
 

@@ -18,7 +18,7 @@ import type { RuleContext } from "../pipeline/context.js";
 import { notCandidate, refuse, type Match, type Note, type Rule } from "../pipeline/rule.js";
 import { denseNodeCount, emitConv, emitDense } from "./linear/emit.js";
 import { featureCount, layoutOf, readLinearOp, type Layout, type LinearOp } from "./linear/read.js";
-import { LINEAR_OPS, SUM_OPS, WEIGHTED_LAYER_OPS } from "./op-traits.js";
+import { LINEAR_OPS, STACK_REDUCE_OPS, SUM_OPS, WEIGHTED_LAYER_OPS } from "./op-traits.js";
 import { macGrowthLimit, macLimitSource } from "./policy.js";
 
 /** A part of a region: `map` (null = identity) applied to `leaf`, built from `nodes`. */
@@ -38,7 +38,7 @@ interface Part {
   rest?: Term[];
 }
 
-type Term = Part & { sign: 1 | -1; tensor: string };
+type Term = Part & { coef: number; sign: 1 | -1; tensor: string };
 
 const leaf = (tensor: string): Part => ({ leaf: tensor, map: null, nodes: [] });
 
@@ -116,6 +116,11 @@ class RegionBuilder {
         // Pad after pad: a zero-amount Pad (exporters emit them before AveragePool) is an identity;
         // two pads with the same border value are one pad of the summed amounts.
         if (op.pads.every((v) => v === 0)) return { ...p, nodes: [...p.nodes, ...op.nodes] };
+        // A crop (negative amounts) and a pad do not add up (crop then pad loses the data the pad
+        // replaces); two crops do.
+        const crop = (pads: Pads) => pads.some((v) => v < 0);
+        if ((crop(op.pads) || crop(p.pad.pads)) && !(op.pads.every((v) => v <= 0) && p.pad.pads.every((v) => v <= 0)))
+          return { ...leaf(op.input), nodes: op.nodes, pad };
         if (sameValues(p.pad.values, values))
           return { ...p, nodes: [...p.nodes, ...op.nodes], pad: { pads: p.pad.pads.map((v, i) => v + op.pads[i]!) as Pads, values } };
         return { ...leaf(op.input), nodes: op.nodes, pad };
@@ -168,6 +173,12 @@ class RegionBuilder {
     let padValue: Float64Array | undefined;
     if (p.pad) {
       const { pads, values } = p.pad;
+      // A crop of the region's input lowers the layer's padding (docs/rules.md §5); a crop between
+      // two layers would need the composition to know it: not done.
+      if (pads.some((v) => v < 0) && p.map) {
+        this.note(node, "a crop (Slice) between two layers is not composed");
+        return { leaf: input, map: second, nodes: [node] };
+      }
       const zero = !values || values.every((v) => v === 0);
       if (!zero && second.pads.some((v) => v !== 0)) return { leaf: input, map: second, nodes: [node] };
       layer = { ...second, pads: second.pads.map((v, i) => v + pads[i]!) as Pads };
@@ -188,21 +199,24 @@ class RegionBuilder {
     return { leaf: p.leaf, map: composed, nodes: [...p.nodes, node] };
   }
 
-  /** Flatten an Add/Sub tree (single-reader inner sums) into signed terms. */
-  private terms(node: Node, sign: 1 | -1, out: { tensor: string; sign: 1 | -1 }[], sums: Node[]): void {
-    sums.push(node);
+  /**
+   * Flatten a sum tree (Add/Sub/Sum and stacked sums, single-reader inner sums) into terms with
+   * their coefficients (±1, or 1/n under a ReduceMean over a stack).
+   */
+  private terms(node: Node, coef: number, out: { tensor: string; coef: number }[], sums: Node[]): void {
     const op = this.read(node) as Extract<LinearOp, { kind: "sum" }>;
+    sums.push(node, ...(op.nodes ?? []));
     for (const t of op.terms) {
-      const s = (sign * t.sign) as 1 | -1;
+      const c = coef * t.sign * (op.scale ?? 1);
       const inner = this.internal(t.tensor) ? this.op(t.tensor) : undefined;
-      if (inner?.kind === "sum") this.terms(inner.node, s, out, sums);
-      else out.push({ tensor: t.tensor, sign: s });
+      if (inner?.kind === "sum") this.terms(inner.node, c, out, sums);
+      else out.push({ tensor: t.tensor, coef: c });
     }
   }
 
   private sum(node: Node, root: boolean): Part {
     const output = node.outputs[0]!;
-    const terms: { tensor: string; sign: 1 | -1 }[] = [];
+    const terms: { tensor: string; coef: number }[] = [];
     const sums: Node[] = [];
     this.terms(node, 1, terms, sums);
     const layout = layoutOf(this.ctx, output);
@@ -210,7 +224,7 @@ class RegionBuilder {
     const parts = terms.map((t) => {
       const p = this.internal(t.tensor) ? this.part(t.tensor) : leaf(t.tensor);
       const usable = !p.pad && (!p.map || p.layout === layout);
-      return { ...(usable ? p : leaf(t.tensor)), sign: t.sign, tensor: t.tensor };
+      return { ...(usable ? p : leaf(t.tensor)), coef: t.coef, sign: (t.coef < 0 ? -1 : 1) as 1 | -1, tensor: t.tensor };
     });
     const leaves = [...new Set(parts.map((p) => p.leaf))];
     if (leaves.length > 1) {
@@ -226,13 +240,15 @@ class RegionBuilder {
     return { leaf: leaves[0]!, map: merged, nodes: [...parts.flatMap((p) => p.nodes), ...sums], layout };
   }
 
-  private merge(parts: (Part & { sign: 1 | -1 })[], node: Node, layout: Layout): LinearMap | undefined {
+  private merge(parts: (Part & { coef: number })[], node: Node, layout: Layout): LinearMap | undefined {
     const known = parts.find((p) => p.map)?.map;
     const maps: LinearMap[] = [];
     for (const p of parts) {
       const m = p.map ?? (known ? identityMap(known.inChannels) : this.identity(p.leaf, undefined, node, layout));
       if (!m) return undefined;
-      maps.push(p.sign < 0 ? negate(m) : m);
+      if (p.coef === 1) maps.push(m);
+      else if (p.coef === -1) maps.push(negate(m));
+      else maps.push(affineAfter(m, { scale: Float64Array.of(p.coef), shift: Float64Array.of(0) }));
     }
     const merged = sumMaps(maps);
     if (isRefusal(merged)) {
@@ -269,6 +285,11 @@ class RegionBuilder {
     const merged = this.merge(best, node, layout);
     if (!merged) return leaf(node.outputs[0]!);
     const rest = parts.filter((p) => !best.includes(p));
+    // Kept terms are written back as Adds/Subs: a term scaled by a ReduceMean cannot be.
+    if (rest.some((p) => Math.abs(p.coef) !== 1)) {
+      this.note(node, `${why}; the other terms are scaled (a mean) and cannot be kept as Adds`);
+      return leaf(node.outputs[0]!);
+    }
     return { leaf: best[0]!.leaf, map: merged, nodes: [...best.flatMap((p) => p.nodes), ...sums], rest };
   }
 }
@@ -321,6 +342,7 @@ function mayRootRegion(ctx: RuleContext, anchor: Node): boolean {
   const data = anchor.inputs.filter((i) => i && !ctx.constant(i));
   if (SUM_OPS.has(anchor.opType) && data.length >= 2) return true;
   const input = data[0];
+  if (STACK_REDUCE_OPS.has(anchor.opType) && input) return ctx.producers().get(input)?.opType === "Concat";
   if (!input || ctx.consumers(input).length !== 1 || ctx.isGraphOutput(input)) return false;
   const producer = ctx.producers().get(input);
   return !!producer && LINEAR_OPS.has(producer.opType) && producer.isDefaultDomain;
@@ -345,8 +367,15 @@ function regionAt(ctx: RuleContext, builder: RegionBuilder, anchor: Node, compos
   const part = builder.part(anchor.outputs[0]!, true);
   builder.composeLayers = true;
   if (!part.map || part.pad || !part.nodes.includes(anchor)) return undefined;
+  // A crop folds into a conv only by lowering padding the conv has (or a sum's union has): an ONNX
+  // Conv cannot carry negative pads, so a crop the region cannot absorb stays a Slice.
+  if (part.map.pads.some((v) => v < 0)) return refuse("a crop (Slice) of the input is more than the padding of the convs it feeds: it stays");
   const rest = part.rest ?? [];
   const dense = part.layout === "features";
+  // A reduction stays a reduction unless folding it removes work (docs/rules.md §4): a pooling
+  // with no layer to fold into would become a dense depthwise kernel, larger and slower.
+  if (!dense && part.nodes.some((n) => n.opType === "AveragePool") && !part.nodes.some((n) => WEIGHTED_LAYER_OPS.has(n.opType)))
+    return notCandidate("a pooling with no layer to fold into stays a pooling");
   const emitted = (dense ? denseNodeCount(ctx, part.map, part.leaf) : 1) + rest.length;
   if (part.nodes.length <= emitted) return undefined; // nothing gained: as many nodes as before
   // Per-feature affines alone (a LayerNorm's γ and β) are cheaper as they are than as a dense

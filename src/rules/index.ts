@@ -6,10 +6,11 @@ import { dedupeInitializers } from "./dedupe-initializers.js";
 import { dropInitializerIdentity } from "./drop-initializer-identity.js";
 import { foldConstants } from "./fold-constants.js";
 import { foldIntoFc } from "./fold-into-fc.js";
+import { globalPooling } from "./global-pooling.js";
 import { pruneZeroChannels } from "./prune-zero-channels.js";
 
-export { affineBeforeTranspose, collapseLinearRegions, dedupeInitializers, dropInitializerIdentity, foldConstants, foldIntoFc, pruneZeroChannels };
+export { affineBeforeTranspose, collapseLinearRegions, dedupeInitializers, dropInitializerIdentity, foldConstants, foldIntoFc, globalPooling, pruneZeroChannels };
 
 export function defaultRules(): Rule[] {
-  return [dropInitializerIdentity, foldConstants, dedupeInitializers, affineBeforeTranspose, collapseLinearRegions, foldIntoFc, pruneZeroChannels] as Rule[];
+  return [dropInitializerIdentity, foldConstants, dedupeInitializers, globalPooling, affineBeforeTranspose, collapseLinearRegions, foldIntoFc, pruneZeroChannels] as Rule[];
 }

@@ -14,8 +14,11 @@ export const AFFINE_BINARY_OPS: ReadonlySet<string> = new Set(["Mul", "Add", "Su
 /** Ops that add their operands (a branch sum). */
 export const SUM_OPS: ReadonlySet<string> = new Set(["Add", "Sub", "Sum"]);
 
+/** Reductions that sum (or average) a stack of tensors over the stacked axis (torch.stack(xs).sum(0)). */
+export const STACK_REDUCE_OPS: ReadonlySet<string> = new Set(["ReduceSum", "ReduceMean"]);
+
 /** Ops the linear reader (rules/linear/read.ts) may read as a linear map, given constant parameters. */
-export const LINEAR_OPS: ReadonlySet<string> = new Set(["Conv", "Gemm", "MatMul", "BatchNormalization", "Add", "Sub", "Mul", "Div", "Sum", "Neg", "AveragePool", "Pad", "ScatterND", "Identity", "Dropout"]);
+export const LINEAR_OPS: ReadonlySet<string> = new Set(["Conv", "Gemm", "MatMul", "BatchNormalization", "Add", "Sub", "Mul", "Div", "Sum", "Neg", "AveragePool", "Pad", "ScatterND", "Identity", "Dropout", "Slice", ...STACK_REDUCE_OPS]);
 
 /** Fully connected layers (a matrix on the last axis). */
 export const DENSE_OPS: ReadonlySet<string> = new Set(["Gemm", "MatMul"]);

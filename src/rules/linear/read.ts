@@ -9,6 +9,7 @@ import type { RuleContext } from "../../pipeline/context.js";
 import { AFFINE_BINARY_OPS } from "../op-traits.js";
 import { isFoldableFloat, sharedFoldRefusal } from "../policy.js";
 import { readBorderFill } from "./border-fill.js";
+import { fusedUnitOf } from "./units.js";
 
 /**
  * Which axis a region's maps act on: "nchw" = axis 1 of a 4-D image (convs, pools, pads);
@@ -24,7 +25,11 @@ export type LinearOp =
   | { kind: "affine"; node: Node; input: string; scale: Float64Array; shift: Float64Array; layout: Layout }
   /** A constant pad; `values` per channel or one value; `nodes` = every node it consists of. */
   | { kind: "pad"; node: Node; input: string; pads: Pads; values: Float64Array; nodes: Node[] }
-  | { kind: "sum"; node: Node; terms: { tensor: string; sign: 1 | -1 }[] }
+  /**
+   * A sum of its terms, times `scale` (ReduceMean over a stack: 1/n); `nodes` = every node it
+   * consists of besides `node` (a stack's Unsqueezes and Concat).
+   */
+  | { kind: "sum"; node: Node; terms: { tensor: string; sign: 1 | -1 }[]; scale?: number; nodes?: Node[] }
   | { kind: "identity"; node: Node; input: string };
 
 const present = (s: string | undefined): s is string => s !== undefined && s !== "";
@@ -36,6 +41,7 @@ const present = (s: string | undefined): s is string => s !== undefined && s !==
  */
 export function constantOperand(ctx: RuleContext, n: Node): 0 | 1 | undefined {
   if (!AFFINE_BINARY_OPS.has(n.opType) || !n.isDefaultDomain || n.inputs.length !== 2 || n.attributes.length > 0) return undefined;
+  if (fusedUnitOf(ctx, n)) return undefined; // a GELU's or LayerNorm's constant: see units.ts
   const [c0, c1] = n.inputs.map((t) => ctx.constant(t));
   if (c1 && !c0) return 1;
   if (c0 && !c1 && n.opType !== "Div") return 0;
@@ -60,6 +66,8 @@ export function featureCount(ctx: RuleContext, tensor: string, layout: Layout): 
 
 export function readLinearOp(ctx: RuleContext, node: Node): LinearOp | Refusal {
   if (!node.isDefaultDomain) return refuse(`custom-domain op ${node.domain}.${node.opType}`);
+  const unit = fusedUnitOf(ctx, node);
+  if (unit) return refuse(`part of a ${unit} written out: kept whole so onnxruntime fuses it (folding its constant would make the model slower)`);
   switch (node.opType) {
     case "Conv": return readConv(ctx, node);
     case "Gemm": return readGemm(ctx, node);
@@ -81,6 +89,8 @@ export function readLinearOp(ctx: RuleContext, node: Node): LinearOp | Refusal {
       const fill = readBorderFill(ctx, node, (n) => readPad(ctx, n));
       return "refused" in fill ? fill : { kind: "pad", node, input: fill.input, pads: fill.pads, values: fill.values, nodes: fill.nodes };
     }
+    case "Slice": return readCrop(ctx, node);
+    case "ReduceSum": case "ReduceMean": return readStackSum(ctx, node);
     case "Identity": return { kind: "identity", node, input: node.inputs[0]! };
     case "Dropout": {
       if (node.outputs.slice(1).some((o) => present(o) && ctx.consumers(o).length > 0)) return refuse("Dropout mask is used");
@@ -288,4 +298,86 @@ function readPad(ctx: RuleContext, node: Node): { input: string; pads: Pads; val
   if (pads[0] || pads[1] || pads[4] || pads[5]) return refuse("Pad pads batch or channel axes");
   if (pads.some((p) => p < 0)) return refuse("Pad with negative amounts (a crop)");
   return { input: node.inputs[0]!, pads: [pads[2]!, pads[3]!, pads[6]!, pads[7]!], value };
+}
+
+/** Constant integer values of an optional input, or of the attribute of the same name (older opsets). */
+function intsOf(ctx: RuleContext, node: Node, input: number, attribute: string): number[] | undefined | Refusal {
+  const name = node.inputs[input];
+  if (present(name)) {
+    const t = ctx.constant(name);
+    return t ? Array.from(t.toFloat64()) : refuse(`${node.opType} ${attribute} are not constant`);
+  }
+  return node.attributes.some((a) => a.name === attribute) ? node.ints(attribute) : undefined;
+}
+
+/** Ends at or past this are "to the end" (exporters write INT64_MAX or INT32_MAX). */
+const TO_THE_END = 2 ** 31 - 1;
+
+/**
+ * A Slice that crops rows/columns of an NCHW tensor by amounts that do not depend on its size
+ * (ACNet's CropLayer: x[:, :, c:-c, :]) is a pad with negative amounts: a conv reading it is the
+ * same conv of the uncropped tensor with its padding lowered by the crop (docs/rules.md §5).
+ */
+function readCrop(ctx: RuleContext, node: Node): LinearOp | Refusal {
+  const x = node.inputs[0]!;
+  const dims = ctx.shapes().get(x)?.dims;
+  if (!dims || dims.length !== 4) return notCandidate("Slice of a tensor that is not 4-D (or of unknown rank)");
+  const starts = node.opType === "Slice" && ctx.opset() >= 10 ? intsOf(ctx, node, 1, "starts") : node.ints("starts");
+  const ends = ctx.opset() >= 10 ? intsOf(ctx, node, 2, "ends") : node.ints("ends");
+  const axesIn = ctx.opset() >= 10 ? intsOf(ctx, node, 3, "axes") : node.attributes.some((a) => a.name === "axes") ? node.ints("axes") : undefined;
+  const steps = ctx.opset() >= 10 ? intsOf(ctx, node, 4, "steps") : undefined;
+  for (const v of [starts, ends, axesIn, steps]) if (v && "refused" in v) return v;
+  const s = starts as number[] | undefined, e = ends as number[] | undefined;
+  if (!s || !e || s.length !== e.length) return refuse("Slice starts/ends are missing");
+  const axes = (axesIn as number[] | undefined) ?? s.map((_, i) => i);
+  if ((steps as number[] | undefined)?.some((v) => v !== 1)) return notCandidate("Slice with steps other than 1 is not a crop");
+  const pads: Pads = [0, 0, 0, 0];
+  for (let i = 0; i < axes.length; i++) {
+    const axis = axes[i]! < 0 ? axes[i]! + 4 : axes[i]!;
+    const dim = dims[axis];
+    let start = s[i]!, end = e[i]!;
+    if (start < 0 || (end >= 0 && end < TO_THE_END && dim === undefined)) return notCandidate("Slice bounds depend on the tensor's size");
+    if (end >= TO_THE_END || (dim !== undefined && end >= dim)) end = 0;
+    else if (end >= 0) end = end - dim!; // a fixed size: the crop at the end is dim − end
+    if (axis < 2) {
+      if (start !== 0 || end !== 0) return notCandidate("Slice selects batch items or channels, not a crop");
+      continue;
+    }
+    if (dim !== undefined && start - end >= dim) return refuse("Slice crops everything");
+    pads[axis - 2] = -start; // begin (rows, columns)
+    pads[axis] = end; // end: −(cropped count)
+  }
+  if (pads.every((p) => p === 0)) return { kind: "identity", node, input: x };
+  return { kind: "pad", node, input: x, pads, values: Float64Array.of(0), nodes: [node] };
+}
+
+/**
+ * Σ written as a stack (DyRep's torch.stack(outs).sum(0)): ReduceSum over axis a of
+ * Concat(Unsqueeze(t_i, a), axis a), keepdims 0, is Σ t_i; ReduceMean is (1/n) Σ t_i. The
+ * Unsqueezes and the Concat must have no other reader (docs/rules.md §5).
+ */
+function readStackSum(ctx: RuleContext, node: Node): LinearOp | Refusal {
+  const concat = ctx.producers().get(node.inputs[0]!);
+  if (!concat || concat.opType !== "Concat" || !concat.isDefaultDomain) return notCandidate(`${node.opType} of a tensor that is not a stack`);
+  if (node.int("keepdims", 1) !== 0) return notCandidate(`${node.opType} keeps the stacked axis`);
+  const rank = ctx.shapes().get(concat.outputs[0]!)?.dims?.length;
+  if (rank === undefined) return refuse(`rank of the stack '${concat.outputs[0]}' is unknown`);
+  const norm = (a: number) => (a < 0 ? a + rank : a);
+  const axesIn = node.opType === "ReduceSum" && ctx.opset() >= 13 ? intsOf(ctx, node, 1, "axes") : node.attributes.some((a) => a.name === "axes") ? node.ints("axes") : undefined;
+  if (axesIn && "refused" in axesIn) return axesIn;
+  const axes = axesIn as number[] | undefined;
+  const axis = norm(concat.int("axis", 0));
+  if (!axes || axes.length !== 1 || norm(axes[0]!) !== axis) return notCandidate(`${node.opType} is not over the stacked axis alone`);
+  const terms: { tensor: string; sign: 1 }[] = [];
+  const nodes: Node[] = [concat];
+  if (ctx.consumers(concat.outputs[0]!).length !== 1 || ctx.isGraphOutput(concat.outputs[0]!)) return refuse("the stack has another reader");
+  for (const t of concat.inputs) {
+    const u = ctx.producers().get(t);
+    if (!u || u.opType !== "Unsqueeze" || ctx.consumers(t).length !== 1 || ctx.isGraphOutput(t)) return notCandidate("a stacked term is not an Unsqueeze read only by the stack");
+    const uAxes = ctx.opset() >= 13 ? intsOf(ctx, u, 1, "axes") : u.ints("axes");
+    if (!uAxes || "refused" in uAxes || uAxes.length !== 1 || norm(uAxes[0]!) !== axis) return notCandidate("a stacked term is unsqueezed on another axis");
+    terms.push({ tensor: u.inputs[0]!, sign: 1 });
+    nodes.push(u);
+  }
+  return { kind: "sum", node, terms, nodes, scale: node.opType === "ReduceMean" ? 1 / terms.length : 1 };
 }
