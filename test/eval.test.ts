@@ -523,6 +523,15 @@ describe("linear algebra", () => {
       ["ab,bc,cd->ad", [[2, 3], [3, 4], [4, 2]]],
       ["ba", [[3, 2]]],
       ["n c h w, o c -> n o h w", [[2, 3, 2, 2], [4, 3]]],
+      // OREPA's kernel generation: a size-1 operand axis broadcasts (h = 1 against 3), the 1x1 → kxk
+      // and grouped forms, a summed index only one operand carries.
+      ["oihw,hw->oihw", [[4, 2, 3, 3], [1, 3]]],
+      ["oihw,hw->oihw", [[4, 2, 1, 3], [3, 3]]],
+      ["oi,hw->oihw", [[4, 2], [3, 3]]],
+      ["ti,othw->oihw", [[5, 3], [4, 5, 3, 3]]],
+      ["gti,gothw->goihw", [[2, 3, 2], [2, 4, 3, 3, 3]]],
+      ["ij,jk->i", [[3, 4], [4, 5]]],
+      ["bij,bjk->bki", [[1, 3, 4], [2, 4, 3]]],
     ];
     for (const [equation, dims] of cases) await check({ op: "Einsum", inputs: dims.map((d) => f32(d, r)), attrs: { equation }, opset: 12 });
   });
@@ -734,6 +743,60 @@ describe("small constant subgraphs", () => {
     const big = onnx.AttributeProto.fromObject({ type: onnx.AttributeProto.AttributeType.INTS, ints: ["1", "9223372036854775807"] });
     await check({ op: "Slice", inputs: [f32([4, 5], r)], opset: 9, attrs: { starts: big, ends: { ...big }, axes: [1, 0] } });
     await check({ op: "Slice", inputs: [f32([4, 5], r)], opset: 9, attrs: { starts: [0, 2], ends: big } });
+  });
+});
+
+// --- shape-only inputs, contractions as matrix products --------------------------------------
+
+describe("shape-only inputs and matrix products", () => {
+  const run = (op: string, inputs: (Value | undefined)[], a: Record<string, A> = {}, opset = 13): Value[] => {
+    const node = new Node("n", op, inputs.map((_, i) => `in${i}`), ["out0"], attrs(a));
+    const r = evaluateNode(node, inputs, opset);
+    if (!Array.isArray(r)) throw new Error(`${op}: ${r.unsupported}`);
+    return r;
+  };
+  it("Shape and Size of a tensor known by its shape only (no values)", () => {
+    const placeholder: Value = { dtype: FLOAT, dims: [2, 3, 40, 40], data: new Float64Array(0) };
+    expect(Array.from(run("Shape", [placeholder])[0]!.data)).toEqual([2, 3, 40, 40]);
+    expect(Array.from(run("Shape", [placeholder], { start: 1, end: -1 }, 15)[0]!.data)).toEqual([3, 40]);
+    expect(Array.from(run("Size", [placeholder])[0]!.data)).toEqual([9600]);
+    // Larger than any tensor the evaluator would hold: only its dims are read.
+    expect(Array.from(run("Shape", [{ dtype: FLOAT, dims: [1 << 20, 1 << 20], data: new Float64Array(0) }])[0]!.data)).toEqual([1 << 20, 1 << 20]);
+    expect(unsupported("Shape", [{ dtype: FLOAT, dims: [2, -1], data: new Float64Array(0) }])).toMatch(/shape/);
+  });
+
+  /** The summation order every contraction promises: out[i, j] = ((0 + a[i,0]·b[0,j]) + a[i,1]·b[1,j]) + … */
+  const reference = (a: Float64Array, b: Float64Array, M: number, K: number, N: number): Float64Array => {
+    const c = new Float64Array(M * N);
+    for (let i = 0; i < M; i++)
+      for (let j = 0; j < N; j++) {
+        let acc = 0;
+        for (let k = 0; k < K; k++) acc += a[i * K + k]! * b[k * N + j]!;
+        c[i * N + j] = acc;
+      }
+    return c;
+  };
+  it("Einsum and MatMul are bit-identical to the textbook loop (ragged sizes)", () => {
+    const r = rng(91);
+    for (const [M, K, N] of [[1, 1, 1], [5, 3, 7], [9, 300, 6], [70, 17, 13], [4, 520, 4]] as const) {
+      const a = Float64Array.from({ length: M * K }, () => r() - 0.5), b = Float64Array.from({ length: K * N }, () => (r() - 0.5) * 1e3);
+      const want = reference(a, b, M, K, N);
+      const dbl = (dims: number[], d: Float64Array): Value => ({ dtype: DOUBLE, dims, data: d });
+      expect(run("MatMul", [dbl([M, K], a), dbl([K, N], b)])[0]!.data).toEqual(want);
+      expect(run("Einsum", [dbl([M, K], a), dbl([K, N], b)], { equation: "ik,kj->ij" }, 12)[0]!.data).toEqual(want);
+      // Output transposed: the same numbers moved.
+      const t = run("Einsum", [dbl([M, K], a), dbl([K, N], b)], { equation: "ik,kj->ji" }, 12)[0]!.data;
+      for (let i = 0; i < M; i++) for (let j = 0; j < N; j++) expect(t[j * M + i]).toBe(want[i * N + j]);
+    }
+  });
+  it("Einsum beyond the index loop's step budget runs as a matrix product", () => {
+    // 700³ ≈ 3.4e8 multiply-adds: more than MAX_WORK, refused before, within the matrix-product budget.
+    const n = 700;
+    const ones = (d: number[]): Value => ({ dtype: FLOAT, dims: d, data: new Float64Array(d[0]! * d[1]!).fill(0.5) });
+    const out = run("Einsum", [ones([n, n]), ones([n, n])], { equation: "ij,jk->ik" }, 12)[0]!;
+    expect(out.data[0]).toBe(n * 0.25);
+    expect(out.data[n * n - 1]).toBe(n * 0.25);
+    expect(unsupported("Einsum", [ones([n, n]), ones([n, n]), ones([n, n])], { equation: "ij,jk,kl->il" }, 12)).toMatch(/steps/);
   });
 });
 

@@ -7,6 +7,7 @@
 // layer that always holds (the intermediate is literally layer 1 applied to the padded input). With
 // padding it holds only for a pointwise, unpadded first layer whose border output (its bias) equals
 // the pad value — DBB's "BN-value padding"; zero padding after a non-zero bias is not one conv.
+import { gemmAccumulate } from "./gemm.js";
 import { gcd, isRefusal, lazyMap, makeMap, refuse, regroup, type LinearMap, type MapGeometry, type Pads, type Refusal } from "./linear-map.js";
 
 /** Pad value vs bias agreement: both come from stored parameters, so equal up to storage rounding. */
@@ -135,11 +136,87 @@ function composeGeneral(first: LinearMap, second: LinearMap, geometry: MapGeomet
 }
 
 /**
- * The same sum when the first layer is 1x1 (DBB's 1x1 → KxK, OREPA's 1x1 → pool): for each tap of
- * the second layer it is a matrix product W2[:, :, p, q] · W1, accumulated with the input channel
- * innermost so both operands are read contiguously.
+ * The same sum when the first layer is 1x1 (DBB's 1x1 → KxK, OREPA's 1x1 → pool): per group, one
+ * matrix product [outputs·taps × mid] · [mid × in] (gemm.ts), each sum over the intermediate
+ * channels in order m = 0, 1, … as the reference loop below adds them.
  */
 function composePointwiseFirst(a: LinearMap, b: LinearMap, out: LinearMap, inPer: number, midPer: number, outPer: number, s1h: number, s1w: number): void {
+  // The reference skips zero second-layer weights on its last midPer % 4 channels; skipping a
+  // product 0·x changes nothing (the running sum is never −0) unless x is infinite or NaN.
+  if (!allFinite(a.kernel)) return composePointwiseFirstReference(a, b, out, inPer, midPer, outPer, s1h, s1w);
+  const BH = b.kh | 0, BW = b.kw | 0, kh = out.kh | 0, kw = out.kw | 0;
+  const taps = (BH * BW) | 0;
+  const aK = a.kernel, bK = b.kernel, oK = out.kernel;
+  pointwiseBias(a, b, out, midPer, outPer);
+  const groups = (b.outChannels / outPer) | 0;
+  // Outputs per block: ~256 rows of the product at a time keep the packed operands small.
+  const chunk = Math.max(1, Math.min(outPer, Math.floor(256 / taps))) | 0;
+  const packedB = new Float64Array(midPer * inPer);
+  const packedA = new Float64Array(chunk * taps * midPer);
+  const acc = new Float64Array(chunk * taps * inPer);
+  for (let group = 0; group < groups; group++) {
+    const bBase = (group * midPer * inPer) | 0;
+    for (let i = 0; i < midPer * inPer; i++) packedB[i] = aK[bBase + i]!;
+    for (let o0 = group * outPer; o0 < (group + 1) * outPer; o0 += chunk) {
+      const n = Math.min(chunk, (group + 1) * outPer - o0) | 0;
+      // Row (o, t) of the product: W2[o, :, t].
+      for (let ol = 0; ol < n; ol++)
+        for (let ml = 0; ml < midPer; ml++) {
+          const src = (((o0 + ol) * midPer + ml) * taps) | 0;
+          for (let t = 0; t < taps; t++) packedA[((ol * taps + t) * midPer + ml) | 0] = bK[src + t]!;
+        }
+      const rows = (n * taps) | 0;
+      acc.fill(0, 0, rows * inPer);
+      gemmAccumulate(packedA, 0, packedB, 0, acc, 0, rows, midPer, inPer);
+      for (let ol = 0; ol < n; ol++) {
+        const o = o0 + ol;
+        for (let p = 0; p < BH; p++)
+          for (let q = 0; q < BW; q++) {
+            const base = (((ol * taps) + p * BW + q) * inPer) | 0;
+            for (let c = 0; c < inPer; c++) oK[(((o * inPer + c) * kh + p * s1h) * kw + q * s1w) | 0] = acc[base + c]!;
+          }
+      }
+    }
+  }
+}
+
+function allFinite(x: ArrayLike<number>): boolean {
+  for (let i = 0; i < x.length; i++) if (!Number.isFinite(x[i]!)) return false;
+  return true;
+}
+
+/** The bias of the pointwise-first composite, summed as the reference loop sums it. */
+function pointwiseBias(a: LinearMap, b: LinearMap, out: LinearMap, midPer: number, outPer: number): void {
+  const bK = b.kernel, aB = a.bias;
+  const taps = (b.kh * b.kw) | 0;
+  for (let o = 0; o < b.outChannels; o++) {
+    const group = Math.floor(o / outPer);
+    let bias = b.bias[o]!;
+    let ml = 0;
+    for (; ml + 4 <= midPer; ml += 4) {
+      const m = group * midPer + ml;
+      const w = ((o * midPer + ml) * taps) | 0;
+      for (let t = 0; t < taps; t++)
+        bias += bK[w + t]! * aB[m]! + bK[w + taps + t]! * aB[m + 1]! + bK[w + 2 * taps + t]! * aB[m + 2]! + bK[w + 3 * taps + t]! * aB[m + 3]!;
+    }
+    for (; ml < midPer; ml++) {
+      const m = group * midPer + ml;
+      for (let t = 0; t < taps; t++) {
+        const w2 = bK[((o * midPer + ml) * taps + t) | 0]!;
+        if (w2 === 0) continue;
+        bias += w2 * aB[m]!;
+      }
+    }
+    out.bias[o] = bias;
+  }
+}
+
+/**
+ * The reference form of the same sum (kept for first kernels holding infinities or NaN, where
+ * its skipped zero weights matter): for each tap of the second layer a matrix product
+ * W2[:, :, p, q] · W1, accumulated with the input channel innermost.
+ */
+function composePointwiseFirstReference(a: LinearMap, b: LinearMap, out: LinearMap, inPer: number, midPer: number, outPer: number, s1h: number, s1w: number): void {
   const BH = b.kh | 0, BW = b.kw | 0, kh = out.kh | 0, kw = out.kw | 0;
   const aK = a.kernel, bK = b.kernel, oK = out.kernel;
   const acc = new Float64Array(BH * BW * inPer);

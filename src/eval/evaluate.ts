@@ -99,9 +99,15 @@ function checkInputs(node: Node, inputs: (Value | undefined)[], opset: number): 
   const exactOnly = !movesValues(node, opset);
   inputs.forEach((v, i) => {
     if (!v) return;
+    // Shape and Size read only the dims of their input: a tensor whose shape is known but whose
+    // values are not (a placeholder with no data) is enough, at any size and of any dtype.
+    if (i === 0 && SHAPE_ONLY.has(node.opType)) {
+      if (!v.dims.every((d) => Number.isSafeInteger(d) && d >= 0)) throw new Unsupported(`input 0 has shape [${v.dims}]`);
+      return;
+    }
     if (!isEvaluableDtype(v.dtype)) throw new Unsupported(`input ${i} has dtype ${dtypeName(v.dtype)}`);
     if (v.data.length !== sizeOf(v.dims, `input ${i}`)) throw new Unsupported(`input ${i} holds ${v.data.length} values for shape [${v.dims}]`);
-    if (!isInt(v.dtype) || (i === 0 && SHAPE_ONLY.has(node.opType))) return;
+    if (!isInt(v.dtype)) return;
     for (let j = 0; j < v.data.length; j++) {
       const x = v.data[j]!;
       if (Number.isSafeInteger(x)) continue;

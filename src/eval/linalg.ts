@@ -2,6 +2,7 @@
 // Sums run in float64; integer inputs are accepted only where every partial sum provably stays
 // below 2^53 (so the result is exact).
 import { dtypeName } from "../ir/dtype.js";
+import { gemmAccumulate } from "../algebra/gemm.js";
 import type { Node } from "../ir/graph.js";
 import {
   alloc, broadcastDims, broadcastStrides, checkWork, expandData, isBool, isFloat, isInt, offsets, product, refuse, sameDims,
@@ -71,11 +72,11 @@ export function evalMatMul(ins: (Value | undefined)[]): Value[] {
   if (b.dims.length !== 1) dims.push(N);
   const out = alloc(t, dims);
   const nb = product(batch);
-  checkWork(nb * M * N * K, "MatMul");
+  checkWork(nb * M * N * K, "MatMul", MAX_MATMUL_WORK);
   checkIntBound("MatMul", [a, b], K);
   const offA = offsets(batch, broadcastStrides(batchA, batch, M * K));
   const offB = offsets(batch, broadcastStrides(batchB, batch, K * N));
-  for (let i = 0; i < nb; i++) mm(a.data, offA[i]!, K, 1, b.data, offB[i]!, N, 1, out.data, i * M * N, M, K, N);
+  for (let i = 0; i < nb; i++) gemmAccumulate(a.data, offA[i]!, b.data, offB[i]!, out.data, i * M * N, M, K, N);
   return [out];
 }
 
@@ -109,6 +110,13 @@ export function evalGemm(node: Node, ins: (Value | undefined)[]): Value[] {
 
 // --- Einsum ----------------------------------------------------------------------------------
 
+/**
+ * Einsum without ellipsis or repeated indices. An operand's size-1 axis broadcasts against the
+ * index's size elsewhere (as PyTorch and onnxruntime do: OREPA writes `oihw,hw->oihw` with h = 1
+ * on one side). Every output element is Σ over the summed indices, row-major in the order they
+ * first appear, of the operands' product taken left to right; two operands run as batched matrix
+ * products (gemm.ts: the same sums in the same order), others as an index loop.
+ */
 export function evalEinsum(node: Node, ins: (Value | undefined)[]): Value[] {
   const eq = node.string("equation", "").replace(/\s+/g, "");
   if (!eq) refuse("Einsum without an equation");
@@ -129,8 +137,8 @@ export function evalEinsum(node: Node, ins: (Value | undefined)[]): Value[] {
     [...term].forEach((l, i) => {
       const d = v.dims[i]!;
       const known = size.get(l);
-      if (known !== undefined && known !== d) refuse(`Einsum index '${l}' has sizes ${known} and ${d}`);
-      size.set(l, d);
+      if (known !== undefined && known !== d && known !== 1 && d !== 1) refuse(`Einsum index '${l}' has sizes ${known} and ${d}`);
+      size.set(l, known === undefined || known === 1 ? d : known);
       count.set(l, (count.get(l) ?? 0) + 1);
     });
   });
@@ -147,24 +155,84 @@ export function evalEinsum(node: Node, ins: (Value | undefined)[]): Value[] {
     outLetters.sort();
   }
   const sumLetters = [...size.keys()].filter((l) => !outLetters.includes(l));
-  const letters = [...outLetters, ...sumLetters];
-  const dims = letters.map((l) => size.get(l)!);
   const outDims = outLetters.map((l) => size.get(l)!);
   const out = alloc(t, outDims);
+  const S = product(sumLetters.map((l) => size.get(l)!));
+  checkIntBound("Einsum", vs, S);
+  // stride(k, l): how far operand k moves when index l advances (0 when it does not carry l, or
+  // carries it with size 1: broadcast).
+  const stride = (k: number, l: string): number => {
+    const i = terms[k]!.indexOf(l);
+    return i < 0 || vs[k]!.dims[i] === 1 ? 0 : stridesOf(vs[k]!.dims)[i]!;
+  };
+  if (vs.length === 2) einsumAsMatMul(vs, terms, outLetters, sumLetters, size, stride, out);
+  else einsumLoop(vs, outLetters, sumLetters, size, stride, out);
+  return [out];
+}
+
+/** Largest number of multiply-adds one Einsum or MatMul run as matrix products may take (~1 s of gemm.ts). */
+export const MAX_MATMUL_WORK = 2 ** 31;
+
+/**
+ * A[batch, m, k] · B[batch, k, n]: batch = output indices both operands carry, m / n = output
+ * indices of one operand only, k = the summed indices in their order (an index only one operand
+ * carries is read with stride 0 by the other). C comes out as [batch, m, n] and is moved into the
+ * output's index order.
+ */
+function einsumAsMatMul(
+  vs: Value[], terms: string[], outLetters: string[], sumLetters: string[], size: Map<string, number>,
+  stride: (k: number, l: string) => number, out: Value,
+): void {
+  const [ta, tb] = [terms[0]!, terms[1]!];
+  const batch = outLetters.filter((l) => ta.includes(l) && tb.includes(l));
+  const mL = outLetters.filter((l) => ta.includes(l) && !tb.includes(l));
+  const nL = outLetters.filter((l) => !ta.includes(l) && tb.includes(l));
+  const sizes = (ls: string[]) => ls.map((l) => size.get(l)!);
+  const nb = product(sizes(batch)), M = product(sizes(mL)), N = product(sizes(nL)), K = product(sizes(sumLetters));
+  checkWork(nb * M * N * K, "Einsum", MAX_MATMUL_WORK);
+  if (out.data.length === 0) return;
+  const aLetters = [...batch, ...mL, ...sumLetters], bLetters = [...batch, ...sumLetters, ...nL];
+  const A = gatherStrided(vs[0]!.data, sizes(aLetters), aLetters.map((l) => stride(0, l)), "Einsum operand 0");
+  const B = gatherStrided(vs[1]!.data, sizes(bLetters), bLetters.map((l) => stride(1, l)), "Einsum operand 1");
+  const cLetters = [...batch, ...mL, ...nL];
+  const C = new Float64Array(sizeOf(sizes(cLetters)));
+  for (let i = 0; i < nb; i++) gemmAccumulate(A, i * M * K, B, i * K * N, C, i * M * N, M, K, N);
+  const cStrides = stridesOf(sizes(cLetters));
+  out.data.set(gatherStrided(C, out.dims, outLetters.map((l) => cStrides[cLetters.indexOf(l)]!), "Einsum output"));
+}
+
+/** data read at Σ idx·strides over `dims` in row-major order, as a contiguous array. */
+function gatherStrided(data: Float64Array, dims: number[], strides: number[], what: string): Float64Array {
+  const n = sizeOf(dims, what);
+  const out = new Float64Array(n);
+  if (n === 0) return out;
+  const r = dims.length;
+  const idx = new Array<number>(r).fill(0);
+  const inner = r > 0 ? dims[r - 1]! : 1, innerStride = r > 0 ? strides[r - 1]! : 0;
+  let off = 0;
+  for (let o = 0; o < n; o += inner) {
+    for (let j = 0; j < inner; j++) out[o + j] = data[off + j * innerStride]!;
+    for (let ax = r - 2; ax >= 0; ax--) {
+      idx[ax]++;
+      off += strides[ax]!;
+      if (idx[ax]! < dims[ax]!) break;
+      off -= strides[ax]! * dims[ax]!;
+      idx[ax] = 0;
+    }
+  }
+  return out;
+}
+
+/** The general form: one output element at a time, the product over the operands per summed index. */
+function einsumLoop(vs: Value[], outLetters: string[], sumLetters: string[], size: Map<string, number>, stride: (k: number, l: string) => number, out: Value): void {
+  const letters = [...outLetters, ...sumLetters];
+  const dims = letters.map((l) => size.get(l)!);
   const total = product(dims);
   checkWork(total * vs.length, "Einsum");
+  if (total === 0) return;
   const S = product(dims, outLetters.length);
-  checkIntBound("Einsum", vs, S);
-  if (total === 0) return [out];
-  // strides[k][l]: how far operand k moves when letter l advances (0 when it does not carry l).
   const nl = letters.length;
-  const strides = terms.map((term, k) => {
-    const st = stridesOf(vs[k]!.dims);
-    return letters.map((l) => {
-      const i = term.indexOf(l);
-      return i < 0 ? 0 : st[i]!;
-    });
-  });
+  const strides = vs.map((_, k) => letters.map((l) => stride(k, l)));
   const nk = vs.length;
   const offs = new Array<number>(nk).fill(0);
   const idx = new Array<number>(nl).fill(0);
@@ -186,7 +254,6 @@ export function evalEinsum(node: Node, ins: (Value | undefined)[]): Value[] {
     }
     out.data[o] = acc;
   }
-  return [out];
 }
 
 // --- convolution and pooling geometry --------------------------------------------------------

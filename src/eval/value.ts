@@ -122,8 +122,8 @@ export function sizeOf(dims: readonly number[], what = "output"): number {
   return n;
 }
 
-export function checkWork(work: number, what: string): void {
-  if (!(work <= MAX_WORK)) refuse(`${what} needs ${work} steps, more than the ${MAX_WORK} evaluated`);
+export function checkWork(work: number, what: string, limit = MAX_WORK): void {
+  if (!(work <= limit)) refuse(`${what} needs ${work} steps, more than the ${limit} evaluated`);
 }
 
 export function alloc(dtype: number, dims: readonly number[]): Value {
