@@ -127,6 +127,29 @@ describe("sequential composition (rule 4)", () => {
     }
   });
 
+  it("1x1 → KxK composes bit for bit as the documented sum: Σ over the intermediate channels in order", () => {
+    // gemm.ts blocks the product for speed; every tap of the result must still be
+    // ((0 + W2[o,0,p,q]·W1[0,c]) + W2[o,1,p,q]·W1[1,c]) + …, bias b2 + Σ in the reference's order.
+    for (const [o, mid, c, g, k, s] of [[9, 6, 5, 1, 3, 1], [8, 12, 4, 4, 3, 2], [70, 13, 11, 1, 5, 1], [6, 4, 4, 2, 1, 1]] as const) {
+      const first = randomMap(mid, c, g, 1, 1, [s, s], [0, 0, 0, 0]);
+      const second = randomMap(o, mid, g, k, k, [1, 1], [0, 0, 0, 0]);
+      const m = composeMaps(first, second);
+      if (isRefusal(m)) throw new Error(m.refused);
+      const midPer = mid / g, inPer = c / g, outPer = o / g, kh = 1 + (k - 1) * s;
+      for (let oc = 0; oc < o; oc++)
+        for (let ci = 0; ci < inPer; ci++)
+          for (let p = 0; p < k; p++)
+            for (let q = 0; q < k; q++) {
+              let acc = 0;
+              for (let ml = 0; ml < midPer; ml++) {
+                const mc = Math.floor(oc / outPer) * midPer + ml;
+                acc += second.kernel[((oc * midPer + ml) * k + p) * k + q]! * first.kernel[mc * inPer + ci]!;
+              }
+              expect(m.kernel[((oc * inPer + ci) * kh + p * s) * kh + q * s]).toBe(acc);
+            }
+    }
+  });
+
   it("a per-channel affine (depthwise 1x1) before a grouped, strided, padded conv scales its input channels", () => {
     for (let trial = 0; trial < 20; trial++) {
       const C = pick(r, [4, 6]), O = pick(r, [2, 4, 6]), g = pick(r, [1, 2]), k = pick(r, [1, 3]), s = pick(r, [1, 2]);
