@@ -14,6 +14,8 @@ import { loadModel, saveModel } from "../src/ir/io.js";
 import { findCulprit } from "../src/app/bisect.js";
 import { optimize } from "../src/app/optimize.js";
 import { makeInputs, runModel, verifyModels } from "../src/verify/verify.js";
+import { perturbWeights } from "../src/verify/noise.js";
+import { planShapes } from "../src/verify/shape-plan.js";
 import { deepTrainedNet } from "./helpers/deep.js";
 import { Net } from "./helpers/graphs.js";
 
@@ -246,5 +248,54 @@ describe("reports", () => {
     expect(e.message).toMatch(/index: 0 Got: 2 Expected: 1/);
     expect(e.message).not.toContain("\n");
     expect(makeInputs(m, 0).x!.dims).toEqual([1, 2, 6, 6]);
+  });
+});
+
+describe("shape planning (no onnxruntime)", () => {
+  const accepts = (ok: (s: Record<string, number[]>) => boolean) => async (s: Record<string, number[]>) => (ok(s) ? undefined : "refused");
+
+  it("a dim named alike in two inputs is one value; a dim fixed by the candidate is not varied", async () => {
+    const plan = await planShapes(
+      [
+        { name: "a", reference: ["B", 3, "H", "H"], candidate: ["B", 3, "H", "H"] },
+        { name: "b", reference: ["B", "T"], candidate: ["B", 5] },
+      ],
+      {}, new Set(), accepts(() => true),
+    );
+    expect(plan.sets).toEqual([{ a: [1, 3, 8, 8], b: [1, 5] }, { a: [3, 3, 9, 9], b: [3, 5] }]);
+    expect(plan.notes).toEqual([]);
+  });
+
+  it("inputs given as data keep their shape and bind the dims they name", async () => {
+    const plan = await planShapes(
+      [{ name: "x", reference: ["N", 4], candidate: ["N", 4] }, { name: "m", reference: ["N", "L"], candidate: ["N", "L"] }],
+      { x: [2, 4] }, new Set(["x"]), accepts(() => true),
+    );
+    expect(plan.sets).toEqual([{ x: [2, 4], m: [2, 8] }, { x: [2, 4], m: [2, 9] }]);
+  });
+
+  it("a model refusing every size is said in one line", async () => {
+    const plan = await planShapes([{ name: "x", reference: ["N", "C"], candidate: ["N", "C"] }], {}, new Set(), accepts(() => false));
+    expect(plan.sets).toEqual([]);
+    expect(plan.notes[0]).toMatch(/^the reference runs at none of x=1x8, x=1x16, .*: refused$/);
+  });
+});
+
+describe("re-rounding the reference (noise.ts)", () => {
+  it("moves arithmetic weights by at most one ulp and never a structural constant", () => {
+    const b = new GraphBuilder(13);
+    b.input("x", [1, 2, 4, 4]);
+    const w = b.constant("w", [2, 2, 1, 1], [0.1, 0.2, 0.3, 0.4]);
+    const two = b.constant("two", [1], [2]);
+    const y = b.op("Pow", [b.op("Conv", ["x", w]), two]);
+    b.output(b.op("Mul", [y, b.constant("k", [1], [0.5])]));
+    const m = b.build();
+    const p = perturbWeights(m, 5);
+    const before = m.graph.initializers.get(w)!.toFloat64(), after = p.graph.initializers.get(w)!.toFloat64();
+    expect(Array.from(after)).not.toEqual(Array.from(before));
+    after.forEach((v, i) => expect(Math.abs(v - before[i]!)).toBeLessThanOrEqual(Math.abs(before[i]!) * 2 ** -22));
+    expect(Array.from(p.graph.initializers.get(two)!.toFloat64())).toEqual([2]);
+    // The source model is untouched.
+    expect(Array.from(m.graph.initializers.get(w)!.toFloat64())).toEqual(Array.from(before));
   });
 });

@@ -57,16 +57,19 @@ function parseHeader(file: string, header: string): { descr: string; fortran: bo
 }
 
 export function readNpy(file: string): NpyArray {
-  let bytes: Uint8Array;
+  return parseNpy(readDataFile(file, ".npy"), file);
+}
+
+/** A data file's bytes; a missing or unreadable file is a one-line UsageError naming it. */
+export function readDataFile(file: string, kind: string): Uint8Array {
   try {
-    bytes = fs.readFileSync(file);
+    return fs.readFileSync(file);
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     if (code === "ENOENT") fail(file, "no such file");
-    if (code === "EISDIR") fail(file, "is a directory, not a .npy file");
+    if (code === "EISDIR") fail(file, `is a directory, not a ${kind} file`);
     fail(file, `cannot read (${code ?? (e as Error).message})`);
   }
-  return parseNpy(bytes, file);
 }
 
 /** Decode .npy bytes; `file` names the data in errors. */

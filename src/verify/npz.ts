@@ -9,7 +9,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { unzipSync, zipSync } from "fflate";
 import { UsageError } from "../ir/errors.js";
-import { encodeNpy, parseNpy, type NpyArray } from "./npy.js";
+import { encodeNpy, parseNpy, readDataFile, type NpyArray } from "./npy.js";
 
 function fail(file: string, why: string): never {
   throw new UsageError(`${file}: ${why}`);
@@ -33,16 +33,7 @@ export function parseNpz(bytes: Uint8Array, file = "<npz>"): Map<string, NpyArra
 }
 
 export function readNpz(file: string): Map<string, NpyArray> {
-  let bytes: Uint8Array;
-  try {
-    bytes = fs.readFileSync(file);
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    if (code === "ENOENT") fail(file, "no such file");
-    if (code === "EISDIR") fail(file, "is a directory, not a .npz file");
-    fail(file, `cannot read (${code ?? (e as Error).message})`);
-  }
-  return parseNpz(bytes, file);
+  return parseNpz(readDataFile(file, ".npz"), file);
 }
 
 /** An .npz (stored entries, as numpy.savez writes) of the given arrays. */

@@ -102,31 +102,33 @@ export async function planShapes(inputs: PlannedInput[], given: ShapeSet, fed: R
   };
   const describe = (s: ShapeSet) => Object.entries(s).map(([k, v]) => `${k}=${v.join("x")}`).join(" ");
 
-  // Set 0.
-  let set0: ShapeSet | undefined;
+  /** The first attempt the reference accepts (at most MAX_TRIALS refusals), or what it said. */
+  const firstAccepted = async (attempts: Map<string, number>[], set: number) => {
+    const tried: string[] = [];
+    let lastError = "";
+    for (const values of attempts) {
+      const shapes = build(values);
+      const error = await accepts(shapes, set);
+      if (error === undefined) return { values, shapes, tried, lastError };
+      tried.push(describe(shapes));
+      lastError = error;
+      if (tried.length >= MAX_TRIALS) break;
+    }
+    return { tried, lastError };
+  };
+
+  // Set 0: the user's values, else batch 1 and the first even size the reference accepts.
   let values0 = new Map<string, number>();
-  const needDefault = free.filter((d) => !userValue.has(d.key));
-  if (needDefault.length === 0) {
+  let set0: ShapeSet;
+  if (free.every((d) => userValue.has(d.key))) {
     for (const d of free) values0.set(d.key, userValue.get(d.key)!);
     set0 = build(values0);
   } else {
-    let lastError = "";
-    const tried: string[] = [];
-    for (const size of EVEN_SIZES) {
-      const values = new Map<string, number>();
-      for (const d of free) values.set(d.key, userValue.get(d.key) ?? (d.batch ? 1 : size));
-      const candidate = build(values);
-      const error = await accepts(candidate, 0);
-      if (error === undefined) {
-        set0 = candidate;
-        values0 = values;
-        break;
-      }
-      tried.push(describe(candidate));
-      lastError = error;
-      if (free.every((d) => d.batch || userValue.has(d.key))) break; // no size to vary
-    }
-    if (!set0) return { sets: [], notes: [`the reference runs at none of ${tried.join(", ")}: ${lastError}`] };
+    const varies = free.some((d) => !d.batch && !userValue.has(d.key));
+    const attempts = (varies ? EVEN_SIZES : [1]).map((size) => new Map(free.map((d) => [d.key, userValue.get(d.key) ?? (d.batch ? 1 : size)])));
+    const found = await firstAccepted(attempts, 0);
+    if (!found.values) return { sets: [], notes: [`the reference runs at none of ${found.tried.join(", ")}: ${found.lastError}`] };
+    [values0, set0] = [found.values, found.shapes];
   }
   const sets = [set0];
   if (free.length === 0) {
@@ -134,7 +136,7 @@ export async function planShapes(inputs: PlannedInput[], given: ShapeSet, fed: R
     return { sets, notes };
   }
 
-  // Set 1.
+  // Set 1: an odd batch > 1 and the other parity; failing that, each of the two alone.
   const batchDims = free.filter((d) => d.batch);
   const otherDims = free.filter((d) => !d.batch);
   const batch1 = (v: number) => (v % 2 === 1 && v > 1 ? 1 : 3);
@@ -145,27 +147,14 @@ export async function planShapes(inputs: PlannedInput[], given: ShapeSet, fed: R
     for (const d of otherDims) values.set(d.key, values0.get(d.key)! + step);
     return values;
   };
-  for (const step of PARITY_STEPS) if (otherDims.every((d) => values0.get(d.key)! + step >= 1)) attempts.push(withBatch(true, step));
+  const steps = PARITY_STEPS.filter((step) => otherDims.length > 0 && otherDims.every((d) => values0.get(d.key)! + step >= 1));
+  for (const step of steps) attempts.push(withBatch(true, step));
   if (batchDims.length) attempts.push(withBatch(true, 0));
-  if (batchDims.length && otherDims.length)
-    for (const step of PARITY_STEPS) if (otherDims.every((d) => values0.get(d.key)! + step >= 1)) attempts.push(withBatch(false, step));
-  let set1: ShapeSet | undefined;
-  let values1: Map<string, number> | undefined;
-  let refused = 0;
-  let lastError = "";
-  for (const values of attempts) {
-    if (otherDims.length === 0 && batchDims.every((d) => values.get(d.key) === values0.get(d.key))) continue;
-    const candidate = build(values);
-    const error = await accepts(candidate, 1);
-    if (error === undefined) {
-      set1 = candidate;
-      values1 = values;
-      break;
-    }
-    lastError = error;
-    if (++refused >= MAX_TRIALS) break;
-  }
-  if (set1) sets.push(set1);
+  if (batchDims.length) for (const step of steps) attempts.push(withBatch(false, step));
+  const found = await firstAccepted(attempts, 1);
+  const values1 = found.values;
+  const lastError = found.lastError;
+  if (found.shapes) sets.push(found.shapes);
 
   // Say what is covered.
   const seen = (d: DynamicDim) => [values0.get(d.key)!, ...(values1 ? [values1.get(d.key)!] : [])];
