@@ -38,7 +38,7 @@ describe("train / eval CLI", () => {
     expect(fs.existsSync(at("acb.onnx.ckpt"))).toBe(true);
     const o = cli("optimize", "acb.onnx", "acb.deploy.onnx");
     expect(o.code, o.stderr).toBe(0);
-    expect(o.stdout).toMatch(/Conv 12→4/);
+    expect(o.stdout).toMatch(/│ Conv +│ +12 │ +4 │/);
     const a = cli("eval", "acb.onnx", "--data", "synthetic:384");
     const b = cli("eval", "acb.deploy.onnx", "--data", "synthetic:384");
     expect(a.code, a.stderr).toBe(0);
@@ -61,7 +61,7 @@ describe("train / eval CLI", () => {
     const on = cli("train", "--data", "synthetic:256", "--epochs", "1", "--online", "--arch", "dbb-mini", "--out", "on.onnx", "--workers", "1", "--json");
     expect(on.code, on.stderr).toBe(0);
     expect(JSON.parse(on.stdout).form).toBe("online");
-    expect(cli("optimize", "on.onnx", "on.deploy.onnx").stdout).toMatch(/Conv 20→4/);
+    expect(cli("optimize", "on.onnx", "on.deploy.onnx").stdout).toMatch(/│ Conv +│ +20 │ +4 │/);
     const dyn = cli("train", "--data", "synthetic:256", "--epochs", "2", "--dynamic", "--arch", "repvgg-mini", "--out", "dyn.onnx", "--workers", "1");
     expect(dyn.code, dyn.stderr).toBe(0);
     expect(dyn.stdout).toMatch(/dynamic: .* grew /);

@@ -1,4 +1,5 @@
 // Human-readable reports (the CLI's default output); --json prints the same objects as JSON.
+import Table from "cli-table3";
 import type { OptimizeReport } from "../app/optimize.js";
 import type { ModelStats } from "../app/stats.js";
 import type { VerifyReport } from "../verify/verify.js";
@@ -7,9 +8,20 @@ const num = (n: number) => n.toLocaleString("en-US");
 const sci = (n: number) => (Number.isFinite(n) ? n.toExponential(2) : String(n));
 export const ms = (t: number) => (t < 1000 ? `${t.toFixed(0)} ms` : `${(t / 1000).toFixed(2)} s`);
 
-export function opDiff(before: ModelStats, after: ModelStats): string {
+/**
+ * The before → after table (as onnxsim prints it): one row per op type, then the totals.
+ * Indented by two spaces like the report's other lines.
+ */
+export function opTable(before: ModelStats, after: ModelStats): string[] {
+  const table = new Table({ head: ["op", "before", "after"], colAligns: ["left", "right", "right"], style: { head: [], border: [], compact: true } });
   const ops = [...new Set([...Object.keys(before.ops), ...Object.keys(after.ops)])].sort();
-  return ops.map((op) => `${op} ${before.ops[op] ?? 0}→${after.ops[op] ?? 0}`).join(", ");
+  for (const op of ops) table.push([op, before.ops[op] ?? 0, after.ops[op] ?? 0]);
+  table.push([{ colSpan: 3, content: "" }]);
+  table.push(["nodes", num(before.nodes), num(after.nodes)]);
+  table.push(["conv weights (elements)", num(before.convWeights), num(after.convWeights)]);
+  table.push(["weights (bytes)", num(before.weightBytes), num(after.weightBytes)]);
+  if (before.macs || after.macs) table.push(["MACs per input", num(before.macs), num(after.macs)]);
+  return table.toString().split("\n").map((l) => `  ${l}`);
 }
 
 export function formatOptimize(report: OptimizeReport, explain: boolean): string[] {
@@ -17,9 +29,7 @@ export function formatOptimize(report: OptimizeReport, explain: boolean): string
   const lines: string[] = [];
   lines.push(`  dtype ${after.dtype}`);
   for (const p of report.passes) lines.push(`  pass ${p.name}: ${p.rewrites} rewrite${p.rewrites === 1 ? "" : "s"}, ${p.refusals} left alone (${ms(p.timeMs)})`);
-  lines.push(`  nodes ${before.nodes} → ${after.nodes}: ${opDiff(before, after)}`);
-  lines.push(`  conv weights ${num(before.convWeights)} → ${num(after.convWeights)} elements; weights ${num(before.weightBytes)} → ${num(after.weightBytes)} bytes`);
-  if (before.macs || after.macs) lines.push(`  MACs per input ${num(before.macs)} → ${num(after.macs)}`);
+  lines.push(...opTable(before, after));
   if (explain) {
     for (const r of report.rewrites) lines.push(`  rewrite ${r.node}: ${r.summary}${r.macsBefore ? ` (MACs ${num(r.macsBefore)} → ${num(r.macsAfter ?? 0)})` : ""}`);
     for (const r of report.refusals) lines.push(`  left alone ${r.node} (${r.op}): ${r.reason}`);

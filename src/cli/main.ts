@@ -6,16 +6,18 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { CommanderError } from "commander";
 import { ModelError, UsageError } from "../ir/errors.js";
-import { loadModel, saveModel } from "../ir/io.js";
+import { loadModel, modelToBytes, saveModel } from "../ir/io.js";
 import { findCulprit, skipFailing, type Culprit } from "../app/bisect.js";
-import { optimize } from "../app/optimize.js";
+import { optimize, type OptimizeReport } from "../app/optimize.js";
+import type { ProgressEvent } from "../pipeline/driver.js";
 import { modelStats } from "../app/stats.js";
 import { readNpy, type NpyArray } from "../verify/npy.js";
 import { arraysToSets, readNpz, setsToArrays, writeNpz, type StoredSet } from "../verify/npz.js";
-import { RECORD_SCHEMA, runInputSets, verifyAgainstOutputs, verifyModels, type Feed, type Provider, type RecordedSet } from "../verify/verify.js";
+import { RECORD_SCHEMA, runInputSets, verifyAgainstOutputs, verifyModels, type Feed, type Provider, type RecordedSet, type VerifyReport } from "../verify/verify.js";
 import { formatOptimize, formatVerify, ms } from "./format.js";
 import { Progress } from "./progress.js";
 import { parseShapeSpecs } from "./shape-spec.js";
+import { onnxruntimeVersion, toolVersion } from "./version.js";
 import { buildProgram, usageMessage, type Flags } from "./program.js";
 import { findAttentionBlocks, replaceGates } from "../app/approximate-attention.js";
 import { approximationError, attentionStats, readCalibration, type ApproximationError, type AttentionStat } from "../verify/calibration.js";
@@ -29,6 +31,14 @@ function nonNegative(flag: string, value: string | undefined): number | undefine
   if (value.trim() === "" || !Number.isFinite(n) || n < 0) throw new UsageError(`--${flag} '${value}': expected a number ≥ 0`);
   return n;
 }
+
+/**
+ * The `schema` field of each --json report (verify's, VERIFY_SCHEMA, is set by src/verify): the
+ * JSON Schema of "reparam-onnx/NAME/1" is docs/schema/NAME.1.schema.json (README "JSON reports").
+ */
+export const OPTIMIZE_SCHEMA = "reparam-onnx/optimize-report/1";
+export const OPTIMIZE_BATCH_SCHEMA = "reparam-onnx/optimize-batch-report/1";
+export const INSPECT_SCHEMA = "reparam-onnx/inspect-report/1";
 
 function number(flag: string, value: string | undefined, fallback: number | undefined, integer = false): number | undefined {
   if (value === undefined) return fallback;
@@ -58,9 +68,9 @@ function sameFile(a: string, b: string): boolean {
   }
 }
 
-function print(json: boolean | undefined, obj: unknown, lines: string[]): void {
-  if (json) process.stdout.write(JSON.stringify(obj, null, 2) + "\n");
-  else process.stdout.write(lines.join("\n") + "\n");
+function print(json: boolean | undefined, obj: unknown, lines: string[], stream: NodeJS.WriteStream = process.stdout): void {
+  if (json) stream.write(JSON.stringify(obj, null, 2) + "\n");
+  else stream.write(lines.join("\n") + "\n");
 }
 
 /**
@@ -76,13 +86,37 @@ function about<T>(file: string, f: () => T): T {
   }
 }
 
-async function cmdOptimize(args: string[], f: Flags): Promise<number> {
-  const [input, output] = positionals("optimize", args, 2) as [string, string];
+/** The flags of optimize, checked once before any model is read. */
+interface OptimizeSettings {
+  tolerance?: number;
+  atol?: number;
+  rtol?: number;
+  runs?: number;
+  seed?: number;
+  shapes?: Record<string, number[]>;
+  provider: Provider;
+}
+
+function optimizeSettings(f: Flags): OptimizeSettings {
   // Every flag is checked before any work, whether or not it ends up used (--no-verify).
-  const tolerance = number("tolerance", f.tolerance, undefined);
-  const atol = nonNegative("atol", f.atol), rtol = nonNegative("rtol", f.rtol);
-  const runs = number("runs", f.runs, undefined, true);
-  const seed = number("seed", f.seed, undefined, true);
+  return {
+    tolerance: number("tolerance", f.tolerance, undefined),
+    atol: nonNegative("atol", f.atol),
+    rtol: nonNegative("rtol", f.rtol),
+    runs: number("runs", f.runs, undefined, true),
+    seed: number("seed", f.seed, undefined, true),
+    shapes: parseShapeSpecs(f.shape),
+    provider: provider(f.provider),
+  };
+}
+
+/** `output` can be written (its folder exists, is writable, it is not a folder, not the input); "-" is stdout. */
+function checkOutput(input: string, output: string, f: Flags): void {
+  if (output === "-") {
+    if (f["external-data"]) throw new UsageError("--external-data cannot write to stdout ('-'): give an output file");
+    if (process.stdout.isTTY) throw new UsageError("-: refusing to write a binary model to a terminal; redirect stdout (… - > out.onnx) or give an output file");
+    return;
+  }
   if (sameFile(input, output)) throw new UsageError(`${output}: output is the input file; write the optimized model elsewhere`);
   const dir = path.dirname(path.resolve(output));
   if (!fs.existsSync(dir)) throw new UsageError(`${output}: cannot write (folder ${dir} does not exist)`);
@@ -93,9 +127,87 @@ async function cmdOptimize(args: string[], f: Flags): Promise<number> {
     throw new UsageError(`${output}: cannot write (folder ${dir} is not writable)`);
   }
   if (fs.existsSync(output) && fs.statSync(output).isDirectory()) throw new UsageError(`${output}: is a directory`);
-  const shapes = parseShapeSpecs(f.shape);
-  const prov = provider(f.provider);
-  const progress = new Progress(f.json);
+}
+
+async function cmdOptimize(args: string[], f: Flags): Promise<number> {
+  const settings = optimizeSettings(f);
+  const outDir = f["out-dir"];
+  if (outDir === undefined) {
+    if (args.length !== 2) throw new UsageError(`optimize takes IN.onnx OUT.onnx, or one or more models or folders with --out-dir DIR (got ${args.length} file argument${args.length === 1 ? "" : "s"}); reparam-onnx optimize --help explains`);
+    const [input, output] = args as [string, string];
+    checkOutput(input, output, f);
+    const r = await optimizeOne(input, output, f, settings, new Progress(f.json));
+    // With the model on stdout, the report goes to stderr.
+    print(f.json, r.json, r.lines, output === "-" ? process.stderr : process.stdout);
+    if (r.error) process.stderr.write(`reparam-onnx: error: ${r.error}\n`);
+    return r.code;
+  }
+  return optimizeBatch(args, outDir, f, settings);
+}
+
+/**
+ * Several models in one process: every input file, and every .onnx file of every input folder, is
+ * written to OUT-DIR under its own name. All outputs are checked before the first model is read;
+ * a model with bad input or a failed verification is reported and skipped, the others go on. The
+ * exit code is the worst one (2 bad input, 1 verification failed, 0 all written).
+ */
+async function optimizeBatch(args: string[], outDir: string, f: Flags, settings: OptimizeSettings): Promise<number> {
+  if (args.length === 0) throw new UsageError("optimize --out-dir needs one or more models or folders of models");
+  if (fs.existsSync(outDir) && !fs.statSync(outDir).isDirectory()) throw new UsageError(`--out-dir ${outDir}: is a file, not a folder`);
+  const inputs: string[] = [];
+  for (const arg of args) {
+    if (!fs.existsSync(arg)) throw new UsageError(`${arg}: no such file or folder`);
+    if (fs.statSync(arg).isDirectory()) {
+      const models = fs.readdirSync(arg).filter((n) => n.endsWith(".onnx")).sort().map((n) => path.join(arg, n));
+      if (models.length === 0) throw new UsageError(`${arg}: folder holds no .onnx file`);
+      inputs.push(...models);
+    } else inputs.push(arg);
+  }
+  const outputs = new Map<string, string>();
+  for (const input of inputs) {
+    const output = path.join(outDir, path.basename(input));
+    const other = outputs.get(output);
+    if (other !== undefined) throw new UsageError(`${input}: would be written to ${output} as ${other} is: give them different names or out-dirs`);
+    outputs.set(output, input);
+  }
+  fs.mkdirSync(outDir, { recursive: true });
+  for (const [output, input] of outputs) checkOutput(input, output, f);
+  const results: OptimizeResult[] = [];
+  let k = 0;
+  for (const [output, input] of outputs) {
+    k++;
+    const progress = new Progress(f.json, `[${k}/${outputs.size}] `);
+    let r: OptimizeResult;
+    try {
+      r = await optimizeOne(input, output, f, settings, progress);
+    } catch (e) {
+      progress.done();
+      if (!(e instanceof ModelError || e instanceof UsageError)) throw e;
+      r = { code: EXIT.usage, error: e.message, lines: [`reparam-onnx optimize ${input}: bad input`], json: { schema: OPTIMIZE_SCHEMA, input, output: null, ok: false, error: e.message } };
+    }
+    results.push(r);
+    if (!f.json) process.stdout.write(r.lines.join("\n") + "\n");
+    if (r.error) process.stderr.write(`reparam-onnx: error: ${r.error}\n`);
+  }
+  const count = (code: number) => results.filter((r) => r.code === code).length;
+  const summary = `reparam-onnx optimize: ${results.length} model${results.length === 1 ? "" : "s"} → ${outDir}: ${count(EXIT.ok)} written, ${count(EXIT.verifyFailed)} failed verification, ${count(EXIT.usage)} bad input`;
+  const code = Math.max(...results.map((r) => r.code));
+  if (f.json) process.stdout.write(JSON.stringify({ schema: OPTIMIZE_BATCH_SCHEMA, outDir, ok: code === EXIT.ok, results: results.map((r) => r.json) }, null, 2) + "\n");
+  else process.stdout.write(summary + "\n");
+  return code;
+}
+
+interface OptimizeResult {
+  code: number;
+  /** The one error line (without the prefix), when the model was not written. */
+  error?: string;
+  lines: string[];
+  json: Record<string, unknown>;
+}
+
+/** Optimize, prove and write one model; bad input throws (ModelError/UsageError). */
+async function optimizeOne(input: string, output: string, f: Flags, s: OptimizeSettings, progress: Progress): Promise<OptimizeResult> {
+  const { shapes, provider: prov, tolerance, atol, rtol, runs, seed } = s;
   progress.stage(`loading ${input}`);
   const t0 = performance.now();
   const loaded = loadModel(input);
@@ -113,7 +225,12 @@ async function cmdOptimize(args: string[], f: Flags): Promise<number> {
   progress.stage("rewriting");
   // --unsafe-ignore-border-rule exists for tests and demonstrations only: it makes wrong folds on purpose.
   const passOptions = { shapes, noCostlier: f["no-costlier"], maxMacGrowth: number("max-mac-growth", f["max-mac-growth"], undefined), duplicateShared: f["duplicate-shared"], unsafeIgnoreBorderRule: f["unsafe-ignore-border-rule"] };
-  let { model: optimized, report } = about(input, () => optimize(model, passOptions));
+  let lastPass = "";
+  const onProgress = (e: ProgressEvent) => {
+    progress.update(`rewriting (round ${e.round}): ${e.pass}${e.total ? ` ${e.done}/${e.total} nodes` : ""}`, e.pass !== lastPass || (e.done === 0 && e.total > 0));
+    lastPass = e.pass;
+  };
+  let { model: optimized, report } = about(input, () => optimize(model, { ...passOptions, onProgress }));
   let verification;
   let tVerify = 0;
   let culprit: Culprit | undefined;
@@ -137,16 +254,24 @@ async function cmdOptimize(args: string[], f: Flags): Promise<number> {
   const ok = !verification || verification.ok;
   let written: { bytes: number; dataBytes: number } | undefined;
   const t2 = performance.now();
-  if (ok) progress.stage(`writing ${output}`);
+  if (ok) progress.stage(`writing ${output === "-" ? "to stdout" : output}`);
+  let approxError: ApproximationError | undefined;
+  if (approximation && approximation.replaced.length > 0) approxError = await approximationError(loaded, optimized, approximation.calib, approximation.labels);
   try {
-    if (ok) written = about(input, () => saveModel(optimized, output, { externalData: f["external-data"] }));
+    if (ok) {
+      // The output says it was rewritten, by what, and whether it was proven (Netron shows these).
+      const stamped = optimized.withMetadata(provenance(report, verification, approximation, approxError));
+      if (output === "-") {
+        const bytes = modelToBytes(stamped);
+        await new Promise<void>((resolve, reject) => process.stdout.write(bytes, (e) => (e ? reject(e) : resolve())));
+        written = { bytes: bytes.length, dataBytes: 0 };
+      } else written = about(input, () => saveModel(stamped, output, { externalData: f["external-data"] }));
+    }
   } finally {
     progress.done();
   }
   const tWrite = performance.now() - t2;
   const timings = { loadMs: tLoad, passesMs: report.timeMs, verifyMs: tVerify, writeMs: tWrite };
-  let approxError: ApproximationError | undefined;
-  if (approximation && approximation.replaced.length > 0) approxError = await approximationError(loaded, optimized, approximation.calib, approximation.labels);
   const lines = [`reparam-onnx optimize ${input} → ${output}`, ...formatOptimize(report, !!f.explain)];
   if (approximation) {
     for (const st of approximation.stats)
@@ -158,15 +283,32 @@ async function cmdOptimize(args: string[], f: Flags): Promise<number> {
   if (verification) lines.push(...formatVerify(verification));
   else lines.push("  verification skipped (--no-verify): the output is NOT proven equal to the input");
   lines.push(`  time: load ${ms(tLoad)}, passes ${ms(report.timeMs)}, verify ${ms(tVerify)}, write ${ms(tWrite)}`);
-  lines.push(ok ? `  wrote ${output} (${written!.bytes.toLocaleString("en-US")} bytes${written!.dataBytes ? ` + ${written!.dataBytes.toLocaleString("en-US")} bytes external data` : ""})` : `  verification FAILED: nothing written`);
+  lines.push(ok ? `  wrote ${output === "-" ? "the model to stdout" : output} (${written!.bytes.toLocaleString("en-US")} bytes${written!.dataBytes ? ` + ${written!.dataBytes.toLocaleString("en-US")} bytes external data` : ""})` : `  verification FAILED: nothing written`);
   const asJson = (c: Culprit) => ({ key: c.rewrite.key, node: c.rewrite.node, summary: c.rewrite.summary, replaced: c.rewrite.removed.map((r) => r.name), maxRel: c.verification.maxRel, maxAbs: c.verification.maxAbs });
   const approx = approximation ? { threshold: approximation.threshold, stats: approximation.stats, replaced: approximation.replaced, error: approxError ?? null } : null;
-  print(f.json, { input, output: ok ? output : null, ok, report, verification: verification ?? null, verified: !!verification, skipped: skipped.map(asJson), culprit: culprit ? asJson(culprit) : null, approximation: approx, timings }, lines);
+  const json = { schema: OPTIMIZE_SCHEMA, input, output: ok ? output : null, ok, report, verification: verification ?? null, verified: !!verification, skipped: skipped.map(asJson), culprit: culprit ? asJson(culprit) : null, approximation: approx, timings, bytes: written?.bytes ?? null };
+  let error: string | undefined;
   if (!ok) {
     const who = culprit ? `rewrite ${describe(culprit)} changes the outputs` : `optimized model differs from the original beyond tolerance (max rel ${verification!.maxRel.toExponential(2)})`;
-    process.stderr.write(`reparam-onnx: error: ${input}: ${who}; nothing written${culprit && !f["skip-failing"] ? " (--skip-failing writes the model without it)" : ""}\n`);
+    error = `${input}: ${who}; nothing written${culprit && !f["skip-failing"] ? " (--skip-failing writes the model without it)" : ""}`;
   }
-  return ok ? EXIT.ok : EXIT.verifyFailed;
+  return { code: ok ? EXIT.ok : EXIT.verifyFailed, error, lines, json };
+}
+
+/** metadata_props recorded in every written model. */
+function provenance(report: OptimizeReport, verification: VerifyReport | undefined, approximation: { replaced: string[] } | undefined, approxError: ApproximationError | undefined): Record<string, string> {
+  const sci = (x: number) => x.toExponential(2);
+  const entries: Record<string, string> = {
+    "reparam-onnx.version": toolVersion(),
+    "reparam-onnx.passes": report.passes.map((p) => `${p.name} ${p.rewrites}`).join(", "),
+    "reparam-onnx.rewrites": String(report.rewrites.length),
+    "reparam-onnx.verification": verification
+      ? `${verification.ok ? "OK" : "FAILED"}: onnxruntime-node ${onnxruntimeVersion()} ${verification.provider}, ${verification.inputSets} input sets at ${verification.shapeSets.map((set) => Object.entries(set).map(([k, v]) => `${k}=${v.join("x")}`).join(" ")).join(", ")}, max abs ${sci(verification.maxAbs)}, max rel ${sci(verification.maxRel)}, ${verification.criterion === "user" ? `tolerance ${sci(verification.tolerance)}` : "calibrated tolerance"}`
+      : "NOT verified (--no-verify)",
+  };
+  if (approximation && approximation.replaced.length)
+    entries["reparam-onnx.approximation"] = `APPROXIMATE: attention replaced by its calibration mean at ${approximation.replaced.join(", ")}${approxError ? `; max rel ${sci(approxError.maxRel)}, top-1 agreement ${(approxError.top1Agreement * 100).toFixed(1)}% on ${approxError.samples} calibration inputs` : ""}`;
+  return entries;
 }
 
 async function approximate(model: Model, f: Flags) {
@@ -314,7 +456,7 @@ async function cmdInspect(args: string[], f: Flags): Promise<number> {
   }
   if (f.explain) for (const r of report.refusals) lines.push(`  left alone ${r.node} (${r.op}): ${r.reason}`);
   else if (report.refusals.length) lines.push(`  ${report.refusals.length} candidate(s) left alone (--explain says why)`);
-  print(f.json, { file, stats, opportunities: report.rewrites, refusals: report.refusals, after: report.after, attention: attention ?? null }, lines);
+  print(f.json, { schema: INSPECT_SCHEMA, file, stats, opportunities: report.rewrites, refusals: report.refusals, after: report.after, attention: attention ?? null }, lines);
   return EXIT.ok;
 }
 

@@ -1,15 +1,14 @@
 // The command line's grammar: every command, its arguments and its flags with their meaning and
 // default, on commander (so each command has its own --help, and unknown flags are refused with a
 // suggestion). What the commands do lives in main.ts and train.ts; this file only describes them.
-import * as fs from "node:fs";
-import { createRequire } from "node:module";
-import * as path from "node:path";
 import { Command, CommanderError, Option } from "commander";
+import { onnxruntimeVersion, toolVersion } from "./version.js";
 
 /** The flags of every command, keyed by their long name (`--no-verify` is `"no-verify": true`). Values stay strings: each command checks its own. */
 export interface Flags {
   shape?: string[];
   input?: string[];
+  "out-dir"?: string;
   "no-verify"?: boolean;
   tolerance?: string;
   atol?: string;
@@ -74,20 +73,7 @@ const rtolOption = () => new Option("--rtol <R>", "elementwise relative toleranc
 const jsonOption = () => new Option("--json", "print the report as JSON (see docs/schema) instead of text");
 
 function readVersion(): string {
-  // Walk up to our package.json: the CLI runs from dist/src/cli (built) and from src/cli (tests import the source).
-  let root = path.dirname(new URL(import.meta.url).pathname);
-  while (!fs.existsSync(path.join(root, "package.json")) && path.dirname(root) !== root) root = path.dirname(root);
-  const own = JSON.parse(fs.readFileSync(path.join(root, "package.json"), "utf8")) as { version: string };
-  let ort = "not found";
-  try {
-    // onnxruntime-node's entry point sits inside its package: walk up to its package.json.
-    let dir = path.dirname(createRequire(import.meta.url).resolve("onnxruntime-node"));
-    while (!fs.existsSync(path.join(dir, "package.json")) && path.dirname(dir) !== dir) dir = path.dirname(dir);
-    ort = (JSON.parse(fs.readFileSync(path.join(dir, "package.json"), "utf8")) as { version: string }).version;
-  } catch {
-    // reported as "not found"
-  }
-  return `reparam-onnx ${own.version} (onnxruntime-node ${ort}, Node ${process.version})`;
+  return `reparam-onnx ${toolVersion()} (onnxruntime-node ${onnxruntimeVersion()}, Node ${process.version})`;
 }
 
 /**
@@ -117,8 +103,9 @@ export function buildProgram(run: (name: CommandName, args: string[], flags: Fla
   };
 
   command("optimize", "fold every multi-branch region into single convolutions, prove the result in onnxruntime, then write it atomically")
-    .argument("<IN.onnx>", "the model to optimize")
-    .argument("<OUT.onnx>", "where to write the optimized model")
+    .usage("[options] IN.onnx OUT.onnx\n       reparam-onnx optimize [options] --out-dir DIR MODEL.onnx|FOLDER...")
+    .argument("<FILES...>", "IN.onnx and OUT.onnx ('-' writes the model to stdout and the report to stderr); with --out-dir, the models and folders of models to optimize")
+    .addOption(new Option("--out-dir <DIR>", "batch: optimize every model given (and every .onnx in each folder given) in one process, writing DIR/<same name>; created if missing"))
     .addOption(shapeOption())
     .addOption(new Option("--no-verify", "skip the proof in onnxruntime (the report says the output is NOT proven)"))
     .addOption(toleranceOption())

@@ -1,5 +1,6 @@
-// A one-line progress display on stderr for long runs (load, passes, verify, write): shown only
-// when stderr is a terminal (or REPARAM_ONNX_PROGRESS=1), silent otherwise so logs and pipes stay clean.
+// A one-line progress display on stderr for long runs (load, passes with candidates done / total,
+// verify, write): shown only when stderr is a terminal (or REPARAM_ONNX_PROGRESS=1), silent
+// otherwise so logs and pipes stay clean.
 export class Progress {
   /** The display in use, so an error path can clear it before printing its one line. */
   static current: Progress | undefined;
@@ -8,8 +9,10 @@ export class Progress {
   private timer: NodeJS.Timeout | undefined;
   private label = "";
   private frame = 0;
+  private lastDraw = 0;
 
-  constructor(quiet = false) {
+  /** `prefix` starts every label (batch runs: "[2/5] "). */
+  constructor(quiet = false, private readonly prefix = "") {
     this.enabled = !quiet && (process.stderr.isTTY === true || process.env.REPARAM_ONNX_PROGRESS === "1");
   }
 
@@ -22,10 +25,21 @@ export class Progress {
     this.timer.unref();
   }
 
+  /**
+   * A new label from synchronous work (the passes), where the timer cannot fire: drawn at once
+   * when `first` (a new phase) or when 100 ms have passed since the last drawing.
+   */
+  update(label: string, first = false): void {
+    if (!this.enabled) return;
+    this.label = label;
+    if (first || performance.now() - this.lastDraw >= 100) this.draw();
+  }
+
   private draw(): void {
+    this.lastDraw = performance.now();
     const spinner = "|/-\\"[this.frame++ % 4];
     const elapsed = ((performance.now() - this.start) / 1000).toFixed(1);
-    process.stderr.write(`\r\x1b[K${spinner} ${this.label} (${elapsed} s)`);
+    process.stderr.write(`\r\x1b[K${spinner} ${this.prefix}${this.label} (${elapsed} s)`);
   }
 
   done(): void {

@@ -172,6 +172,19 @@ export class Model {
     return new Model(this.original, copy, this.path);
   }
 
+  /**
+   * The same graph under a copy of the model proto whose metadata_props has `entries` set (other
+   * keys kept, in order): the proto is shared with clones, so it is never edited in place.
+   */
+  withMetadata(entries: Record<string, string>): Model {
+    const original = onnx.ModelProto.fromObject({});
+    Object.assign(original, this.original);
+    copyWireInfo(this.original, original);
+    const kept = (this.original.metadataProps ?? []).filter((e) => !Object.prototype.hasOwnProperty.call(entries, e.key ?? ""));
+    original.metadataProps = [...kept, ...Object.entries(entries).map(([key, value]) => onnx.StringStringEntryProto.create({ key, value }))];
+    return new Model(original, this.graph, this.path);
+  }
+
   toProto(): ModelProto {
     const p = onnx.ModelProto.fromObject({});
     Object.assign(p, this.original);

@@ -25,7 +25,17 @@ export interface RuleReport {
   timeMs: number;
 }
 
+/** Where the driver is: `done` of `total` roots of `pass`'s current sweep, in round `round` (1-based). */
+export interface ProgressEvent {
+  pass: string;
+  round: number;
+  done: number;
+  total: number;
+}
+
 export interface DriverOptions extends RuleOptions {
+  /** Called as the driver goes, before each root (cheap: a caller that draws should throttle itself). */
+  onProgress?: (event: ProgressEvent) => void;
   /** Which rewrites (by RewriteRecord.key) may be applied; used by bisection and --skip-failing. */
   filter?: RewriteFilter;
   /** Upper bound on rounds over all rules, and on sweeps of one rule (a guard; real pipelines settle in 2–3). */
@@ -73,12 +83,14 @@ export function runRules(model: Model, rules: readonly Rule[], options: DriverOp
   let alive = new Set(model.graph.nodes);
   rewriter.listen(() => (alive = new Set(model.graph.nodes)));
 
+  let currentRound = 0;
   const sweep = (rule: Rule, recycle: () => void): boolean => {
     let changed = false;
     const roots = rule.order === "reverse" ? [...model.graph.nodes].reverse() : [...model.graph.nodes];
     const removedHere = new Set<Node>();
     const refused = (declined.get(rule.name) ?? declined.set(rule.name, new Set()).get(rule.name))!;
-    for (const root of roots) {
+    for (const [done, root] of roots.entries()) {
+      options.onProgress?.({ pass: rule.name, round: currentRound, done, total: roots.length });
       if (removedHere.has(root) || !alive.has(root)) continue;
       if (rule.rootOps && !(root.isDefaultDomain && rule.rootOps.includes(root.opType))) continue;
       recycle();
@@ -122,7 +134,7 @@ export function runRules(model: Model, rules: readonly Rule[], options: DriverOp
 
   const convergence: Convergence = { converged: false, rounds: 0 };
   for (let round = 0; round < maxRounds && !convergence.converged; round++) {
-    convergence.rounds = round + 1;
+    convergence.rounds = currentRound = round + 1;
     let lastChanged: string | undefined;
     for (const rule of ordered) {
       const t0 = performance.now();
