@@ -28,7 +28,7 @@ if (family === "graph") {
   const { tally, seconds } = await runGraphFuzz(seed, count, { spawn: values.spawn, keep: values.keep, features, progressEvery: 100 });
   const silent = FAILURES.reduce((s, v) => s + tally[v], 0);
   console.log(`${count} graphs (seeds ${seed}..${seed + count - 1}): ${tally.equal} equal, ${tally.caught} caught by verification (exit 1), ${tally["refused-fault"]} injected faults refused; ` +
-    `${tally.mismatch} silent mismatches, ${tally["modified-input"]} modified inputs, ${tally.crash} crashes, ${tally["wrong-file"]} wrong-file refusals, ${tally.rejected} valid models rejected, ${tally["missed-fault"]} missed faults, ${tally.generator} generator errors (${seconds.toFixed(1)} s)`);
+    `${tally.mismatch} silent mismatches, ${tally["modified-input"]} modified inputs, ${tally.crash} crashes, ${tally["wrong-file"]} wrong-file refusals, ${tally.rejected} valid models rejected, ${tally["false-refusal"]} false refusals (exit 1 for an equal model), ${tally.costlier} costlier than the bound, ${tally["missed-fault"]} missed faults, ${tally.generator} generator errors (${seconds.toFixed(1)} s)`);
   process.exit(silent ? 1 : 0);
 }
 let ok = 0, mismatches = 0, crashes = 0, notFolded = 0;

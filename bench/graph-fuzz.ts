@@ -21,7 +21,8 @@ import { ALL_FEATURES, prng, randomGraph, type GraphCase, type GraphFeatures } f
 
 export type Verdict =
   | "equal" // exit 0 and equal outputs everywhere
-  | "caught" // exit 1: verification refused a wrong rewrite, nothing written
+  | "caught" // exit 1: verification refused a rewrite that is wrong (the same run with --no-verify writes a model that differs)
+  | "false-refusal" // exit 1, yet the same run with --no-verify writes a model equal to the input by this harness's check
   | "refused-fault" // an injected fault refused with a one-line error naming the right file
   | "mismatch" // exit 0 and different outputs (or a written model that does not run where it says it does)
   | "modified-input" // an input file changed
@@ -32,7 +33,7 @@ export type Verdict =
   | "costlier" // exit 0 and more multiply-accumulates than the growth bound allows at some shape
   | "generator"; // the original model does not run: a bug in the generator, not the tool
 
-export const FAILURES: Verdict[] = ["mismatch", "modified-input", "wrong-file", "crash", "rejected", "missed-fault", "costlier", "generator"];
+export const FAILURES: Verdict[] = ["mismatch", "modified-input", "wrong-file", "crash", "rejected", "false-refusal", "missed-fault", "costlier", "generator"];
 /** The failures that break the promise "never silently wrong" (a rejection or a costlier output is loud, or a policy question). */
 export const SILENT: Verdict[] = ["mismatch", "modified-input", "wrong-file", "crash", "missed-fault", "generator"];
 
@@ -259,11 +260,13 @@ async function compare(c: GraphCase, inFile: string, outFile: string): Promise<{
         if (nan || maxAbs > tol * scale + 1e-6)
           return { verdict: "mismatch", detail: `output ${name} at ${where}: max |Δ| ${maxAbs.toExponential(2)} vs max |ref| ${scale.toExponential(2)}${nan ? " (NaN differs)" : ""}` };
       }
-      // The cost bound holds at every shape, not only at the one the tool saw (or at none).
-      const workIn = work(inModel, dims), workOut = work(outModel, dims);
-      if (workIn > 0 && workOut > growth * workIn * (1 + 1e-9))
-        return { verdict: "costlier", detail: `at ${where}: multiply-adds ${workIn} → ${workOut} (${(workOut / workIn).toFixed(2)}x, bound ${growth}x)` };
     }
+    // The cost bound: at the shape the output declares; a dim it leaves dynamic is taken large
+    // (64), where the per-position cost dominates (at tiny sizes padded borders weigh more).
+    const costDims = [1, c.channels, ...[2, 3].map((i) => (typeof outDims?.[i] === "number" ? (outDims[i] as number) : c.dynamicSpatial ? 64 : i === 2 ? c.dimValues.H[0]! : c.dimValues.W[0]!))];
+    const workIn = work(inModel, costDims), workOut = work(outModel, costDims);
+    if (workIn > 0 && workOut > growth * workIn * (1 + 1e-9))
+      return { verdict: "costlier", detail: `at x=${costDims.join("x")}: multiply-adds ${workIn} → ${workOut} (${(workOut / workIn).toFixed(2)}x, bound ${growth}x)` };
   } finally {
     await ref.release();
     await cand.release();
@@ -325,7 +328,14 @@ export async function runGraphCase(seed: number, options: RunOptions = {}): Prom
     if (run.code === 1) {
       if (fs.existsSync(outFile)) return finish("wrong-file", `exit 1 but ${outFile} was written`);
       if (!error.includes(inFile)) return finish("wrong-file", `exit 1: the error should name ${inFile}: ${error}`);
-      return finish("caught", error.replace(/^reparam-onnx: error: \S+: /, ""));
+      // Was the refused model really wrong? The same run without the proof, checked here.
+      const unverified = path.join(outDir, "unverified.onnx");
+      const again = [...args.slice(0, 2), unverified, ...args.slice(3), "--no-verify"];
+      const run2 = options.spawn ? spawnCli(again, dir) : await inProcessCli(again, options.cliModule);
+      const why = error.replace(/^reparam-onnx: error: \S+: /, "");
+      if (run2.code !== 0) return finish("caught", `${why} (with --no-verify: exit ${run2.code})`);
+      const bad = await compare(c, inFile, unverified);
+      return bad && bad.verdict !== "costlier" ? finish("caught", `${why}; unverified: ${bad.detail}`) : finish("false-refusal", `${why}; the unverified output is equal at every shape checked here`);
     }
     if (!fs.existsSync(outFile)) return finish("mismatch", "exit 0 but nothing written");
     const leftovers = fs.readdirSync(path.dirname(outFile)).filter((f) => /\.tmp|~$/.test(f));
