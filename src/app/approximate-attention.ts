@@ -27,7 +27,9 @@ export interface AttentionBlock {
 export function findAttentionBlocks(model: Model): AttentionBlock[] {
   const g = model.graph;
   const producers = g.producers();
-  const shapes = inferShapes(g, { symbolicDim: 1 });
+  // Declared shapes only: a dynamic dim taken as 1 would make a per-element gate [N, C, H, W] look
+  // like one value per channel; unknown sizes are checked by the calibration run instead.
+  const shapes = inferShapes(g);
   const isConst = (t: string) => g.initializers.has(t);
   const blocks: AttentionBlock[] = [];
   for (const mul of g.nodes) {

@@ -1,6 +1,8 @@
 // The optimize workflow: the rules run by the driver over a copy of the model, the sharing check,
 // and the report. Rules never see the caller's model; verification compares the two afterwards.
 import type { Model } from "../ir/graph.js";
+import { UsageError } from "../ir/errors.js";
+import { onnx, toNumber, type ValueInfoProto } from "../ir/proto.js";
 import { runRules, type Convergence, type DriverOptions, type RefusalRecord, type RuleReport } from "../pipeline/driver.js";
 import type { RewriteRecord, Rule } from "../pipeline/rule.js";
 import { defaultRules } from "../rules/index.js";
@@ -25,6 +27,20 @@ export interface OptimizeReport {
   before: ModelStats;
   after: ModelStats;
   timeMs: number;
+  /**
+   * Each --shape that fixes a dim the model declares dynamic: `fixed` when --fix-shapes wrote it
+   * into the output's declared shape (the output then accepts that shape only); otherwise the
+   * rules did not rely on it (it served verification and statistics).
+   */
+  shapeOverrides: ShapeOverride[];
+}
+
+export interface ShapeOverride {
+  input: string;
+  dims: number[];
+  /** The input's shape as the model declares it (a symbol or "?" for a dynamic dim). */
+  declared: (number | string)[];
+  fixed: boolean;
 }
 
 export function optimize(model: Model, options: OptimizeOptions = {}): { model: Model; report: OptimizeReport } {
@@ -55,10 +71,51 @@ function optimizeWithSharingCheck(model: Model, options: OptimizeOptions): { mod
   return { model: result.model, report: result.report };
 }
 
+function declaredDims(v: ValueInfoProto): (number | string)[] | undefined {
+  const shape = v.type?.tensorType?.shape;
+  if (!shape) return undefined;
+  return (shape.dim ?? []).map((d) => {
+    if (d.dimParam) return d.dimParam;
+    const n = d.dimValue === undefined || d.dimValue === null ? 0 : toNumber(d.dimValue);
+    return n > 0 ? n : "?";
+  });
+}
+
+/** The --shape values that fix dims the model leaves dynamic (or whose shape it does not declare). */
+function specializing(model: Model, shapes: Record<string, number[]> | undefined, fixed: boolean): ShapeOverride[] {
+  const out: ShapeOverride[] = [];
+  for (const v of model.graph.realInputs()) {
+    const dims = shapes?.[v.name ?? ""];
+    if (!dims) continue;
+    const declared = declaredDims(v);
+    // A shape that contradicts the model is verification's to report; it must never be written into it.
+    if (fixed && declared && declared.length !== dims.length)
+      throw new UsageError(`--shape ${v.name}=${dims.join("x")}: the model declares rank ${declared.length} (${declared.join("x")}); --fix-shapes cannot write it`);
+    const clash = declared?.findIndex((d, i) => typeof d === "number" && d !== dims[i]) ?? -1;
+    if (fixed && clash >= 0) throw new UsageError(`--shape ${v.name}=${dims.join("x")}: dim ${clash} is ${dims[clash]}, the model declares ${declared![clash]}; --fix-shapes cannot write it`);
+    if (!declared || declared.some((d) => typeof d !== "number")) out.push({ input: v.name ?? "", dims: [...dims], declared: declared ?? dims.map(() => "?"), fixed });
+  }
+  return out;
+}
+
+/** Declare the fixed shapes on the output's inputs (the rules relied on them: --fix-shapes). */
+function declareShapes(model: Model, overrides: ShapeOverride[]): void {
+  model.graph.inputs = model.graph.inputs.map((v) => {
+    const o = overrides.find((x) => x.input === v.name);
+    if (!o) return v;
+    const copy = onnx.ValueInfoProto.create({ ...v });
+    const elemType = v.type?.tensorType?.elemType ?? undefined;
+    copy.type = onnx.TypeProto.create({ tensorType: { elemType, shape: { dim: o.dims.map((d) => ({ dimValue: d })) } } });
+    return copy;
+  });
+}
+
 function optimizeOnce(model: Model, options: OptimizeOptions): { model: Model; report: OptimizeReport; readSharedWeights: boolean } {
   const start = performance.now();
   const work = model.clone();
+  const shapeOverrides = specializing(model, options.shapes, !!options.fixShapes);
   const result = runRules(work, options.rules ?? defaultRules(), options);
+  if (options.fixShapes) declareShapes(work, shapeOverrides);
   return {
     model: work,
     readSharedWeights: result.readSharedWeights,
@@ -70,6 +127,7 @@ function optimizeOnce(model: Model, options: OptimizeOptions): { model: Model; r
       before: modelStats(model, options.shapes),
       after: modelStats(work, options.shapes),
       timeMs: performance.now() - start,
+      shapeOverrides,
     },
   };
 }

@@ -30,6 +30,10 @@ export function formatOptimize(report: OptimizeReport, explain: boolean): string
   lines.push(`  dtype ${after.dtype}`);
   for (const p of report.passes) lines.push(`  pass ${p.name}: ${p.rewrites} rewrite${p.rewrites === 1 ? "" : "s"}, ${p.refusals} left alone (${ms(p.timeMs)})`);
   lines.push(...opTable(before, after));
+  for (const o of report.shapeOverrides ?? [])
+    lines.push(o.fixed
+      ? `  fixed input shape ${o.input} ${o.dims.join("x")} (--fix-shapes; declared ${o.declared.join("x")}): the output accepts this shape only`
+      : `  --shape ${o.input}=${o.dims.join("x")} fixes dims the model leaves dynamic (${o.declared.join("x")}): used to verify, not to rewrite; rewrites that need those dims are left alone (--fix-shapes writes the shape into the output and allows them)`);
   if (explain) {
     for (const r of report.rewrites) lines.push(`  rewrite ${r.node}: ${r.summary}${r.macsBefore ? ` (MACs ${num(r.macsBefore)} → ${num(r.macsAfter ?? 0)})` : ""}`);
     for (const r of report.refusals) lines.push(`  left alone ${r.node} (${r.op}): ${r.reason}`);

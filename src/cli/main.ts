@@ -224,7 +224,8 @@ async function optimizeOne(input: string, output: string, f: Flags, s: OptimizeS
   }
   progress.stage("rewriting");
   // --unsafe-ignore-border-rule exists for tests and demonstrations only: it makes wrong folds on purpose.
-  const passOptions = { shapes, noCostlier: f["no-costlier"], maxMacGrowth: number("max-mac-growth", f["max-mac-growth"], undefined), duplicateShared: f["duplicate-shared"], unsafeIgnoreBorderRule: f["unsafe-ignore-border-rule"] };
+  if (f["fix-shapes"] && !shapes) throw new UsageError("--fix-shapes needs --shape NAME=DIMS (the shape to write into the output)");
+  const passOptions = { shapes, fixShapes: f["fix-shapes"], noCostlier: f["no-costlier"], maxMacGrowth: number("max-mac-growth", f["max-mac-growth"], undefined), duplicateShared: f["duplicate-shared"], unsafeIgnoreBorderRule: f["unsafe-ignore-border-rule"] };
   let lastPass = "";
   const onProgress = (e: ProgressEvent) => {
     progress.update(`rewriting (round ${e.round}): ${e.pass}${e.total ? ` ${e.done}/${e.total} nodes` : ""}`, e.pass !== lastPass || (e.done === 0 && e.total > 0));

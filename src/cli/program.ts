@@ -23,6 +23,7 @@ export interface Flags {
   "duplicate-shared"?: boolean;
   "skip-failing"?: boolean;
   "max-mac-growth"?: string;
+  "fix-shapes"?: boolean;
   "approx-attention"?: string;
   "approx-threshold"?: string;
   "attention-stats"?: boolean;
@@ -117,6 +118,7 @@ export function buildProgram(run: (name: CommandName, args: string[], flags: Fla
     .addOption(new Option("--external-data", "write the weights to OUT.onnx.data beside the model (needed above 2 GiB)"))
     .addOption(new Option("--no-costlier", "refuse every composition that raises MACs (default: allowed up to --max-mac-growth)"))
     .addOption(new Option("--max-mac-growth <F>", "largest MAC growth factor a composition may have (default: 2)"))
+    .addOption(new Option("--fix-shapes", "write the --shape values into the output's declared input shapes, so rewrites may rely on them (default: rules use only the shapes the model declares; a dynamic dim stays dynamic)"))
     .addOption(new Option("--duplicate-shared", "fold shared weights into private copies even when that grows the model"))
     .addOption(new Option("--skip-failing", "when verification fails, drop the rewrite(s) responsible and write the verified rest"))
     .addOption(new Option("--explain", "list every rewrite and every candidate left alone with the reason"))

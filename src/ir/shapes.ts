@@ -108,9 +108,11 @@ export function resolvePads(node: Node, input: Dims | undefined, kernel: number[
   const pads = new Array(kernel.length * 2).fill(0);
   for (let i = 0; i < kernel.length; i++) {
     const size = input?.[2 + i];
-    if (size === undefined) return undefined;
-    const out = Math.ceil(size / strides[i]!);
-    const total = Math.max(0, (out - 1) * strides[i]! + (kernel[i]! - 1) * dilations[i]! + 1 - size);
+    // At stride 1 the total pad is (k−1)·d whatever the size; at stride s it depends on size mod s.
+    if (size === undefined && strides[i] !== 1) return undefined;
+    const total = size === undefined
+      ? (kernel[i]! - 1) * dilations[i]!
+      : Math.max(0, (Math.ceil(size / strides[i]!) - 1) * strides[i]! + (kernel[i]! - 1) * dilations[i]! + 1 - size);
     const small = Math.floor(total / 2), big = total - small;
     pads[i] = autoPad === "SAME_UPPER" ? small : big;
     pads[i + kernel.length] = autoPad === "SAME_UPPER" ? big : small;

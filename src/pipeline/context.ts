@@ -8,8 +8,17 @@ import type { Tensor } from "../ir/tensor.js";
 import type { Change, Rewriter } from "./rewriter.js";
 
 export interface RuleOptions {
-  /** Concrete input shapes (from --shape). */
+  /**
+   * Concrete input shapes (from --shape). Rules rely on them only with `fixShapes`; without it
+   * they serve verification and statistics, and rules see the shapes the model declares.
+   */
   shapes?: Record<string, number[]>;
+  /**
+   * Write `shapes` into the output's declared input shapes (--fix-shapes), so that rewrites may
+   * depend on the dims they fix (explicit pads for auto_pad SAME at stride 2, spatial Slice ends,
+   * Reshape targets): the output then accepts those shapes only, and says so.
+   */
+  fixShapes?: boolean;
   /** Skip compositions that increase multiply-accumulates (default: do them, as the authors' deploy code does). */
   noCostlier?: boolean;
   /** Largest factor by which a composition may raise multiply-accumulates (default 2). */
@@ -72,9 +81,24 @@ export class RuleContext {
     return (this.cache.outputs ??= this.graph.outputNames()).has(tensor);
   }
 
-  /** Shapes at the run's input shapes (--shape overrides the declared ones). */
+  /**
+   * The shapes every rule reads (the one door: docs/rules.md §4). A rewrite may depend on a dim's
+   * value only if the written model declares that value; so --shape values count only when
+   * --fix-shapes writes them into the model (src/app/optimize.ts), and otherwise a dim the model
+   * leaves dynamic stays unknown here and a rule that needs it refuses.
+   */
   shapes(): ShapeMap {
+    if (!this.options.fixShapes || !this.options.shapes) return this.declaredShapes();
     return (this.cache.shapes ??= inferShapes(this.graph, { overrides: this.options.shapes, constant: this.constantValues }));
+  }
+
+  /**
+   * The rules' shapes with every input dim still unknown taken as `size`: cost bounds compare
+   * multiply-accumulates per output position with H and W dynamic (rules/policy.ts).
+   */
+  costShapes(size: number): ShapeMap {
+    return this.memo(`costShapes:${size}`, () =>
+      inferShapes(this.graph, { overrides: this.options.fixShapes ? this.options.shapes : undefined, symbolicDim: size, constant: this.constantValues }));
   }
 
   /** Shapes as the model declares them (--shape must not specialise a dynamic graph silently). */

@@ -11,7 +11,7 @@ import { identityMap, isRefusal, macsPerPixel, type LinearMap, type Pads, type R
 import { averagePoolMap } from "../algebra/pool.js";
 import { negate, sumMaps } from "../algebra/sum.js";
 import { DataType } from "../ir/dtype.js";
-import { knownProduct } from "../ir/shapes.js";
+import { knownProduct, type ShapeMap } from "../ir/shapes.js";
 import { Node } from "../ir/graph.js";
 import type { Tensor } from "../ir/tensor.js";
 import type { RuleContext } from "../pipeline/context.js";
@@ -19,7 +19,7 @@ import { notCandidate, refuse, type Match, type Note, type Rule } from "../pipel
 import { denseNodeCount, emitConv, emitDense } from "./linear/emit.js";
 import { featureCount, layoutOf, readLinearOp, type Layout, type LinearOp } from "./linear/read.js";
 import { LINEAR_OPS, STACK_REDUCE_OPS, SUM_OPS, WEIGHTED_LAYER_OPS } from "./op-traits.js";
-import { macGrowthLimit, macLimitSource } from "./policy.js";
+import { COST_PROBE_SIZES, kernelGrowthRefusal, macRefusal, type RegionCost } from "./policy.js";
 
 /** A part of a region: `map` (null = identity) applied to `leaf`, built from `nodes`. */
 interface Part {
@@ -309,21 +309,75 @@ function affineValues(values: Float64Array | null, scale: Float64Array, shift: F
   return Float64Array.from({ length: n }, (_, i) => (values ? at(values, i) : 0) * at(scale, i) + at(shift, i));
 }
 
-function convMacs(ctx: RuleContext, node: Node, map: LinearMap | undefined): number {
-  const dims = ctx.shapes().get(node.outputs[0]!)?.dims;
-  if (!map || !dims) return 0;
-  // Positions the map is applied at per input: H·W of an image, L of a [N, L, F] token tensor.
-  const positions = knownProduct(dims.length === 4 ? dims.slice(2) : dims.slice(1, -1));
-  return positions === undefined ? 0 : macsPerPixel(map) * positions;
+/** Positions a map is applied at per input: H·W of an image, L of a [N, L, F] token tensor. */
+function positions(shapes: ShapeMap, tensor: string): number | undefined {
+  const dims = shapes.get(tensor)?.dims;
+  return dims && knownProduct(dims.length === 4 ? dims.slice(2) : dims.slice(1, -1));
 }
 
-function regionMacs(ctx: RuleContext, builder: RegionBuilder, nodes: Node[]): number {
-  let total = 0;
-  for (const n of nodes) {
-    const op = builder.read(n);
-    if (!("refused" in op) && op.kind === "conv") total += convMacs(ctx, n, op.map);
+type LayerOp = Extract<LinearOp, { kind: "conv" | "pool" }>;
+
+/** The region's layers (convs and pools) as the builder reads them. */
+function layers(builder: RegionBuilder, nodes: Node[]): LayerOp[] {
+  return nodes.map((n) => builder.read(n)).filter((op): op is LayerOp => !("refused" in op) && (op.kind === "conv" || op.kind === "pool"));
+}
+
+/** MACs of the region's convs and of the composite at one set of shapes; undefined where a position count is unknown. */
+function costAt(shapes: ShapeMap, at: string, ops: LayerOp[], anchor: Node, map: LinearMap): RegionCost | undefined {
+  const out = positions(shapes, anchor.outputs[0]!);
+  if (!out) return undefined;
+  let macsBefore = 0;
+  for (const op of ops) {
+    if (op.kind !== "conv") continue;
+    const p = positions(shapes, op.node.outputs[0]!);
+    if (p === undefined) return undefined;
+    macsBefore += macsPerPixel(op.map) * p;
   }
-  return total;
+  return { macsBefore, macsAfter: macsPerPixel(map) * out, at };
+}
+
+/**
+ * The region's costs: at the shapes the rules see when every position count is known there;
+ * otherwise at each probe size for the dims the model leaves dynamic (rules/policy.ts).
+ */
+function regionCosts(ctx: RuleContext, ops: LayerOp[], anchor: Node, map: LinearMap): RegionCost[] {
+  const exact = costAt(ctx.shapes(), "the model's shapes", ops, anchor, map);
+  if (exact) return [exact];
+  return COST_PROBE_SIZES.map((size) => costAt(ctx.costShapes(size), `dynamic dims = ${size}`, ops, anchor, map)).filter((c): c is RegionCost => !!c);
+}
+
+/**
+ * The composite's natural extent (rules/policy.ts kernelGrowthRefusal): 1 + Σ (k−1)·d·(stride
+ * before the layer) per axis, the stride before a layer being the product of the strides between
+ * the region's leaf and the layer (branches summed together have equal strides, so any path does).
+ */
+function naturalExtent(ctx: RuleContext, builder: RegionBuilder, ops: LayerOp[], nodes: Node[]): { kh: number; kw: number } {
+  const inRegion = new Set(nodes);
+  const strideBefore = (tensor: string): [number, number] => {
+    let sh = 1, sw = 1, t = tensor;
+    for (let steps = 0; steps <= nodes.length; steps++) {
+      const p = ctx.producers().get(t);
+      if (!p || !inRegion.has(p)) break;
+      const op = builder.read(p);
+      if ("refused" in op) break;
+      if (op.kind === "sum") t = op.terms[0]!.tensor;
+      else {
+        const stride = op.kind === "conv" ? op.map.stride : op.kind === "pool" ? op.params.stride : [1, 1];
+        sh *= stride[0]!;
+        sw *= stride[1]!;
+        t = op.input;
+      }
+    }
+    return [sh, sw];
+  };
+  let kh = 1, kw = 1;
+  for (const op of ops) {
+    const [k, d] = op.kind === "conv" ? [[op.map.kh, op.map.kw], op.map.dilation] : [op.params.kernel, op.params.dilation];
+    const [sh, sw] = strideBefore(op.input);
+    kh += (k[0]! - 1) * d[0]! * sh;
+    kw += (k[1]! - 1) * d[1]! * sw;
+  }
+  return { kh, kw };
 }
 
 function weightDtype(ctx: RuleContext, nodes: Node[], leafTensor: string): number {
@@ -381,14 +435,14 @@ function regionAt(ctx: RuleContext, builder: RegionBuilder, anchor: Node, compos
   // Per-feature affines alone (a LayerNorm's γ and β) are cheaper as they are than as a dense
   // F×F matrix: a features region must contain a layer to fold into.
   if (dense && !part.nodes.some((n) => { const op = builder.read(n); return !("refused" in op) && op.kind === "conv"; })) return undefined;
-  const macsBefore = regionMacs(ctx, builder, part.nodes);
-  const macsAfter = convMacs(ctx, anchor, part.map);
   // A depthwise conv composed into a dense one (dw3x3 → pw1x1) multiplies the cost by the kernel
-  // area and is left as two layers (docs/rules.md §4).
+  // area and is left as two layers (docs/rules.md §4); so is a kernel that grows past its layers.
   const pointwise = part.map.kh === 1 && part.map.kw === 1;
-  const limit = macGrowthLimit(ctx.options, pointwise);
-  if (macsBefore > 0 && macsAfter > limit * macsBefore)
-    return refuse(`composition would raise MACs ${macsBefore} → ${macsAfter} (${(macsAfter / macsBefore).toFixed(2)}x; ${macLimitSource(ctx.options, limit)})`);
+  const ops = layers(builder, part.nodes);
+  const costs = regionCosts(ctx, ops, anchor, part.map);
+  const refused = macRefusal(ctx.options, costs, pointwise) ?? kernelGrowthRefusal(part.map, naturalExtent(ctx, builder, ops, part.nodes));
+  if (refused) return refused;
+  const { macsBefore, macsAfter } = costs[0] ?? { macsBefore: 0, macsAfter: 0 };
   return { anchor, remove: part.nodes, part: part as Part & { map: LinearMap }, macsBefore, macsAfter, dense, rest };
 }
 

@@ -22,6 +22,46 @@ export function macGrowthLimit(options: RuleOptions, pointwise: boolean): number
   return options.maxMacGrowth ?? (pointwise ? 1 : DEFAULT_MAX_MAC_GROWTH);
 }
 
+/**
+ * Sizes at which a dim the model leaves dynamic is taken when a cost bound is checked: a small
+ * and a large image. MACs are polynomials in H and W, so their ratio at these sizes bounds the
+ * growth per output position (at tiny sizes padded borders weigh more, at large ones it converges).
+ */
+export const COST_PROBE_SIZES = [64, 1024] as const;
+
+/** What a composition costs and what it replaces, at one set of shapes. */
+export interface RegionCost {
+  macsBefore: number;
+  macsAfter: number;
+  /** The shapes these were measured at: "the model's shapes", or a probe size for dynamic dims. */
+  at: string;
+}
+
+/**
+ * A composition must not raise multiply-accumulates by more than the limit, at the model's shapes
+ * or — where the model leaves H and W dynamic — per output position (at every COST_PROBE_SIZES).
+ */
+export function macRefusal(options: RuleOptions, costs: RegionCost[], pointwise: boolean): Refusal | undefined {
+  const limit = macGrowthLimit(options, pointwise);
+  for (const c of costs)
+    if (c.macsBefore > 0 && c.macsAfter > limit * c.macsBefore)
+      return refuse(`composition would raise MACs ${c.macsBefore} → ${c.macsAfter} (${(c.macsAfter / c.macsBefore).toFixed(2)}x at ${c.at}; ${macLimitSource(options, limit)})`);
+  return undefined;
+}
+
+/**
+ * The kernel itself is bounded by its natural extent: composing layers in sequence adds their
+ * extents (k₁ + (k₂−1)·s₁), summing branches takes the largest, so along each axis the composite
+ * needs at most 1 + Σ (kᵢ−1)·dᵢ·(stride before layer i) taps. A larger composite comes from
+ * branches whose pads put their windows far apart (two 1x1 convs with pads [p,0,0,p] and
+ * [0,p,p,0] sum to a (p+1)² kernel): exact, but a kernel that grows with the pads, whatever the
+ * MAC count says, and that verification alone may need gigabytes for. Such a region is refused.
+ */
+export function kernelGrowthRefusal(composite: { kh: number; kw: number }, natural: { kh: number; kw: number }): Refusal | undefined {
+  if (composite.kh <= natural.kh && composite.kw <= natural.kw) return undefined;
+  return refuse(`composition would need a ${composite.kh}x${composite.kw} kernel where its layers span ${natural.kh}x${natural.kw} (branches whose pads set their windows apart)`);
+}
+
 /** How --explain names the bound that refused a rewrite. */
 export function macLimitSource(options: RuleOptions, limit: number): string {
   return options.noCostlier ? "--no-costlier" : `limit ${limit}x, --max-mac-growth`;

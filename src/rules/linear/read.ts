@@ -117,7 +117,7 @@ function readConv(ctx: RuleContext, node: Node): LinearOp | Refusal {
   const strides = node.ints("strides", [1, 1]);
   const dilations = node.ints("dilations", [1, 1]);
   const pads = resolvePads(node, ctx.shapes().get(x!)?.dims, [kh, kw], strides, dilations);
-  if (!pads) return refuse("Conv auto_pad needs input sizes that are unknown (give --shape)");
+  if (!pads) return refuse(`Conv auto_pad ${node.string("auto_pad", "")} at stride ${strides.join("x")}: its pads depend on input sizes the model leaves dynamic (--shape with --fix-shapes fixes them)`);
   if (O % groups !== 0) return refuse("Conv output channels not divisible by groups");
   const map = makeMap({
     outChannels: O, inChannels: Cg * groups, groups, kh, kw, kernel: w.floatView(),
@@ -263,7 +263,7 @@ function readAveragePool(ctx: RuleContext, node: Node): LinearOp | Refusal {
   if (k.length !== 2) return refuse("AveragePool is not 2-D");
   const strides = node.ints("strides", [1, 1]), dilations = node.ints("dilations", [1, 1]);
   const pads = resolvePads(node, ctx.shapes().get(node.inputs[0]!)?.dims, k, strides, dilations);
-  if (!pads) return refuse("AveragePool auto_pad needs unknown input sizes");
+  if (!pads) return refuse(`AveragePool auto_pad ${node.string("auto_pad", "")} at stride ${strides.join("x")}: its pads depend on input sizes the model leaves dynamic (--shape with --fix-shapes fixes them)`);
   if (node.string("auto_pad", "NOTSET").startsWith("SAME") && node.int("count_include_pad", 0) === 0 && pads.some((p) => p))
     return refuse("AveragePool SAME padding excludes the pad from the divisor");
   return {
