@@ -5,7 +5,25 @@ import { constantTensor } from "../ir/constants.js";
 import type { Graph, Model, Node } from "../ir/graph.js";
 import { inferShapes, type ShapeMap } from "../ir/shapes.js";
 import type { Tensor } from "../ir/tensor.js";
-import type { Change, Rewriter } from "./rewriter.js";
+
+/** What one applied rewrite changed (the Rewriter reports it to its listeners). */
+export interface Change {
+  /** Nodes no longer in the graph (replaced, or collected as dead). */
+  removed: Node[];
+  /** Nodes added by the replacement. */
+  added: Node[];
+  /** Kept nodes whose inputs changed. */
+  rewired: Node[];
+  /** Tensors whose producer, value or recorded shape changed (initializers added or dropped included). */
+  tensors: Set<string>;
+}
+
+/** The part of the Rewriter a context reads: names, the run's initializers, and change notices. */
+export interface RewriterView {
+  uniqueName(base: string): string;
+  readonly created: ReadonlySet<string>;
+  listen(listener: (change: Change) => void): void;
+}
 
 export interface RuleOptions {
   /**
@@ -47,7 +65,7 @@ export class RuleContext {
   /** A rule read a layer whose weights other nodes share, allowed because every use is the same layer. */
   readSharedWeights = false;
 
-  constructor(readonly model: Model, readonly options: RuleOptions, private readonly rewriter: Rewriter) {
+  constructor(readonly model: Model, readonly options: RuleOptions, private readonly rewriter: RewriterView) {
     rewriter.listen((change) => this.changed(change));
   }
 

@@ -4,21 +4,12 @@
 // changed (the rule context keeps its derived views up to date from that).
 import type { Graph, Node } from "../ir/graph.js";
 import { onnx } from "../ir/proto.js";
+import type { Change, RewriterView } from "./context.js";
 import { rewriteKey, type Match, type Replacement, type RewriteRecord } from "./rule.js";
 
-/** What one applied rewrite changed. */
-export interface Change {
-  /** Nodes no longer in the graph (replaced, or collected as dead). */
-  removed: Node[];
-  /** Nodes added by the replacement. */
-  added: Node[];
-  /** Kept nodes whose inputs changed. */
-  rewired: Node[];
-  /** Tensors whose producer, value or recorded shape changed (initializers added or dropped included). */
-  tensors: Set<string>;
-}
+export type { Change };
 
-export class Rewriter {
+export class Rewriter implements RewriterView {
   readonly records: RewriteRecord[] = [];
   /** Initializers this run created (the model's own ones are never merged or rewritten in place). */
   readonly created = new Set<string>();
