@@ -1,4 +1,4 @@
-// Rule 1: BatchNormalization (inference), Mul/Div/Add/Sub by per-channel or scalar constants are
+// docs/rules.md §7.1: BatchNormalization (inference), Mul/Div/Add/Sub by per-channel or scalar constants are
 // all the affine map y = s ⊙ x + t. Normalize them to (s, t), then fold into a LinearMap.
 import { kernelArray } from "./scratch.js";
 import { geometryOf, isPending, lazyMap, type LinearMap } from "./linear-map.js";

@@ -1,4 +1,4 @@
-// Rule 4: two linear layers in sequence are one conv.
+// docs/rules.md §7.4: two linear layers in sequence are one conv.
 //   y = W2 * (W1 * x + b1) + b2,  composite size k1 + (k2 − 1)·s1, stride s1·s2,
 //   W[o, c, u, v] = Σ_m Σ_{a,b} W2[o, m, a, b] · W1[m, c, u − a·s1, v − b·s1],
 //   b[o] = b2[o] + Σ_{m,a,b} W2[o, m, a, b] · b1[m].

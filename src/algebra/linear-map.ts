@@ -1,4 +1,4 @@
-// One representation for "a conv-like linear map" (REPARAM_MATH.md): y = W * x + b with stride,
+// One representation for "a conv-like linear map" (docs/rules.md §5): y = W * x + b with stride,
 // pads, dilation and groups. Every fold builds, combines and emits these; all values are float64.
 import { kernelArray } from "./scratch.js";
 
@@ -94,7 +94,7 @@ export function makeMap(p: Omit<LinearMap, "kernel" | "bias"> & Partial<Pick<Lin
   return m;
 }
 
-/** Rule 3: x = I * x, a depthwise 1x1 kernel of ones (grouping as fine as possible). */
+/** docs/rules.md §7.3: x = I * x, a depthwise 1x1 kernel of ones (grouping as fine as possible). */
 export function identityMap(channels: number): LinearMap {
   return makeMap({
     outChannels: channels, inChannels: channels, groups: channels, kh: 1, kw: 1,

@@ -1,4 +1,4 @@
-// Rule 5: AveragePool is a depthwise conv with every tap 1/(kh·kw) — when the divisor is the same
+// docs/rules.md §7.5: AveragePool is a depthwise conv with every tap 1/(kh·kw) — when the divisor is the same
 // everywhere, i.e. count_include_pad = 1 or no padding. With count_include_pad = 0 and pads the
 // border windows divide by fewer taps: not a conv.
 import { makeMap, refuse, type LinearMap, type Pads, type Pair, type Refusal } from "./linear-map.js";

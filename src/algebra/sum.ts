@@ -1,4 +1,4 @@
-// Rule 2: a sum of convs on the same input is one conv, Σ (W_i * x + b_i) = (Σ Ŵ_i) * x + Σ b_i,
+// docs/rules.md §7.2: a sum of convs on the same input is one conv, Σ (W_i * x + b_i) = (Σ Ŵ_i) * x + Σ b_i,
 // where Ŵ_i is W_i embedded in the union window. Exact only when the branches' output grids are
 // identical for every input size: same stride, same dilation (on axes with more than one tap) and
 // the same `pad_begin + pad_end − span` per axis, so the windows line up at both borders.

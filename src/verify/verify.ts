@@ -1,5 +1,5 @@
 // Model-level proof of a rewrite: run the original and the rewritten model in onnxruntime on the
-// same inputs and compare every output (REPARAM_MATH §9). Inputs are deterministic and include
+// same inputs and compare every output (docs/rules.md §11). Inputs are deterministic and include
 // sets with large-magnitude borders and per-channel offsets, because padding bugs only show at
 // the border of an image and folded-BN bugs only show when channels have a non-zero mean.
 import { GraphBuilder } from "../ir/builder.js";
