@@ -9,6 +9,7 @@ import { defaultRules } from "../rules/index.js";
 import { modelStats, type ModelStats } from "./stats.js";
 
 export { defaultRules };
+export type { ProgressEvent } from "../pipeline/driver.js";
 
 export interface OptimizeOptions extends DriverOptions {
   /** The rules to run (default: defaultRules()). */

@@ -9,7 +9,7 @@ import { ModelError, UsageError } from "../ir/errors.js";
 import { loadModel, modelToBytes, saveModel } from "../ir/io.js";
 import { findCulprit, skipFailing, type Culprit } from "../app/bisect.js";
 import { optimize, type OptimizeReport } from "../app/optimize.js";
-import type { ProgressEvent } from "../pipeline/driver.js";
+import type { ProgressEvent } from "../app/optimize.js";
 import { modelStats } from "../app/stats.js";
 import { readNpy, type NpyArray } from "../verify/npy.js";
 import { arraysToSets, readNpz, setsToArrays, writeNpz, type StoredSet } from "../verify/npz.js";
