@@ -55,8 +55,13 @@ describe("verify as a CI guard", () => {
     const bad = cli("verify", "ref.onnx", "near.onnx", "--atol", "-1");
     expect(bad.code).toBe(2);
     expect(bad.stderr).toMatch(/--atol '-1': expected a number ≥ 0/);
-    // optimize takes them too.
+    // optimize takes them too, and its one-line failure says which output failed and why.
     expect(cli("optimize", "ref.onnx", "opt.onnx", "--atol", "x").code).toBe(2);
+    const demo = path.join(ROOT, "fixtures", "models", "demo_repvgg_net.onnx");
+    const tight = cli("optimize", demo, "opt.onnx", "--atol", "1e-12");
+    expect(tight.code).toBe(1);
+    expect(tight.stderr).toMatch(/changes the outputs|beyond tolerance/);
+    expect(tight.stderr).toMatch(/output 'output': \d+ element\(s\) outside atol 1e-12 \+ rtol 0·\|ref\|/);
   });
 
   it("reports each output: name, shapes, max abs, max rel, pass/fail; counts the input sets it ran", () => {

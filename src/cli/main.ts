@@ -290,7 +290,7 @@ async function optimizeOne(input: string, output: string, f: Flags, s: OptimizeS
   const json = { schema: OPTIMIZE_SCHEMA, input, output: ok ? output : null, ok, report, verification: verification ?? null, verified: !!verification, skipped: skipped.map(asJson), culprit: culprit ? asJson(culprit) : null, approximation: approx, timings, bytes: written?.bytes ?? null };
   let error: string | undefined;
   if (!ok) {
-    const who = culprit ? `rewrite ${describe(culprit)} changes the outputs` : `optimized model differs from the original beyond tolerance (max rel ${verification!.maxRel.toExponential(2)})`;
+    const who = culprit ? `rewrite ${describe(culprit)} changes the outputs` : `optimized model differs from the original beyond tolerance (${failure(verification!)})`;
     error = `${input}: ${who}; nothing written${culprit && !f["skip-failing"] ? " (--skip-failing writes the model without it)" : ""}`;
   }
   return { code: ok ? EXIT.ok : EXIT.verifyFailed, error, lines, json };
@@ -327,7 +327,13 @@ async function approximate(model: Model, f: Flags) {
 
 function describe(c: Culprit): string {
   const r = c.rewrite;
-  return `'${r.node}' [${r.pass}: ${r.summary}; replaced ${r.removed.map((x) => x.name).join(", ") || "nothing"}] (max rel ${c.verification.maxRel.toExponential(2)}, max abs ${c.verification.maxAbs.toExponential(2)})`;
+  return `'${r.node}' [${r.pass}: ${r.summary}; replaced ${r.removed.map((x) => x.name).join(", ") || "nothing"}] (${failure(c.verification)})`;
+}
+
+/** What failed, for one-line errors: the first failing output's reason (a NaN/Inf mismatch or a shape says more than max rel). */
+function failure(v: VerifyReport): string {
+  const o = v.outputs.find((x) => !x.ok);
+  return `max rel ${v.maxRel.toExponential(2)}, max abs ${v.maxAbs.toExponential(2)}${o?.reason ? `; output '${o.name}': ${o.reason}` : ""}`;
 }
 
 /** --input values: NAME=FILE.npy, NAME=FILE.npz (one array, or one named NAME) or FILE.npz (an array per input). */
