@@ -98,6 +98,21 @@ class ProgressBar {
   }
 }
 
+/** The TensorFlow.js packages `train` needs: optional peer dependencies, not installed with reparam-onnx. */
+export const TRAINER_PACKAGES = ["@tensorflow/tfjs@^4.22.0", "@tensorflow/tfjs-backend-wasm@^4.22.0"];
+
+/** The trainer's entry module; when TensorFlow.js is not installed, one line saying how to add it. */
+async function loadTrainer(): Promise<typeof import("../trainer/backend.js")> {
+  try {
+    return await import("../trainer/backend.js");
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException;
+    if (err.code === "ERR_MODULE_NOT_FOUND" && /@tensorflow\/tfjs/.test(err.message))
+      throw new UsageError(`train needs TensorFlow.js, which is not installed (reparam-onnx installs the compiler alone); add the trainer with: npm install ${TRAINER_PACKAGES.join(" ")}`);
+    throw e;
+  }
+}
+
 export async function cmdTrain(args: string[], f: TrainFlags): Promise<number> {
   if (args.length) throw new UsageError(`train takes no file arguments (got ${args.join(" ")}); use --out FILE.onnx`);
   // Every flag is checked before any work.
@@ -116,7 +131,7 @@ export async function cmdTrain(args: string[], f: TrainFlags): Promise<number> {
   const limit = f.limit === undefined ? undefined : int("limit", f.limit, 0);
   const dynamicEvery = int("dynamic-every", f["dynamic-every"], 1);
   const workers = f.workers === undefined || f.workers === "auto" ? "auto" : int("workers", f.workers, 1);
-  const { backendChoice, selectBackend } = await import("../trainer/backend.js");
+  const { backendChoice, selectBackend } = await loadTrainer();
   const choice = backendChoice(f.backend);
 
   const { loadData } = await import("../trainer/data.js");

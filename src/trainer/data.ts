@@ -7,7 +7,7 @@ import * as path from "node:path";
 import * as zlib from "node:zlib";
 import { PNG } from "pngjs";
 import { UsageError } from "../ir/errors.js";
-import { Rng } from "./model.js";
+import { Rng } from "./rng.js";
 
 export interface Dataset {
   images: Uint8Array;
