@@ -1,7 +1,9 @@
-// npm run bench [-- --models demo,repvgg-a0,repvgg-b1,dbb-a0 --iterations 20]
+// npm run bench [-- --models demo,repvgg-a0,... --iterations 20 --cli repvgg-b1]
 // For each model: the optimizer's run time and peak memory vs onnxruntime's own offline
-// optimization of the same file, verification time, and onnxruntime CPU latency of the
-// training-form input, our output, and onnxruntime's optimized graph — ratios from one run.
+// optimization of the same file, verification time vs onnxruntime loading the two models, the CLI's
+// wall time and peak memory with verification (models named by --cli), and onnxruntime CPU latency
+// of the training-form input, our output, and onnxruntime's optimized graph — ratios from one run.
+// Ends with the growth slopes over the generated models (seconds per 100 MB, peak bytes per byte).
 import { execFileSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
@@ -12,17 +14,40 @@ import { loadModel, saveModel } from "../src/ir/io.js";
 import { verifyModels } from "../src/verify/verify.js";
 import { repvgg, SPECS } from "./models.js";
 
-const { values } = parseArgs({ options: { models: { type: "string" }, iterations: { type: "string" }, out: { type: "string" } } });
+const { values } = parseArgs({ options: { models: { type: "string" }, iterations: { type: "string" }, out: { type: "string" }, cli: { type: "string" } } });
 const here = path.dirname(new URL(import.meta.url).pathname);
 const root = path.resolve(here, "../..");
 const outDir = path.resolve(values.out ?? path.join(root, "bench/out"));
 fs.mkdirSync(outDir, { recursive: true });
-const names = (values.models ?? "demo,repvgg-a0,repvgg-b1,dbb-a0").split(",");
+const names = (values.models ?? "demo,repvgg-a0,repvgg-b1,dbb-a0,orepa-a0,dbb-resnet50,repvgg-2gb").split(",");
+const cliModels = new Set((values.cli ?? "repvgg-b1").split(",").filter(Boolean));
 const iterations = Number(values.iterations ?? 20);
 
 function child(script: string, args: string[]): Record<string, number> {
   const out = execFileSync(process.execPath, [path.join(here, script), ...args], { encoding: "utf8", maxBuffer: 1 << 24 });
   return JSON.parse(out.trim().split("\n").pop()!) as Record<string, number>;
+}
+
+/** The CLI as a user runs it (optimize with verification): wall time and the process's peak memory. */
+function cli(args: string[]): { wallMs: number; peakBytes: number } {
+  const peakFile = path.join(outDir, "cli-peak.txt");
+  fs.rmSync(peakFile, { force: true });
+  const t = performance.now();
+  execFileSync(process.execPath, ["--import", path.join(here, "peak-report.js"), path.join(root, "dist/src/cli/main.js"), ...args], {
+    encoding: "utf8", maxBuffer: 1 << 24, env: { ...process.env, REPARAM_PEAK_FILE: peakFile },
+  });
+  return { wallMs: performance.now() - t, peakBytes: Number(fs.readFileSync(peakFile, "utf8")) };
+}
+
+/** Least-squares slope of y over x. */
+function slope(xs: number[], ys: number[]): number {
+  const n = xs.length, mx = xs.reduce((a, b) => a + b, 0) / n, my = ys.reduce((a, b) => a + b, 0) / n;
+  let num = 0, den = 0;
+  for (let i = 0; i < n; i++) {
+    num += (xs[i]! - mx) * (ys[i]! - my);
+    den += (xs[i]! - mx) ** 2;
+  }
+  return num / den;
 }
 
 /**
@@ -78,6 +103,8 @@ for (const name of names) {
   const tv = performance.now();
   const verification = await verifyModels(loadModel(input), loadModel(ours), { runs: 1 });
   const verifyMs = performance.now() - tv;
+  const ortLoad = child("ort-child.js", ["--load", input, ours]);
+  const run = cliModels.has(name) ? cli(["optimize", input, path.join(outDir, `${name}.cli.onnx`), ...(external ? ["--external-data"] : [])]) : undefined;
   const fileBytes = fs.statSync(input).size + (external ? fs.statSync(`${input}.data`).size : 0);
   const files = [input, ours, ...(fs.existsSync(ortOpt) && fs.statSync(ortOpt).size > 0 ? [ortOpt] : [])];
   const [train, oursMs, ortMs] = await latencies(files, shape);
@@ -87,7 +114,9 @@ for (const name of names) {
     optimizeMs: Math.round(opt.totalMs!), ortOptimizeMs: Math.round(ortRun.ortOptimizeMs!),
     optimizeVsOrt: +(opt.totalMs! / ortRun.ortOptimizeMs!).toFixed(2),
     peakRssMB: Math.round(opt.maxRssBytes! / 2 ** 20), peakVsModel: +(opt.maxRssBytes! / fileBytes).toFixed(2),
-    verifyMs: Math.round(verifyMs), verifyMaxRel: verification.maxRel,
+    verifyMs: Math.round(verifyMs), ortLoadBothMs: Math.round(ortLoad.ortLoadMs!), verifyVsOrtLoad: +(verifyMs / ortLoad.ortLoadMs!).toFixed(2),
+    verifyMaxRel: verification.maxRel,
+    cliVerifiedMs: run ? Math.round(run.wallMs) : "-", cliPeakMB: run ? Math.round(run.peakBytes / 2 ** 20) : "-",
     latTrainMs: +lat.train.toFixed(2), latOursMs: +lat.ours.toFixed(2), latOrtOptMs: +lat.ort.toFixed(2),
     speedupVsTrain: +(lat.train / lat.ours).toFixed(2), speedupVsOrtOpt: +(lat.ort / lat.ours).toFixed(2),
   };
@@ -95,4 +124,13 @@ for (const name of names) {
   console.log(JSON.stringify(row));
 }
 console.table(rows);
+// Growth with the model: the generated models (not the tiny demo) against their file size.
+const sized = rows.filter((r) => r.model !== "demo");
+if (sized.length >= 2) {
+  const mb = sized.map((r) => r.fileMB as number);
+  const secPer100MB = slope(mb, sized.map((r) => (r.optimizeMs as number) / 1000)) * 100;
+  const ortSecPer100MB = slope(mb, sized.map((r) => (r.ortOptimizeMs as number) / 1000)) * 100;
+  const bytesPerByte = slope(mb, sized.map((r) => r.peakRssMB as number));
+  console.log(`growth over ${sized.map((r) => r.model).join(", ")}: optimize ${secPer100MB.toFixed(2)} s per 100 MB (onnxruntime ${ortSecPer100MB.toFixed(2)}), peak memory ${bytesPerByte.toFixed(2)} bytes per byte of model`);
+}
 fs.writeFileSync(path.join(outDir, "results.json"), JSON.stringify(rows, null, 2));

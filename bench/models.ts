@@ -61,6 +61,40 @@ class Gen extends GraphBuilder {
     return this.op("Relu", [this.add4(a, b, c, d)]);
   }
 
+  /**
+   * OREPA block (Hu et al., 2022; the OREPA repository's RepVGG variant): the 3x3 kernel is
+   * generated in the graph from its parameters on every forward, exported as Einsum / Pad / Add
+   * on initializers — origin·α₀, (1x1 ⊗ 3x3 average)·α₁ with the `oihw,hw->oihw` broadcast of a
+   * size-1 axis, (1x1 ⊗ prior)·α₂, the 1x1 → 3x3 chain `ti,othw->oihw`, a 1x1 padded to 3x3 ·α₃ —
+   * then Conv → BN, plus the RepVGG 1x1-BN and identity-BN branches.
+   */
+  orepaBlock(x: string, cin: number, cout: number, stride: number): string {
+    const scale = Math.sqrt(6 / (cin * 9));
+    const alpha = (k: number, w: string) => this.op("Einsum", [w, this.tensor(`vector${k}`, [cout], () => 0.5 + 0.5 * this.r())], { equation: "oihw,o->oihw" });
+    const origin = alpha(0, this.tensor("weight_orepa_origin", [cout, cin, 3, 3], () => this.r() * scale));
+    const avgConv = this.tensor("weight_orepa_avg_conv", [cout, cin, 1, 1], () => this.r() * scale);
+    const avg = alpha(1, this.op("Einsum", [avgConv, this.tensor("weight_orepa_avg_avg", [3, 3], () => 1 / 9)], { equation: "oihw,hw->oihw" }));
+    const pfirConv = this.tensor("weight_orepa_pfir_conv", [cout, cin], () => this.r() * scale);
+    const pfir = alpha(2, this.op("Einsum", [pfirConv, this.tensor("fre_init", [3, 3], (i) => Math.cos((Math.PI * (i % 3)) / 3))], { equation: "oi,hw->oihw" }));
+    const idConv = this.op("Add", [this.tensor("weight_orepa_1x1_kxk_idconv1", [cin, cin], () => 0.1 * this.r()), this.tensor("id_tensor", [cin, cin], (i) => (i % (cin + 1) === 0 ? 1 : 0))]);
+    const chain = this.op("Einsum", [idConv, this.tensor("weight_orepa_1x1_kxk_conv2", [cout, cin, 3, 3], () => this.r() * scale)], { equation: "ti,othw->oihw" });
+    const padded = this.op("Pad", [this.tensor("weight_orepa_1x1", [cout, cin, 1, 1], () => this.r() * scale), this.int64("pads", [0, 0, 1, 1, 0, 0, 1, 1])]);
+    const weight = this.add4(origin, avg, pfir, this.op("Add", [chain, alpha(3, padded)]));
+    const main = this.bn(this.op("Conv", [x, weight], { kernel_shape: [3, 3], pads: [1, 1, 1, 1], strides: [stride, stride] }), cout);
+    const branches = [main, this.bn(this.conv(x, cin, cout, 1, stride, 0), cout)];
+    if (cin === cout && stride === 1) branches.push(this.bn(x, cout));
+    return this.op("Relu", [branches.slice(1).reduce((acc, b) => this.op("Add", [acc, b]), branches[0]!)]);
+  }
+
+  /** ResNet bottleneck with the 3x3 as a DBB block (DBB-ResNet-50, Ding et al., 2021). */
+  dbbBottleneck(x: string, cin: number, mid: number, cout: number, stride: number): string {
+    const a = this.op("Relu", [this.bn(this.conv(x, cin, mid, 1, 1, 0), mid)]);
+    const b = this.dbbBlock(a, mid, mid, stride);
+    const c = this.bn(this.conv(b, mid, cout, 1, 1, 0), cout);
+    const shortcut = stride !== 1 || cin !== cout ? this.bn(this.conv(x, cin, cout, 1, stride, 0), cout) : x;
+    return this.op("Relu", [this.op("Add", [c, shortcut])]);
+  }
+
   private add4(...xs: string[]): string {
     return xs.slice(1).reduce((acc, y) => this.op("Add", [acc, y]), xs[0]!);
   }
@@ -100,7 +134,7 @@ class Gen extends GraphBuilder {
 export interface RepvggSpec {
   widths: [number, number, number, number, number];
   depths: [number, number, number, number, number];
-  block?: "repvgg" | "dbb" | "repmlpnet";
+  block?: "repvgg" | "dbb" | "orepa" | "repmlpnet" | "dbb-resnet";
   /** RepMLPNet: share-sets per stage (windows are 7x7). */
   sharesets?: number[];
   resolution?: number;
@@ -112,6 +146,10 @@ export const SPECS: Record<string, RepvggSpec> = {
   "repvgg-a0": { widths: [48, 48, 96, 192, 1280], depths: [1, 2, 4, 14, 1] },
   "repvgg-b1": { widths: [64, 128, 256, 512, 2048], depths: [1, 4, 6, 16, 1] },
   "dbb-a0": { widths: [48, 48, 96, 192, 1280], depths: [1, 2, 4, 14, 1], block: "dbb" },
+  // RepVGG-A0 with OREPA blocks: every 3x3 kernel generated in the graph (Einsum, Pad, Add on weights).
+  "orepa-a0": { widths: [48, 48, 96, 192, 1280], depths: [1, 2, 4, 14, 1], block: "orepa" },
+  // ResNet-50 (bottlenecks 3/4/6/3, widths 64…512, expansion 4) with DBB 3x3s, 224x224.
+  "dbb-resnet50": { widths: [64, 128, 256, 512, 0], depths: [3, 4, 6, 3, 0], block: "dbb-resnet" },
   // Over protobuf's 2 GiB of weights (≈ 2.3 GB float32 in training form): stored as external data.
   "repvgg-2gb": { widths: [64, 256, 512, 1792, 4096], depths: [1, 4, 6, 16, 1], resolution: 64 },
   // RepMLPNet-B224 (Ding et al., 2022, Table 1): channels 96/192/384/768, units 2/2/12/2, share-sets 1/4/32/128.
@@ -140,8 +178,28 @@ function repmlpnet(spec: RepvggSpec, seed: number): Model {
   return g.build();
 }
 
+/** ResNet-50 layout: 7x7/2 stem, 3x3/2 max pool, bottleneck stages (first of each strided but the first). */
+function dbbResnet(spec: RepvggSpec, seed: number): Model {
+  const g = new Gen(seed);
+  const res = spec.resolution ?? 224;
+  let x = g.input("input", ["N", 3, res, res]);
+  x = g.op("MaxPool", [g.op("Relu", [g.bn(g.conv(x, 3, 64, 7, 2, 3), 64)])], { kernel_shape: [3, 3], strides: [2, 2], pads: [1, 1, 1, 1] });
+  let cin = 64;
+  for (let stage = 0; stage < 4; stage++) {
+    const mid = spec.widths[stage]!;
+    for (let i = 0; i < spec.depths[stage]!; i++) {
+      x = g.dbbBottleneck(x, cin, mid, 4 * mid, i === 0 && stage > 0 ? 2 : 1);
+      cin = 4 * mid;
+    }
+  }
+  const y = g.head(x, cin, spec.classes ?? 1000);
+  g.output(y, ["N", spec.classes ?? 1000]);
+  return g.build();
+}
+
 export function repvgg(spec: RepvggSpec, seed = 7): Model {
   if (spec.block === "repmlpnet") return repmlpnet(spec, seed);
+  if (spec.block === "dbb-resnet") return dbbResnet(spec, seed);
   const g = new Gen(seed);
   const res = spec.resolution ?? 224;
   let x = g.input("input", ["N", 3, res, res]);
@@ -149,7 +207,7 @@ export function repvgg(spec: RepvggSpec, seed = 7): Model {
   spec.widths.forEach((w, stage) => {
     for (let i = 0; i < spec.depths[stage]!; i++) {
       const stride = i === 0 ? 2 : 1;
-      x = spec.block === "dbb" ? g.dbbBlock(x, cin, w, stride) : g.repvggBlock(x, cin, w, stride);
+      x = spec.block === "dbb" ? g.dbbBlock(x, cin, w, stride) : spec.block === "orepa" ? g.orepaBlock(x, cin, w, stride) : g.repvggBlock(x, cin, w, stride);
       cin = w;
     }
   });

@@ -5,6 +5,7 @@ import { describe, expect, it } from "vitest";
 import { DataType } from "../src/ir/dtype.js";
 import { optimize } from "../src/app/optimize.js";
 import { foldAndVerify, Net, ops } from "./helpers/graphs.js";
+import { randomArray } from "./helpers/random.js";
 
 describe("parallel branches", () => {
   it("Add tree in any order and nesting, with a ReLU branch kept as a separate term", async () => {
@@ -82,6 +83,19 @@ describe("parallel branches", () => {
 });
 
 describe("preconditions leave the graph alone", () => {
+  it("constant folding judges growth on what it writes: an OREPA kernel grown 9x inside the graph folds, an image expanded from a scalar stays and says why", async () => {
+    const n = new Net(12);
+    const x = n.input("x", [1, 32, 16, 16]);
+    // oi ⊗ hw → oihw: 9216 values from 1033, read only by the kernel sum that feeds the Conv.
+    const grown = n.op("Einsum", [n.constant("w1x1", [32, 32], randomArray(n.r, 1024)), n.constant("avg", [3, 3], new Array(9).fill(1 / 9))], { equation: "oi,hw->oihw" });
+    const kernel = n.op("Add", [grown, n.constant("origin", [32, 32, 3, 3], randomArray(n.r, 9216))]);
+    const y = n.op("Conv", [x, kernel], { kernel_shape: [3, 3], pads: [1, 1, 1, 1] });
+    const bias = n.op("Expand", [n.constant("s", [], [0.5]), n.int64("shape", [1, 32, 16, 16])]);
+    const { model, report } = await foldAndVerify(n.finish(n.op("Add", [y, bias])));
+    expect(ops(model)).toEqual({ Conv: 1, Expand: 1, Add: 1 });
+    expect(report.refusals.map((r) => r.reason).join()).toMatch(/would write 8192 values computed from 5 constant values/);
+  });
+
   it("a [C]-shaped Mul on NCHW scales columns, not channels: not folded", () => {
     const n = new Net(10);
     const x = n.input("x", [1, 4, 6, 4]);

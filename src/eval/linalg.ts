@@ -177,46 +177,74 @@ export const MAX_MATMUL_WORK = 2 ** 31;
  * A[batch, m, k] · B[batch, k, n]: batch = output indices both operands carry, m / n = output
  * indices of one operand only, k = the summed indices in their order (an index only one operand
  * carries is read with stride 0 by the other). C comes out as [batch, m, n] and is moved into the
- * output's index order.
+ * output's index order. With nothing summed it is a broadcast product, 0 + a·b per element.
  */
 function einsumAsMatMul(
   vs: Value[], terms: string[], outLetters: string[], sumLetters: string[], size: Map<string, number>,
   stride: (k: number, l: string) => number, out: Value,
 ): void {
   const [ta, tb] = [terms[0]!, terms[1]!];
+  const sizes = (ls: string[]) => ls.map((l) => size.get(l)!);
+  if (out.data.length === 0) return;
+  if (sumLetters.length === 0) {
+    const a = gatherStrided(vs[0]!.data, out.dims, outLetters.map((l) => stride(0, l)), "Einsum operand 0");
+    const b = gatherStrided(vs[1]!.data, out.dims, outLetters.map((l) => stride(1, l)), "Einsum operand 1");
+    const o = out.data;
+    for (let i = 0; i < o.length; i++) o[i] = 0 + a[i]! * b[i]!;
+    return;
+  }
   const batch = outLetters.filter((l) => ta.includes(l) && tb.includes(l));
   const mL = outLetters.filter((l) => ta.includes(l) && !tb.includes(l));
   const nL = outLetters.filter((l) => !ta.includes(l) && tb.includes(l));
-  const sizes = (ls: string[]) => ls.map((l) => size.get(l)!);
   const nb = product(sizes(batch)), M = product(sizes(mL)), N = product(sizes(nL)), K = product(sizes(sumLetters));
   checkWork(nb * M * N * K, "Einsum", MAX_MATMUL_WORK);
-  if (out.data.length === 0) return;
   const aLetters = [...batch, ...mL, ...sumLetters], bLetters = [...batch, ...sumLetters, ...nL];
   const A = gatherStrided(vs[0]!.data, sizes(aLetters), aLetters.map((l) => stride(0, l)), "Einsum operand 0");
   const B = gatherStrided(vs[1]!.data, sizes(bLetters), bLetters.map((l) => stride(1, l)), "Einsum operand 1");
   const cLetters = [...batch, ...mL, ...nL];
-  const C = new Float64Array(sizeOf(sizes(cLetters)));
+  const inOrder = cLetters.every((l, i) => outLetters[i] === l);
+  const C = inOrder ? out.data : new Float64Array(sizeOf(sizes(cLetters)));
   for (let i = 0; i < nb; i++) gemmAccumulate(A, i * M * K, B, i * K * N, C, i * M * N, M, K, N);
+  if (inOrder) return;
   const cStrides = stridesOf(sizes(cLetters));
   out.data.set(gatherStrided(C, out.dims, outLetters.map((l) => cStrides[cLetters.indexOf(l)]!), "Einsum output"));
 }
 
-/** data read at Σ idx·strides over `dims` in row-major order, as a contiguous array. */
+/**
+ * data read at Σ idx·strides over `dims` in row-major order, as a contiguous array (read-only: the
+ * data itself when that is already its layout). Axes that are contiguous in `strides` are merged
+ * first, so copies run over long stretches.
+ */
 function gatherStrided(data: Float64Array, dims: number[], strides: number[], what: string): Float64Array {
   const n = sizeOf(dims, what);
+  const d: number[] = [], st: number[] = [];
+  for (let i = 0; i < dims.length; i++) {
+    if (dims[i] === 1) continue;
+    if (d.length > 0 && st[st.length - 1] === strides[i]! * dims[i]!) {
+      d[d.length - 1]! *= dims[i]!;
+      st[st.length - 1] = strides[i]!;
+    } else {
+      d.push(dims[i]!);
+      st.push(strides[i]!);
+    }
+  }
+  if (d.length === 0) return data.subarray(0, n);
+  if (d.length === 1 && st[0] === 1) return data.subarray(0, n);
   const out = new Float64Array(n);
   if (n === 0) return out;
-  const r = dims.length;
+  const r = d.length;
   const idx = new Array<number>(r).fill(0);
-  const inner = r > 0 ? dims[r - 1]! : 1, innerStride = r > 0 ? strides[r - 1]! : 0;
+  const inner = d[r - 1]!, innerStride = st[r - 1]!;
   let off = 0;
   for (let o = 0; o < n; o += inner) {
-    for (let j = 0; j < inner; j++) out[o + j] = data[off + j * innerStride]!;
+    if (inner >= 64 && innerStride === 1) out.set(data.subarray(off, off + inner), o);
+    else if (innerStride === 0) for (let j = 0, x = data[off]!; j < inner; j++) out[o + j] = x;
+    else for (let j = 0; j < inner; j++) out[o + j] = data[off + j * innerStride]!;
     for (let ax = r - 2; ax >= 0; ax--) {
       idx[ax]++;
-      off += strides[ax]!;
-      if (idx[ax]! < dims[ax]!) break;
-      off -= strides[ax]! * dims[ax]!;
+      off += st[ax]!;
+      if (idx[ax]! < d[ax]!) break;
+      off -= st[ax]! * d[ax]!;
       idx[ax] = 0;
     }
   }

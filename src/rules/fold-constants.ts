@@ -52,11 +52,42 @@ function evaluate(ctx: RuleContext, node: Node, valueOf: (name: string) => Value
   }
   const result = evaluateNode(node, inputs, ctx.opset());
   if ("unsupported" in result) return refuse(`constant subgraph not evaluated: ${result.unsupported}`);
-  if (node.opType !== "Shape" && node.opType !== "Size") {
-    const size = (vs: (Value | undefined)[]) => vs.reduce((s, v) => s + (v?.data.length ?? 0), 0);
-    if (foldGrowsTooMuch(size(inputs), size(result))) return notCandidate("folding would grow the model");
-  }
   return { outputs: result, inputs };
+}
+
+/** Names the graph's remaining nodes read that the folded nodes produce: what becomes initializers. */
+function stillRead(ctx: RuleContext, gone: Set<Node>, produced: Map<string, Value>): Set<string> {
+  const read = new Set<string>();
+  for (const n of ctx.graph.nodes) if (!gone.has(n)) for (const i of n.inputs) if (produced.has(i)) read.add(i);
+  return read;
+}
+
+/**
+ * The growth guard (policy.foldGrowsTooMuch) judges what would be written: a folded value the rest
+ * of the graph reads, against the constant values it was computed from. Intermediates that only
+ * feed other folded nodes are never written (OREPA's `oi,hw->oihw` grows 9x on its way into a
+ * kernel sum). A node whose written value grows too much stays, with its reason, and its own
+ * inputs are judged in turn.
+ */
+function keepWhatGrows(ctx: RuleContext, removed: Node[], produced: Map<string, Value>, sources: Map<string, number>, notes: Note[]): Node[] {
+  const gone = new Set(removed);
+  const producer = new Map<string, Node>();
+  for (const n of removed) for (const o of n.outputs) if (o) producer.set(o, n);
+  for (;;) {
+    const restored: Node[] = [];
+    for (const name of stillRead(ctx, gone, produced)) {
+      const n = producer.get(name)!;
+      const written = produced.get(name)!.data.length, from = sources.get(name)!;
+      if (!gone.has(n) || !foldGrowsTooMuch(from, written)) continue;
+      notes.push({ node: n, reason: `folding would write ${written} values computed from ${from} constant values: the model would grow` });
+      restored.push(n);
+    }
+    if (restored.length === 0) return removed.filter((n) => gone.has(n));
+    for (const n of restored) {
+      gone.delete(n);
+      for (const o of n.outputs) produced.delete(o);
+    }
+  }
 }
 
 export const foldConstants: Rule<ConstantRegion> = {
@@ -84,16 +115,39 @@ export const foldConstants: Rule<ConstantRegion> = {
     const removed: Node[] = [];
     const produced = new Map<string, Value>();
     const notes: Note[] = [];
-    const keep = (node: Node, outputs: Value[]) => {
+    // How many constant values each folded value was computed from (shared ones counted per use).
+    const sources = new Map<string, number>();
+    // Memory: a value every reader of which has been folded is dropped (the decoded float64 copy of
+    // an initializer, an intermediate kernel), except the inputs of a node whose output would grow
+    // the model — keepWhatGrows may restore that node, and its inputs are then written.
+    const unread = new Map<string, number>();
+    for (const n of nodes) for (const name of n.inputs) if (name) unread.set(name, (unread.get(name) ?? 0) + 1);
+    const pinned = new Set<string>();
+    const keep = (node: Node, outputs: Value[], inputs: (Value | undefined)[]) => {
+      const shapeOnly = node.opType === "Shape" || node.opType === "Size";
+      let from = 0;
+      node.inputs.forEach((name, i) => (from += sources.get(name) ?? inputs[i]?.data.length ?? 0));
       node.outputs.forEach((o, i) => {
         if (o) {
           values.set(o, outputs[i]!);
           produced.set(o, outputs[i]!);
+          sources.set(o, shapeOnly ? outputs[i]!.data.length : from);
         }
       });
       removed.push(node);
+      const mayGrow = node.outputs.some((o) => o && foldGrowsTooMuch(sources.get(o)!, produced.get(o)!.data.length));
+      for (const name of node.inputs) {
+        if (!name) continue;
+        if (mayGrow) pinned.add(name);
+        const left = unread.get(name)! - 1;
+        unread.set(name, left);
+        if (left === 0 && !pinned.has(name)) {
+          values.delete(name);
+          produced.delete(name);
+        }
+      }
     };
-    keep(root, first.outputs);
+    keep(root, first.outputs, first.inputs);
     for (let i = nodes.indexOf(root) + 1; i < nodes.length; i++) {
       const node = nodes[i]!;
       if (!foldable(ctx, node)) continue;
@@ -102,16 +156,15 @@ export const foldConstants: Rule<ConstantRegion> = {
         if (!r.quiet) notes.push({ node, reason: r.refused });
         continue;
       }
-      keep(node, r.outputs);
+      keep(node, r.outputs, r.inputs);
     }
-    return { anchor: removed[removed.length - 1]!, remove: removed, produced, notes };
+    const folded = keepWhatGrows(ctx, removed, produced, sources, notes);
+    if (folded.length === 0) return { ...refuse(notes.find((n) => n.node === root)?.reason ?? "nothing folds"), notes: notes.filter((n) => n.node !== root) };
+    return { anchor: folded[folded.length - 1]!, remove: folded, produced, notes };
   },
   rewrite({ remove, produced }, ctx) {
     // Outputs still read by the remaining graph become initializers under their own names.
-    const gone = new Set(remove);
-    const stillRead = new Set<string>();
-    for (const n of ctx.graph.nodes) if (!gone.has(n)) for (const i of n.inputs) if (produced.has(i)) stillRead.add(i);
-    const tensors: Tensor[] = [...stillRead].map((name) => tensorFromValue(name, produced.get(name)!));
+    const tensors: Tensor[] = [...stillRead(ctx, new Set(remove), produced)].map((name) => tensorFromValue(name, produced.get(name)!));
     const histogram = new Map<string, number>();
     for (const n of remove) histogram.set(n.opType, (histogram.get(n.opType) ?? 0) + 1);
     return {
