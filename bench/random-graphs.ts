@@ -504,6 +504,8 @@ export function randomGraph(seed: number, features: GraphFeatures = ALL_FEATURES
   }
   const flags: string[] = [];
   if (m() < 0.1) flags.push("--max-mac-growth", String([1.5, 2, 4][Math.floor(m() * 3)]));
+  // Half the specializing --shape runs let the rules rely on it: the output must then declare it.
+  if (dynamicSpatial && shapeOverride && m() < 0.5) flags.push("--fix-shapes");
   return {
     seed, model, channels, dimValues: { N: [1, 2, 3], H: hs, W: ws }, dynamicSpatial, hasCond, shapeOverride,
     externalData, outputExternalData, noVerify, float16, fault, ops: g.ops, flags,

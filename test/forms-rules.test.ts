@@ -29,7 +29,7 @@ describe("crops (Slice) as negative padding", () => {
     const y = net.convBn(cropped, 4, 6, 3, { pads: [1, 1, 1, 1] });
     const { model, report } = await foldAndVerify(net.finish(y));
     expect(ops(model).Slice).toBe(1);
-    expect(report.refusals.map((r) => r.reason).join("\n")).toMatch(/crop \(Slice\) of the input is more than the padding/);
+    expect(report.refusals.map((r) => r.reason).join("\n")).toMatch(/crop \(Slice\)/);
   });
 });
 

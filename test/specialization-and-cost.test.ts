@@ -133,3 +133,21 @@ describe("class 4: cost bounds hold when spatial dims are unknown", () => {
     for (const x of [[1, 4, 7, 9], [2, 4, 12, 5]]) await expectEqualAt(model, out, x);
   });
 });
+
+describe("found by the graph fuzz", () => {
+  it("a crop (Slice) does not lower the padding of the conv it feeds: the cropped rows are data, not zeros", async () => {
+    // Seed 206 of `npm run fuzz -- --family graph`: Slice(end −1) then a conv padding that side by 4
+    // was folded into a conv padding it by 3, reading the cropped row where zeros belong.
+    for (const dynamic of [false, true]) {
+      const n = new Net(17);
+      const x = n.input("x", dynamic ? ["N", 4, "H", "W"] : [1, 4, 9, 12]);
+      const i64 = (v: number[]) => n.int64("i", v);
+      const cropped = n.op("Slice", [x, i64([0]), i64([-1]), i64([3])]);
+      const model = n.finish(n.convBn(cropped, 4, 6, 3, { pads: [1, 1, 1, 2] }));
+      const { model: out, report } = optimize(model);
+      expect(ops(out).Slice, dynamic ? "dynamic H/W" : "fixed").toBe(1);
+      expect(report.refusals.map((r) => r.reason).join("\n")).toMatch(/crop \(Slice\) on a side the layer pads/);
+      await expectEqualAt(model, out, [1, 4, 9, 12]);
+    }
+  });
+});

@@ -179,6 +179,13 @@ class RegionBuilder {
         this.note(node, "a crop (Slice) between two layers is not composed");
         return { leaf: input, map: second, nodes: [node] };
       }
+      // A crop then zero padding on the same side is not less padding: the cropped rows would come
+      // back as data where the layer reads zeros. A crop folds only on sides the layer does not pad
+      // (there it becomes an offset into the layer's window).
+      if (pads.some((v, i) => v < 0 && second.pads[i]! > 0)) {
+        this.note(node, "a crop (Slice) on a side the layer pads: the cropped rows are not zeros, so the crop cannot lower the padding");
+        return { leaf: input, map: second, nodes: [node] };
+      }
       const zero = !values || values.every((v) => v === 0);
       if (!zero && second.pads.some((v) => v !== 0)) return { leaf: input, map: second, nodes: [node] };
       layer = { ...second, pads: second.pads.map((v, i) => v + pads[i]!) as Pads };
