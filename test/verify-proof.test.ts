@@ -40,6 +40,20 @@ describe("too lenient no more", () => {
     expect((await verifyModels(scaledConv(1e-6), scaledConv(1e-6))).ok).toBe(true);
   });
 
+  it("float64 outputs are judged at float64's floor (1e-9), not float32's", async () => {
+    const model = (scale: number) => {
+      const b = new GraphBuilder(13, DataType.DOUBLE);
+      b.input("x", [2, 4]);
+      b.output(b.op("MatMul", ["x", b.constant("w", [4, 3], weights(12).map((v) => v * scale))], {}, "y"));
+      return b.build();
+    };
+    const r = await verifyModels(model(1), model(1 + 1e-6));
+    expect(r.outputs[0]!.precision).toBe("float64");
+    expect(r.maxRel).toBeGreaterThan(5e-7);
+    expect(r.ok).toBe(false); // 1e-6 apart: within float32's 1e-4, far outside float64's rounding
+    expect((await verifyModels(model(1), model(1))).ok).toBe(true);
+  });
+
   describe("the reference and the candidate run as written", () => {
     afterEach(() => vi.restoreAllMocks());
     it("onnxruntime's graph optimizations are off for both sessions", async () => {
@@ -224,6 +238,10 @@ describe("reports", () => {
     const r = await verifyModels(m, m, { feeds, runs: 4 });
     expect(r.inputSets).toBe(1); // the same data four times is one input set
     expect((await verifyModels(m, m, { runs: 2 })).inputSets).toBe(2);
+    // A model without inputs has one input set.
+    const c = new GraphBuilder(13);
+    c.output(c.op("Identity", [c.constant("k", [2], [1, 2])], {}, "y"));
+    expect((await verifyModels(c.build(), c.build())).inputSets).toBe(1);
   });
 
   it("names both files and carries a schema tag", async () => {

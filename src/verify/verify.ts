@@ -604,8 +604,8 @@ async function runReference(reference: Model, candidate: Model, session: ort.Inf
     },
   );
   if (plan.sets.length === 0) throw new ModelError(`${modelLabel(reference, "reference")}: ${plan.notes[0]}`);
-  // Data given for every input: each run would repeat the same inputs.
-  const allFed = specs.length > 0 && specs.every((s) => fed.has(s.name));
+  // Data given for every input (or no inputs at all): each run would repeat the same inputs.
+  const allFed = specs.every((s) => fed.has(s.name));
   const perSet = allFed ? 1 : runs;
   const sets: InputSetSpec[] = [];
   const outputs: Record<string, ort.Tensor>[] = [];
