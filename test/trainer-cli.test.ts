@@ -55,7 +55,9 @@ describe("train / eval CLI", () => {
     expect(cli("train", "--data", "synthetic:256", "--epochs", "1", "--out", "r.onnx", "--workers", "1").code).toBe(0);
     const r = cli("train", "--data", "synthetic:256", "--epochs", "2", "--out", "r.onnx", "--workers", "1", "--resume");
     expect(r.code, r.stderr).toBe(0);
-    expect(r.stdout).toContain("resumed from r.onnx.ckpt after epoch 1");
+    expect(r.stdout).toContain("resumed from r.onnx.ckpt after epoch 1: --batch 64, --optimizer sgd, --lr 0.1, --weight-decay 0.0001, --seed 1 as in the checkpoint");
+    // A changed --epochs applies, and the run says how the schedule changes.
+    expect(r.stdout).toMatch(/--epochs 2 \(checkpoint: 1\): training continues to epoch 2; the cosine learning-rate schedule now spans 2 epochs \(\d+ steps\), so the next step \(\d+\) runs at lr [\d.]+ where the 1-epoch schedule had ended \(lr 0\)/);
     expect(r.stdout).toMatch(/epoch 2\/2/);
     expect(r.stdout).not.toMatch(/epoch 1\/2/);
     const on = cli("train", "--data", "synthetic:256", "--epochs", "1", "--online", "--arch", "dbb-mini", "--out", "on.onnx", "--workers", "1", "--json");
@@ -99,6 +101,11 @@ describe("train / eval CLI", () => {
       [["train", "--data", "synthetic", "--online", "--dynamic"], /--dynamic .* cannot be combined with --online/],
       [["train", "--data", "synthetic", "--resume", "--out", "none.onnx"], /none\.onnx\.ckpt: no checkpoint to resume from/],
       [["train", "--data", "synthetic:256", "--arch", "acb-mini", "--out", "r.onnx", "--resume", "--workers", "1"], /r\.onnx\.ckpt: checkpoint is for a different network \(repvgg-mini\)/],
+      // Hyper-parameters that differ from the checkpoint's are refused, each named.
+      [["train", "--data", "synthetic:256", "--out", "r.onnx", "--resume", "--lr", "0.05", "--batch", "32", "--workers", "1"], /r\.onnx\.ckpt: resuming with --batch 32 \(checkpoint: 64\), --lr 0\.05 \(checkpoint: 0\.1\) would change the run mid-way; drop those flags \(the checkpoint's values are used\) or train anew without --resume/],
+      [["train", "--data", "synthetic:256", "--out", "r.onnx", "--resume", "--epochs", "1", "--workers", "1"], /r\.onnx\.ckpt: checkpoint has already trained 2 epochs; --epochs 1 is fewer/],
+      [["train", "--data", "synthetic:128", "--out", "r.onnx", "--resume", "--workers", "1"], /r\.onnx\.ckpt: checkpoint was trained on 256 training images, not 128/],
+      [["train", "--data", "synthetic", "--checkpoint-every", "0"], /--checkpoint-every '0': expected an integer ≥ 1/],
       [["train", "--data", "synthetic", "--backend", "tfjs-node"], /--backend tfjs-node: @tensorflow\/tfjs-node cannot be used|--backend/],
       [["eval", "acb.onnx", "--data", "synthetic:64", "--split", "val"], /--split 'val': expected test or train/],
       [["eval", "nope.onnx", "--data", "synthetic:64"], /nope\.onnx: no such file/],

@@ -223,6 +223,40 @@ describe("training", () => {
   });
 });
 
+describe("checkpoints every N steps", () => {
+  it("a run stopped mid-epoch resumes at the step of its last step checkpoint and ends bit-identical", async () => {
+    const ckpt = path.join(work, "steps.ckpt");
+    const spec = tinySpec("repvgg");
+    const cfg = config({ epochs: 2, stepsPerEpoch: 5, checkpoint: ckpt, checkpointEvery: 2 });
+    const straight = new Trainer(spec, data, config({ epochs: 2, stepsPerEpoch: 5 }));
+    const partial = new Trainer(spec, data, cfg);
+    const resumed = new Trainer(spec, data, cfg);
+    try {
+      const full = await straight.run();
+      // Stopped after step 3 of epoch 2: the last checkpoint is epoch 2's step 2 (step checkpoints every 2 steps).
+      let steps = 0;
+      const p = await partial.run({ onStep: () => steps++, shouldStop: () => steps >= 5 + 3 });
+      expect(p.stopped).toBe(true);
+      expect(partial.lastCheckpoint).toEqual({ epoch: 1, step: 2 });
+      resumed.restore(ckpt);
+      expect(resumed.epochsDone).toBe(1);
+      expect(resumed.position?.step).toBe(2);
+      const seen: number[] = [];
+      const r = await resumed.run({ onStep: (s) => seen.push(s.step) });
+      expect(seen).toEqual([3, 4, 5]);
+      expect(r.epochsDone).toBe(2);
+      // Epoch 2's loss and accuracy cover all its steps, as in the uninterrupted run.
+      expect(r.history[1]!.loss).toBeCloseTo(full.history[1]!.loss, 12);
+      expect(r.history[1]!.trainAcc).toBe(full.history[1]!.trainAcc);
+      for (const [name, v] of straight.net.vars) expect(Array.from(resumed.net.vars.get(name)!.dataSync()), name).toEqual(Array.from(v.dataSync()));
+    } finally {
+      straight.dispose();
+      partial.dispose();
+      resumed.dispose();
+    }
+  });
+});
+
 describe("dynamic (DyRep) branches", () => {
   it("folding any branch into the main conv (Dep) keeps the inference function; growing (Rep) too", async () => {
     const all = ["kxk", "1x1", "identity", "1xk", "kx1", "1x1_avg", "1x1_kxk", "dw_pw"] as const;

@@ -43,6 +43,7 @@ export interface Flags {
   "weight-decay"?: string;
   out?: string;
   checkpoint?: string;
+  "checkpoint-every"?: string;
   resume?: boolean;
   online?: boolean;
   dynamic?: boolean;
@@ -170,7 +171,8 @@ export function buildProgram(run: (name: CommandName, args: string[], flags: Fla
     .addOption(new Option("--asr", "add ASR constant attention to every block"))
     .addOption(new Option("--out <FILE.onnx>", "where to write the trained multi-branch model (default: model.onnx)"))
     .addOption(new Option("--checkpoint <FILE>", "checkpoint file (default: OUT.onnx.ckpt)"))
-    .addOption(new Option("--resume", "continue from the checkpoint"))
+    .addOption(new Option("--checkpoint-every <N>", "also write the checkpoint every N steps within an epoch (default: after each epoch only; with --dynamic, not during the steps that score branches)"))
+    .addOption(new Option("--resume", "continue from the checkpoint, at the step it was written, with its hyper-parameters (a different --lr, --batch, --optimizer, --weight-decay, --seed, --dynamic-every is refused; --epochs may grow the run)"))
     .addOption(new Option("--backend <NAME>", "auto, tfjs-node-gpu, tfjs-node, wasm or cpu (default: auto)"))
     .addOption(new Option("--workers <N|auto>", "data-parallel workers (default: auto: 2 on wasm, else 1)"))
     .addOption(new Option("--limit <N>", "use only the first N training images"))

@@ -21,6 +21,7 @@ export interface TrainFlags {
   "weight-decay"?: string;
   out?: string;
   checkpoint?: string;
+  "checkpoint-every"?: string;
   resume?: boolean;
   online?: boolean;
   dynamic?: boolean;
@@ -121,15 +122,29 @@ export async function cmdTrain(args: string[], f: TrainFlags): Promise<number> {
   checkWritable(out, "--out");
   const checkpoint = f.checkpoint ?? `${out}.ckpt`;
   checkWritable(checkpoint, "--checkpoint");
-  const epochs = int("epochs", f.epochs, 2);
-  const batch = int("batch", f.batch, 64, 2);
-  const optimizerKind = f.optimizer ?? "sgd";
-  if (optimizerKind !== "sgd" && optimizerKind !== "adam") throw new UsageError(`--optimizer '${optimizerKind}': expected sgd or adam`);
-  const lr = positive("lr", f.lr, optimizerKind === "sgd" ? 0.1 : 0.003);
-  const weightDecay = positive("weight-decay", f["weight-decay"], optimizerKind === "sgd" ? 1e-4 : 0.01, true);
-  const seed = int("seed", f.seed, 1, 0);
+  // Hyper-parameters as given (undefined: not on the command line). A fresh run takes the
+  // defaults for the rest; --resume takes the checkpoint's and refuses a changed one.
+  if (f.optimizer !== undefined && f.optimizer !== "sgd" && f.optimizer !== "adam") throw new UsageError(`--optimizer '${f.optimizer}': expected sgd or adam`);
+  const given = {
+    epochs: f.epochs === undefined ? undefined : int("epochs", f.epochs, 2),
+    batch: f.batch === undefined ? undefined : int("batch", f.batch, 64, 2),
+    optimizer: f.optimizer as "sgd" | "adam" | undefined,
+    lr: f.lr === undefined ? undefined : positive("lr", f.lr, 0),
+    weightDecay: f["weight-decay"] === undefined ? undefined : positive("weight-decay", f["weight-decay"], 0, true),
+    seed: f.seed === undefined ? undefined : int("seed", f.seed, 1, 0),
+    dynamicEvery: f["dynamic-every"] === undefined ? undefined : int("dynamic-every", f["dynamic-every"], 1),
+  };
+  const checkpointEvery = f["checkpoint-every"] === undefined ? 0 : int("checkpoint-every", f["checkpoint-every"], 1);
   const limit = f.limit === undefined ? undefined : int("limit", f.limit, 0);
-  const dynamicEvery = int("dynamic-every", f["dynamic-every"], 1);
+  const saved = f.resume ? (await import("../trainer/checkpoint.js")).loadCheckpoint(checkpoint).header : undefined;
+  const resume = saved ? resumedSettings(checkpoint, saved, given, !!f.dynamic) : undefined;
+  const optimizerKind = resume?.optimizer ?? given.optimizer ?? "sgd";
+  const epochs = given.epochs ?? resume?.epochs ?? 2;
+  const batch = resume?.batch ?? given.batch ?? 64;
+  const lr = resume?.lr ?? given.lr ?? (optimizerKind === "sgd" ? 0.1 : 0.003);
+  const weightDecay = resume?.weightDecay ?? given.weightDecay ?? (optimizerKind === "sgd" ? 1e-4 : 0.01);
+  const seed = resume?.seed ?? given.seed ?? 1;
+  const dynamicEvery = resume?.dynamicEvery ?? given.dynamicEvery ?? 1;
   const workers = f.workers === undefined || f.workers === "auto" ? "auto" : int("workers", f.workers, 1);
   const { backendChoice, selectBackend } = await loadTrainer();
   const choice = backendChoice(f.backend);
@@ -147,8 +162,12 @@ export async function cmdTrain(args: string[], f: TrainFlags): Promise<number> {
   const info = await selectBackend(choice);
   const nWorkers = workers === "auto" ? (info.name === "wasm" ? Math.min(2, os.availableParallelism()) : 1) : workers;
 
+  if (saved) {
+    if (typeof saved.options.data === "string" && saved.options.data !== data.name) throw new UsageError(`${checkpoint}: checkpoint was trained on ${saved.options.data}, not ${data.name}; resume with the same --data`);
+    if (typeof saved.options.trainImages === "number" && saved.options.trainImages !== data.train.n) throw new UsageError(`${checkpoint}: checkpoint was trained on ${saved.options.trainImages} training images, not ${data.train.n}; resume with the same --data and --limit`);
+  }
   const trainer = new Trainer(spec, data, {
-    epochs, batch, seed, online, checkpoint, evalTest: true,
+    epochs, batch, seed, online, checkpoint, checkpointEvery, evalTest: true,
     optimizer: { kind: optimizerKind, lr, momentum: 0.9, weightDecay },
     dynamic: f.dynamic ? { every: dynamicEvery } : undefined,
     workers: nWorkers,
@@ -172,7 +191,11 @@ export async function cmdTrain(args: string[], f: TrainFlags): Promise<number> {
     say(`reparam-onnx train: ${spec.name} (${form}${f.dynamic ? ", dynamic DyRep branches" : ""}) on ${data.name} (${fmtInt(data.train.n)} train / ${fmtInt(data.test.n)} test, ${data.train.shape.join("x")}, ${data.classes} classes)`);
     say(`  backend ${info.label}${nWorkers > 1 ? `, ${nWorkers} data-parallel workers` : ""}${info.skipped.length ? ` (skipped ${info.skipped.join("; ")})` : ""}`);
     say(`  ${spec.layers.length} re-parameterizable layers, ${fmtInt(trainer.net.paramCount())} trainable parameters; batch ${batch}, ${optimizerKind} lr ${lr} (cosine), weight decay ${weightDecay}, seed ${seed}`);
-    if (trainer.resumedFrom !== undefined) say(`  resumed from ${checkpoint} after epoch ${trainer.resumedFrom}`);
+    if (trainer.resumedFrom !== undefined) {
+      const at = trainer.position ? `at epoch ${trainer.resumedFrom + 1}, step ${trainer.position.step} of ${trainer.stepsPerEpoch()}` : `after epoch ${trainer.resumedFrom}`;
+      say(`  resumed from ${checkpoint} ${at}: ${resume!.inherited.length ? `${resume!.inherited.join(", ")} as in the checkpoint` : "the checkpoint's hyper-parameters"}`);
+      if (resume!.savedEpochs !== undefined && epochs !== resume!.savedEpochs) say(`  ${scheduleNote(trainer, resume!.savedEpochs)}`);
+    }
     const result = await trainer.run({
       onStep: (p) => bar.update(p),
       onEpoch: (r) => {
@@ -184,9 +207,10 @@ export async function cmdTrain(args: string[], f: TrainFlags): Promise<number> {
     });
     bar.clear();
     if (result.stopped) {
-      const last = trainer.epochsDone;
-      process.stderr.write(`reparam-onnx: interrupted; ${last > 0 ? `the last checkpoint (${checkpoint}, epoch ${last}) is intact: continue with --resume` : "no epoch finished, no checkpoint written"}; nothing exported\n`);
-      if (f.json) process.stdout.write(JSON.stringify({ interrupted: true, epochsDone: last, checkpoint: last > 0 ? checkpoint : null }) + "\n");
+      const last = trainer.lastCheckpoint ?? (trainer.resumedFrom !== undefined ? { epoch: trainer.resumedFrom, step: 0 } : undefined);
+      const where = last ? `epoch ${last.epoch}${last.step ? `, step ${last.step} of epoch ${last.epoch + 1}` : ""}` : "";
+      process.stderr.write(`reparam-onnx: interrupted; ${last ? `the last checkpoint (${checkpoint}, ${where}) is intact: continue with --resume` : "no epoch finished, no checkpoint written"}; nothing exported\n`);
+      if (f.json) process.stdout.write(JSON.stringify({ interrupted: true, epochsDone: trainer.epochsDone, checkpoint: last ? checkpoint : null }) + "\n");
       return 130;
     }
     const finalTrain = trainer.history.at(-1);
@@ -210,6 +234,55 @@ export async function cmdTrain(args: string[], f: TrainFlags): Promise<number> {
     process.off("SIGINT", onSigint);
     await trainer.dispose();
   }
+}
+
+interface ResumedSettings {
+  optimizer: "sgd" | "adam";
+  batch: number;
+  lr: number;
+  weightDecay: number;
+  seed: number;
+  dynamicEvery?: number;
+  epochs?: number;
+  /** --epochs the checkpoint's run was started with. */
+  savedEpochs?: number;
+  /** The flags taken from the checkpoint, as text ("--batch 64", …). */
+  inherited: string[];
+}
+
+/**
+ * --resume: the checkpoint's hyper-parameters. A flag given with another value would change the
+ * run mid-way (the optimizer state, the schedule and the data order belong to those values), so it
+ * is refused, naming each; --epochs may change (the schedule is stretched, and the run says how).
+ */
+function resumedSettings(file: string, header: import("../trainer/checkpoint.js").CheckpointHeader, given: { epochs?: number; batch?: number; optimizer?: "sgd" | "adam"; lr?: number; weightDecay?: number; seed?: number; dynamicEvery?: number }, dynamic: boolean): ResumedSettings {
+  const o = header.options as { batch?: number; optimizer?: { kind?: "sgd" | "adam"; lr?: number; weightDecay?: number }; seed?: number; epochs?: number; dynamic?: { every?: number } };
+  const savedValues = { batch: o.batch, optimizer: o.optimizer?.kind, lr: o.optimizer?.lr, weightDecay: o.optimizer?.weightDecay, seed: o.seed, dynamicEvery: o.dynamic?.every };
+  const flag: Record<keyof typeof savedValues, string> = { batch: "--batch", optimizer: "--optimizer", lr: "--lr", weightDecay: "--weight-decay", seed: "--seed", dynamicEvery: "--dynamic-every" };
+  const changed: string[] = [];
+  const inherited: string[] = [];
+  for (const key of Object.keys(savedValues) as (keyof typeof savedValues)[]) {
+    const was = savedValues[key], now = given[key];
+    if (was === undefined) continue;
+    if (now !== undefined && now !== was) changed.push(`${flag[key]} ${now} (checkpoint: ${was})`);
+    else if (now === undefined && (key !== "dynamicEvery" || dynamic)) inherited.push(`${flag[key]} ${was}`);
+  }
+  if (!!o.dynamic !== dynamic) changed.push(dynamic ? "--dynamic (the checkpoint's run is not dynamic)" : "no --dynamic (the checkpoint's run is)");
+  if (changed.length)
+    throw new UsageError(`${file}: resuming with ${changed.join(", ")} would change the run mid-way; drop ${changed.length === 1 ? "that flag" : "those flags"} (the checkpoint's values are used) or train anew without --resume`);
+  if (given.epochs !== undefined && given.epochs < header.epoch) throw new UsageError(`${file}: checkpoint has already trained ${header.epoch} epochs; --epochs ${given.epochs} is fewer`);
+  if (given.epochs === undefined && o.epochs !== undefined) inherited.push(`--epochs ${o.epochs}`);
+  return {
+    optimizer: savedValues.optimizer ?? "sgd", batch: savedValues.batch ?? 64, lr: savedValues.lr ?? 0.1, weightDecay: savedValues.weightDecay ?? 1e-4, seed: savedValues.seed ?? 1,
+    dynamicEvery: savedValues.dynamicEvery, epochs: o.epochs, savedEpochs: o.epochs, inherited,
+  };
+}
+
+/** How a changed --epochs applies on --resume: the cosine schedule spans the new total. */
+function scheduleNote(trainer: import("../trainer/train.js").Trainer, savedEpochs: number): string {
+  const now = trainer.config.epochs, steps = trainer.stepsPerEpoch();
+  const next = trainer.opt.step;
+  return `--epochs ${now} (checkpoint: ${savedEpochs}): training continues to epoch ${now}; the cosine learning-rate schedule now spans ${now} epochs (${(now * steps).toLocaleString("en-US")} steps), so the next step (${next + 1}) runs at lr ${trainer.lrAt(next).toPrecision(3)} where the ${savedEpochs}-epoch schedule had ${trainer.lrAt(next, savedEpochs) === 0 ? "ended (lr 0)" : trainer.lrAt(next, savedEpochs).toPrecision(3)}`;
 }
 
 /** Accuracy of an ONNX classifier in onnxruntime on an IDX/synthetic data split. */

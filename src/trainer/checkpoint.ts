@@ -29,6 +29,8 @@ export interface CheckpointHeader {
   history: Record<string, unknown>[];
   /** DyRep state (importance scores between decisions, event log). */
   dynamic?: unknown;
+  /** A checkpoint written within an epoch (--checkpoint-every): steps done in epoch `epoch + 1` and their running sums. */
+  position?: { step: number; lossSum: number; correct: number; seen: number };
 }
 
 export function saveCheckpoint(file: string, header: CheckpointHeader, tensors: TensorRecord[]): number {

@@ -10,7 +10,6 @@
 // The exported model then has a different branch subset per layer; optimize folds each one.
 import { tf } from "./backend.js";
 import { BN_EPS, type BN, type Branch, type Layer, type Net } from "./model.js";
-import type { Trainer } from "./train.js";
 
 export interface DynamicConfig {
   /** Decision period in epochs. */
@@ -36,6 +35,17 @@ interface BranchScore {
   vars: tf.Variable[];
 }
 
+/**
+ * What the controller needs from the training loop: the network, the run's length, and the
+ * optimizer (whose state of pruned parameters is dropped). train.ts implements it; this module
+ * does not import train.ts (no cycle).
+ */
+export interface DynamicHost {
+  readonly net: Net;
+  readonly config: { readonly epochs: number };
+  readonly opt: { retain(names: Set<string>): void };
+}
+
 export class DynamicController {
   private scores = new Map<string, BranchScore>();
   private readonly st: DynamicState;
@@ -43,7 +53,7 @@ export class DynamicController {
   private readonly prune: number;
   private readonly window: number;
 
-  constructor(readonly trainer: Trainer, readonly config: DynamicConfig, state?: DynamicState) {
+  constructor(readonly trainer: DynamicHost, readonly config: DynamicConfig, state?: DynamicState) {
     this.st = state ?? { born: {}, events: [] };
     this.grow = config.grow ?? 0.25;
     this.prune = config.prune ?? 0.1;

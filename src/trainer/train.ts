@@ -1,6 +1,7 @@
 // The training loop: shuffled mini-batches (the order depends only on seed and epoch), softmax
 // cross-entropy, SGD/Adam with cosine decay, BN running statistics, an atomic checkpoint after every
-// epoch, resumption from it, and a stop request (Ctrl-C) honoured between steps.
+// epoch (and every N steps when asked), resumption from it at the exact step, and a stop request
+// (Ctrl-C) honoured between steps.
 import { UsageError } from "../ir/errors.js";
 import { tf } from "./backend.js";
 import { loadCheckpoint, saveCheckpoint, type CheckpointHeader, type TensorRecord } from "./checkpoint.js";
@@ -18,6 +19,8 @@ export interface TrainConfig {
   online: boolean;
   /** Checkpoint file written after every epoch (atomically); none when undefined. */
   checkpoint?: string;
+  /** Also write the checkpoint every this many steps within an epoch (0/undefined: per epoch only). */
+  checkpointEvery?: number;
   /** Evaluate on the test split after every epoch. */
   evalTest: boolean;
   /** Linear warm-up steps (default: 3% of the run, at most 300). */
@@ -68,12 +71,22 @@ export interface TrainResult {
   trainSeconds: number;
 }
 
+/** Where a run stopped inside an epoch: steps done in epoch `epochsDone + 1`, with their running sums. */
+export interface EpochPosition {
+  step: number;
+  lossSum: number;
+  correct: number;
+  seen: number;
+}
+
 export class Trainer {
   readonly net: Net;
   readonly opt: Optimizer;
   history: EpochRecord[] = [];
   epochsDone = 0;
   resumedFrom?: number;
+  /** Steps already done in the next epoch (a mid-epoch checkpoint); undefined at an epoch boundary. */
+  position?: EpochPosition;
   dynamicState?: DynamicState;
   private pool?: import("./parallel.js").WorkerPool;
   private readonly options: Record<string, unknown>;
@@ -81,7 +94,7 @@ export class Trainer {
   constructor(spec: NetSpec, readonly data: DataSplits, readonly config: TrainConfig) {
     this.net = new Net(spec, config.online, config.seed, !!config.dynamic);
     this.opt = new Optimizer(config.optimizer);
-    this.options = { batch: config.batch, optimizer: config.optimizer, seed: config.seed, epochs: config.epochs, dynamic: config.dynamic, data: data.name };
+    this.options = { batch: config.batch, optimizer: config.optimizer, seed: config.seed, epochs: config.epochs, dynamic: config.dynamic, data: data.name, trainImages: data.train.n };
   }
 
   params(): NamedParam[] {
@@ -98,10 +111,16 @@ export class Trainer {
     return this.stepsPerEpoch() * this.config.epochs;
   }
 
+  /** The learning rate of the next step. */
   lr(): number {
-    const total = this.totalSteps();
+    return this.lrAt(this.opt.step);
+  }
+
+  /** The learning rate at optimizer step `step` (0-based) of a run of `epochs` epochs. */
+  lrAt(step: number, epochs = this.config.epochs): number {
+    const total = this.stepsPerEpoch() * epochs;
     const warmup = this.config.warmupSteps ?? Math.min(300, Math.ceil(total * 0.03));
-    return learningRate(this.config.optimizer.lr, this.opt.step, total, warmup);
+    return learningRate(this.config.optimizer.lr, step, total, warmup);
   }
 
   /**
@@ -185,8 +204,11 @@ export class Trainer {
     for (let epoch = this.epochsDone + 1; epoch <= cfg.epochs && !stopped; epoch++) {
       const order = epochOrder(this.data.train.n, cfg.seed, epoch);
       const te = performance.now();
-      let lossSum = 0, correct = 0, seen = 0;
-      for (let s = 0; s < steps; s++) {
+      // A mid-epoch checkpoint resumes at its step, with the epoch's running sums.
+      const from = this.position;
+      this.position = undefined;
+      let lossSum = from?.lossSum ?? 0, correct = from?.correct ?? 0, seen = from?.seen ?? 0;
+      for (let s = from?.step ?? 0; s < steps; s++) {
         const idx = order.subarray(s * cfg.batch, (s + 1) * cfg.batch);
         const { x, y } = batchOf(this.data.train, idx);
         const r = await this.step(x, y, dyn?.wantsGrads(epoch, s, steps) ? (g) => dyn.accumulate(g) : undefined);
@@ -195,6 +217,14 @@ export class Trainer {
         seen += y.length;
         const elapsed = (performance.now() - te) / 1000;
         hooks.onStep?.({ epoch, epochs: cfg.epochs, step: s + 1, steps, loss: lossSum / seen, acc: correct / seen, imagesPerSec: seen / elapsed, elapsed });
+        // Every N steps (not the last, which the epoch's checkpoint covers; not while DyRep is
+        // accumulating scores for a decision, which a checkpoint does not hold).
+        if (cfg.checkpoint && cfg.checkpointEvery && (s + 1) % cfg.checkpointEvery === 0 && s + 1 < steps && !dyn?.wantsGrads(epoch, s + 1, steps)) {
+          this.position = { step: s + 1, lossSum, correct, seen };
+          this.save(cfg.checkpoint);
+          this.position = undefined;
+          this.lastCheckpoint = { epoch: epoch - 1, step: s + 1 };
+        }
         // Let signal handlers (Ctrl-C) run: the loop itself never yields otherwise.
         await new Promise<void>((resolve) => setImmediate(resolve));
         if (hooks.shouldStop?.()) {
@@ -214,13 +244,19 @@ export class Trainer {
       this.epochsDone = epoch;
       if (cfg.checkpoint) record.checkpoint = cfg.checkpoint;
       this.history.push(record);
-      if (cfg.checkpoint) this.save(cfg.checkpoint);
+      if (cfg.checkpoint) {
+        this.save(cfg.checkpoint);
+        this.lastCheckpoint = { epoch, step: 0 };
+      }
       hooks.onEpoch?.(record);
       // A stop request during the last epoch's evaluation still completes the run.
       if (hooks.shouldStop?.() && epoch < cfg.epochs) stopped = true;
     }
     return { history: this.history, epochsDone: this.epochsDone, stopped, resumedFrom: this.resumedFrom, trainSeconds: (performance.now() - t0) / 1000 };
   }
+
+  /** The last checkpoint written by this run: epochs done, and steps into the next one. */
+  lastCheckpoint?: { epoch: number; step: number };
 
   save(file: string): void {
     const tensors: TensorRecord[] = [];
@@ -237,6 +273,7 @@ export class Trainer {
       options: this.options,
       history: this.history,
       dynamic: this.dynamicState,
+      position: this.position,
     };
     saveCheckpoint(file, header, tensors);
   }
@@ -262,6 +299,7 @@ export class Trainer {
     this.history = header.history as EpochRecord[];
     this.epochsDone = header.epoch;
     this.resumedFrom = header.epoch;
+    this.position = header.position as EpochPosition | undefined;
     this.dynamicState = header.dynamic as DynamicState | undefined;
   }
 
