@@ -1,0 +1,44 @@
+import { describe, expect, it } from "vitest";
+import { Net } from "../../test/helpers/graphs.js";
+import { applyAndProve, matchAt, nodeOf, opCounts, refusalAt } from "../../test/helpers/rules.js";
+import { foldConstants as rule } from "./fold-constants.js";
+
+/** A conv whose weight is computed in the graph: w · s + t (OREPA-style generated kernels). */
+function generatedKernel() {
+  const n = new Net(5);
+  const x = n.input("x", [1, 2, 5, 5]);
+  const w = n.constant("w", [3, 2, 3, 3], Array.from({ length: 54 }, (_, i) => Math.cos(i)));
+  const k = n.op("Add", [n.op("Mul", [w, n.constant("s", [3, 1, 1, 1], [0.5, 2, -1])]), n.constant("t", [1], [0.25])]);
+  return n.finish(n.op("Conv", [x, k], { kernel_shape: [3, 3] }));
+}
+
+describe("fold-constants", () => {
+  it("rooted on the first foldable node, matches the constant region to its end", () => {
+    const model = generatedKernel();
+    const m = matchAt(model, rule, nodeOf(model, "Mul"));
+    if ("refused" in m) throw new Error(m.refused);
+    expect(m.remove.map((n) => n.opType)).toEqual(["Mul", "Add"]);
+    expect(m.anchor).toBe(nodeOf(model, "Add"));
+  });
+
+  it("refuses nodes reading activations, outputs that would grow the file, shapes static only under --shape", () => {
+    const model = generatedKernel();
+    expect(refusalAt(model, rule, nodeOf(model, "Conv")).refused).toMatch(/not foldable|not constant/);
+    const n = new Net(6);
+    const big = n.op("Expand", [n.constant("v", [1], [1]), n.int64("shape", [1, 3, 64, 64])]);
+    const grow = n.finish(n.op("Add", [n.input("x", [1, 3, 64, 64]), big]));
+    expect(refusalAt(grow, rule, nodeOf(grow, "Expand")).refused).toMatch(/grow the model/);
+    const d = new Net(7);
+    const shape = d.op("Shape", [d.input("x", ["N", 3, 4, 4])]);
+    const dynamic = d.finish(d.op("Reshape", [d.input("y", [1, 48]), shape]));
+    // --shape gives N = 1, but the model declares N dynamic: the Shape is not folded.
+    expect(refusalAt(dynamic, rule, nodeOf(dynamic, "Shape"), { shapes: { x: [1, 3, 4, 4] } }).refused).toMatch(/not static in the model/);
+  });
+
+  it("rewrites the region into the initializers the rest of the graph reads", async () => {
+    const { model: out, result } = await applyAndProve(generatedKernel(), [rule]);
+    expect(opCounts(out)).toEqual({ Conv: 1 });
+    expect([...out.graph.initializers.keys()]).toEqual([out.graph.nodes[0]!.inputs[1]]);
+    expect(result.rewrites[0]!.summary).toBe("2 constant node(s) (1 Mul, 1 Add) → 1 initializer(s)");
+  });
+});
