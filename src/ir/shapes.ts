@@ -50,32 +50,86 @@ export interface ShapeOptions {
 }
 
 export function inferShapes(graph: Graph, options: ShapeOptions = {}): ShapeMap {
-  const shapes: ShapeMap = new Map();
-  const elem = (v: ValueInfoProto) => v.type?.tensorType?.elemType ?? undefined;
-  for (const [name, t] of graph.initializers) shapes.set(name, { dims: [...t.dims], dtype: t.dtype });
-  for (const v of graph.valueInfo) shapes.set(v.name ?? "", { dims: dimsOf(v), dtype: elem(v) });
-  for (const v of graph.realInputs()) {
-    const name = v.name ?? "";
-    const override = options.overrides?.[name];
-    let dims = override ? [...override] : dimsOf(v);
-    if (dims && !override && options.symbolicDim !== undefined) dims = dims.map((d) => d ?? options.symbolicDim);
-    const symbols = dims?.some((d) => d === undefined) ? dims.map((d, i) => (d === undefined ? `${name}#${i}` : undefined)) : undefined;
-    shapes.set(name, { dims, dtype: elem(v), symbols });
+  return new ShapeInference(graph, options).shapes;
+}
+
+/**
+ * Shape inference kept up to date while a graph changes. After a change only the nodes from the
+ * first affected one on are inferred again: a node before it reads nothing that changed, so its
+ * facts are what a full inference would find (each node writes only its own outputs' facts).
+ */
+export class ShapeInference {
+  readonly shapes: ShapeMap = new Map();
+  /**
+   * Partially known values of small integer tensors (shape plumbing: Shape → Gather → Div →
+   * Concat → Reshape), so a Reshape whose target is computed from a dynamic shape still gets the
+   * dims that are static.
+   */
+  private readonly values: ValueMap = new Map();
+
+  constructor(private readonly graph: Graph, private readonly options: ShapeOptions = {}) {
+    const seeds = this.seeds();
+    for (const [name, info] of seeds) this.shapes.set(name, info);
+    this.inferFrom(0);
   }
-  // Partially known values of small integer tensors (shape plumbing: Shape → Gather → Div →
-  // Concat → Reshape), so a Reshape whose target is computed from a dynamic shape still gets the
-  // dims that are static.
-  const values: ValueMap = new Map();
-  for (const node of graph.nodes) {
-    try {
-      inferNode(node, shapes, options, values);
-      inferSymbols(node, shapes, options, values);
-      inferValue(node, shapes, options, values);
-    } catch {
-      // A node we cannot reason about leaves its outputs unknown.
+
+  /** Facts known before any node: initializers, then value_info, then graph inputs (later ones win). */
+  private seeds(only?: ReadonlySet<string>): Map<string, ShapeInfo> {
+    const graph = this.graph, options = this.options;
+    const seeds = new Map<string, ShapeInfo>();
+    const wanted = (name: string) => !only || only.has(name);
+    const elem = (v: ValueInfoProto) => v.type?.tensorType?.elemType ?? undefined;
+    for (const [name, t] of graph.initializers) if (wanted(name)) seeds.set(name, { dims: [...t.dims], dtype: t.dtype });
+    for (const v of graph.valueInfo) if (wanted(v.name ?? "")) seeds.set(v.name ?? "", { dims: dimsOf(v), dtype: elem(v) });
+    for (const v of graph.realInputs()) {
+      const name = v.name ?? "";
+      if (!wanted(name)) continue;
+      const override = options.overrides?.[name];
+      let dims = override ? [...override] : dimsOf(v);
+      if (dims && !override && options.symbolicDim !== undefined) dims = dims.map((d) => d ?? options.symbolicDim);
+      const symbols = dims?.some((d) => d === undefined) ? dims.map((d, i) => (d === undefined ? `${name}#${i}` : undefined)) : undefined;
+      seeds.set(name, { dims, dtype: elem(v), symbols });
+    }
+    return seeds;
+  }
+
+  private inferFrom(start: number): void {
+    const nodes = this.graph.nodes;
+    for (let i = start; i < nodes.length; i++) {
+      const node = nodes[i]!;
+      try {
+        inferNode(node, this.shapes, this.options, this.values);
+        inferSymbols(node, this.shapes, this.options, this.values);
+        inferValue(node, this.shapes, this.options, this.values);
+      } catch {
+        // A node we cannot reason about leaves its outputs unknown.
+      }
     }
   }
-  return shapes;
+
+  /**
+   * The graph changed: `tensors` were produced, valued or recorded differently (outputs of removed
+   * and added nodes, initializers added or dropped, value_info changed) and `nodes` are new or read
+   * other inputs. Infers again from the first node that is one of `nodes` or reads or writes one of
+   * `tensors`; returns how many nodes were inferred again.
+   */
+  update(tensors: ReadonlySet<string>, nodes: ReadonlySet<Node>): number {
+    const list = this.graph.nodes;
+    let first = list.length;
+    for (let i = 0; i < list.length && first === list.length; i++) {
+      const n = list[i]!;
+      if (nodes.has(n) || n.inputs.some((t) => tensors.has(t)) || n.outputs.some((t) => tensors.has(t))) first = i;
+    }
+    const stale = new Set(tensors);
+    for (let i = first; i < list.length; i++) for (const o of list[i]!.outputs) if (o) stale.add(o);
+    for (const t of stale) {
+      this.shapes.delete(t);
+      this.values.delete(t);
+    }
+    for (const [name, info] of this.seeds(stale)) this.shapes.set(name, info);
+    this.inferFrom(first);
+    return list.length - first;
+  }
 }
 
 function spatialOut(inSize: number | undefined, k: number, s: number, d: number, p0: number, p1: number, ceil = false): number | undefined {

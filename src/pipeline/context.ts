@@ -3,7 +3,7 @@
 // graph: rules describe changes in a Replacement and the Rewriter applies them.
 import { constantTensor } from "../ir/constants.js";
 import type { Graph, Model, Node } from "../ir/graph.js";
-import { inferShapes, type ShapeMap } from "../ir/shapes.js";
+import { inferShapes, ShapeInference, type ShapeInfo, type ShapeMap, type ShapeOptions } from "../ir/shapes.js";
 import type { Tensor } from "../ir/tensor.js";
 
 /** What one applied rewrite changed (the Rewriter reports it to its listeners). */
@@ -52,14 +52,52 @@ export interface RuleOptions {
   unsafeIgnoreBorderRule?: boolean;
 }
 
+/** A shape inference and the changes it has not caught up with yet (applied when next read). */
+class LiveShapes {
+  private readonly inference: ShapeInference;
+  private readonly tensors = new Set<string>();
+  private readonly nodes = new Set<Node>();
+  /** Nodes inferred again after changes (for tests and benchmarks). */
+  reinferred = 0;
+
+  constructor(private readonly graph: Graph, private readonly options: ShapeOptions) {
+    this.inference = new ShapeInference(graph, options);
+  }
+
+  changed(change: Change): void {
+    for (const t of change.tensors) this.tensors.add(t);
+    for (const n of [...change.added, ...change.rewired]) this.nodes.add(n);
+  }
+
+  get shapes(): ShapeMap {
+    if (this.tensors.size > 0 || this.nodes.size > 0) {
+      this.reinferred += this.inference.update(this.tensors, this.nodes);
+      this.tensors.clear();
+      this.nodes.clear();
+      if (checkShapes()) checkAgainstFullInference(this.inference.shapes, inferShapes(this.graph, this.options));
+    }
+    return this.inference.shapes;
+  }
+}
+
+/** REPARAM_ONNX_CHECK_SHAPES=1 (read without a Node import: this module also runs in a browser). */
+const checkShapes = () => (globalThis as { process?: { env: Record<string, string | undefined> } }).process?.env.REPARAM_ONNX_CHECK_SHAPES === "1";
+
+/** Debug aid (REPARAM_ONNX_CHECK_SHAPES=1): the incremental facts must equal a full inference's. */
+function checkAgainstFullInference(live: ShapeMap, full: ShapeMap): void {
+  const show = (i: ShapeInfo | undefined) => JSON.stringify(i && { dims: i.dims, dtype: i.dtype, symbols: i.symbols });
+  for (const name of new Set([...live.keys(), ...full.keys()]))
+    if (show(live.get(name)) !== show(full.get(name))) throw new Error(`incremental shape inference differs at '${name}': ${show(live.get(name))} vs ${show(full.get(name))}`);
+}
+
 export class RuleContext {
   private cache: {
     producers?: Map<string, Node>;
     consumers?: Map<string, Node[]>;
-    shapes?: ShapeMap;
-    declaredShapes?: ShapeMap;
     outputs?: Set<string>;
   } = {};
+  /** Shape facts, kept up to date incrementally (LiveShapes): at --shape, as declared, at each cost probe size. */
+  private readonly live = new Map<string, LiveShapes>();
   /** Per-graph-version results of whole-graph analyses (dropped at every change). */
   private memos = new Map<string, unknown>();
   /** A rule read a layer whose weights other nodes share, allowed because every use is the same layer. */
@@ -107,7 +145,7 @@ export class RuleContext {
    */
   shapes(): ShapeMap {
     if (!this.options.fixShapes || !this.options.shapes) return this.declaredShapes();
-    return (this.cache.shapes ??= inferShapes(this.graph, { overrides: this.options.shapes, constant: this.constantValues }));
+    return this.liveShapes("fixed", { overrides: this.options.shapes, constant: this.constantValues });
   }
 
   /**
@@ -115,13 +153,25 @@ export class RuleContext {
    * multiply-accumulates per output position with H and W dynamic (rules/policy.ts).
    */
   costShapes(size: number): ShapeMap {
-    return this.memo(`costShapes:${size}`, () =>
-      inferShapes(this.graph, { overrides: this.options.fixShapes ? this.options.shapes : undefined, symbolicDim: size, constant: this.constantValues }));
+    return this.liveShapes(`cost:${size}`, { overrides: this.options.fixShapes ? this.options.shapes : undefined, symbolicDim: size, constant: this.constantValues });
   }
 
   /** Shapes as the model declares them (--shape must not specialise a dynamic graph silently). */
   declaredShapes(): ShapeMap {
-    return (this.cache.declaredShapes ??= inferShapes(this.graph, { constant: this.constantValues }));
+    return this.liveShapes("declared", { constant: this.constantValues });
+  }
+
+  private liveShapes(key: string, options: ShapeOptions): ShapeMap {
+    let live = this.live.get(key);
+    if (!live) this.live.set(key, (live = new LiveShapes(this.graph, options)));
+    return live.shapes;
+  }
+
+  /** Nodes whose shapes were inferred again after changes (a full inference after each would be every node). */
+  get reinferredNodes(): number {
+    let n = 0;
+    for (const live of this.live.values()) n += live.reinferred;
+    return n;
   }
 
   private readonly constantValues = (name: string): number[] | undefined => {
@@ -147,8 +197,14 @@ export class RuleContext {
     return value;
   }
 
-  private changed(_change: Change): void {
+  /**
+   * After a rewrite: producers, consumers and memoized analyses are recomputed when next read (one
+   * pass over the nodes); shape facts are inferred again only from the first node the change
+   * affects (LiveShapes), not for the whole graph.
+   */
+  private changed(change: Change): void {
     this.cache = {};
     this.memos.clear();
+    for (const live of this.live.values()) live.changed(change);
   }
 }
