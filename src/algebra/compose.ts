@@ -7,7 +7,7 @@
 // layer that always holds (the intermediate is literally layer 1 applied to the padded input). With
 // padding it holds only for a pointwise, unpadded first layer whose border output (its bias) equals
 // the pad value — DBB's "BN-value padding"; zero padding after a non-zero bias is not one conv.
-import { gemmAccumulate } from "./gemm.js";
+import { gemmAccumulateParallel } from "./gemm-parallel.js";
 import { gcd, isRefusal, lazyMap, makeMap, refuse, regroup, type LinearMap, type MapGeometry, type Pads, type Refusal } from "./linear-map.js";
 
 /** Pad value vs bias agreement: both come from stored parameters, so equal up to storage rounding. */
@@ -149,8 +149,9 @@ function composePointwiseFirst(a: LinearMap, b: LinearMap, out: LinearMap, inPer
   const aK = a.kernel, bK = b.kernel, oK = out.kernel;
   pointwiseBias(a, b, out, midPer, outPer);
   const groups = (b.outChannels / outPer) | 0;
-  // Outputs per block: ~256 rows of the product at a time keep the packed operands small.
-  const chunk = Math.max(1, Math.min(outPer, Math.floor(256 / taps))) | 0;
+  // Outputs per block: ~2048 rows of the product at a time keep the packed operands small and
+  // give the threads of gemm-parallel.ts enough rows to share.
+  const chunk = Math.max(1, Math.min(outPer, Math.floor(2048 / taps))) | 0;
   const packedB = new Float64Array(midPer * inPer);
   const packedA = new Float64Array(chunk * taps * midPer);
   const acc = new Float64Array(chunk * taps * inPer);
@@ -167,7 +168,7 @@ function composePointwiseFirst(a: LinearMap, b: LinearMap, out: LinearMap, inPer
         }
       const rows = (n * taps) | 0;
       acc.fill(0, 0, rows * inPer);
-      gemmAccumulate(packedA, 0, packedB, 0, acc, 0, rows, midPer, inPer);
+      gemmAccumulateParallel(packedA, 0, packedB, 0, acc, 0, rows, midPer, inPer);
       for (let ol = 0; ol < n; ol++) {
         const o = o0 + ol;
         for (let p = 0; p < BH; p++)

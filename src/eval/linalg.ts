@@ -2,7 +2,7 @@
 // Sums run in float64; integer inputs are accepted only where every partial sum provably stays
 // below 2^53 (so the result is exact).
 import { dtypeName } from "../ir/dtype.js";
-import { gemmAccumulate } from "../algebra/gemm.js";
+import { gemmAccumulateParallel as gemmAccumulate } from "../algebra/gemm-parallel.js";
 import type { Node } from "../ir/graph.js";
 import {
   alloc, broadcastDims, broadcastStrides, checkWork, expandData, isBool, isFloat, isInt, offsets, product, refuse, sameDims,
