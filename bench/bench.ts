@@ -100,8 +100,10 @@ for (const name of names) {
     fs.rmSync(ortOpt, { force: true });
     console.log(`${name}: onnxruntime's offline optimization failed: ${(e as Error).message.split("\n")[0]}`);
   }
+  // As the CLI verifies: both models loaded already, onnxruntime reading them from their files.
+  const [reference, candidate] = [loadModel(input), loadModel(ours)];
   const tv = performance.now();
-  const verification = await verifyModels(loadModel(input), loadModel(ours), { runs: 1 });
+  const verification = await verifyModels(reference, candidate, { runs: 1, referenceFile: input, candidateFile: ours });
   const verifyMs = performance.now() - tv;
   const ortLoad = child("ort-child.js", ["--load", input, ours]);
   const run = cliModels.has(name) ? cli(["optimize", input, path.join(outDir, `${name}.cli.onnx`), ...(external ? ["--external-data"] : [])]) : undefined;

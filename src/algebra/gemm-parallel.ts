@@ -69,7 +69,9 @@ export function runBlocks(job: GemmJob): void {
  * product returns only after every block taken is done, and a worker that reads a job late finds
  * its counter exhausted before it touches any data.
  */
-const buffers: SharedArrayBuffer[] = [];
+const buffers: (SharedArrayBuffer | undefined)[] = [];
+/** Largest operand buffer kept between products. */
+const KEEP_BYTES = 16 << 20;
 
 function shared(slot: number, x: Float64Array, n: number): SharedArrayBuffer {
   let buffer = buffers[slot];
@@ -97,4 +99,6 @@ export function gemmAccumulateParallel(
   const blocks = Math.ceil(M / BLOCK_ROWS);
   for (let done = Atomics.load(counters, 1); done < blocks; done = Atomics.load(counters, 1)) Atomics.wait(counters, 1, done, 1000);
   C.set(new Float64Array(job.c), cOff);
+  // Small buffers are kept for the next product; large ones are not held for the process's life.
+  for (let slot = 0; slot < buffers.length; slot++) if ((buffers[slot]?.byteLength ?? 0) > KEEP_BYTES) buffers[slot] = undefined;
 }
