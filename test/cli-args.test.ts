@@ -80,7 +80,7 @@ describe("help", () => {
     const o = cli("optimize", "--help").stdout;
     expect(o).toMatch(/--runs <N>\s+input patterns per shape set[\s\S]*\(default: 3: /);
     expect(o).toMatch(/--atol <A>\s+absolute tolerance/);
-    expect(o).toMatch(/--max-mac-growth <F>[\s\S]*\(default: 2\)/);
+    expect(o).toMatch(/--max-mac-growth <F>[\s\S]*\(default: 1, /);
     expect(o).not.toContain("unsafe");
     expect(cli("help", "verify").stdout).toContain("Usage: reparam-onnx verify");
   });

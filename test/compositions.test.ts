@@ -22,11 +22,18 @@ const REASONS: Record<string, RegExp> = {
   comp_neg_relu_chain: /Relu inside a branch|not share one input/,
 };
 
+/**
+ * Stems whose composed deploy form runs slower (npm run bench:fixtures): 11x11/2 raises MACs 1.9x,
+ * the 7x7 saves only 11% of them with a kernel larger than any it replaces. By default they stay as
+ * separate convs; --max-mac-growth 2 gives the authors' form, which these tests check.
+ */
+const COSTLIER = new Set(["comp_stem_s1", "comp_stem_first_s2"]);
+
 describe.each(entries.filter((e) => e.expect === "fold"))("fold $file", (e) => {
-  it(`${e.case} (${e.form}, opset ${e.opset}) → deploy structure, equal outputs`, async () => {
+  it(`${e.case} (${e.form}, opset ${e.opset}) → deploy structure, equal outputs${COSTLIER.has(e.case) ? " (with --max-mac-growth 2)" : ""}`, async () => {
     const model = loadModel(dir + e.file);
     const deploy = loadModel(dir + e.deploy!);
-    const { model: out } = optimize(model);
+    const { model: out } = optimize(model, COSTLIER.has(e.case) ? { maxMacGrowth: 2 } : {});
     expect(histogram(out)).toEqual(histogram(deploy));
     expect(convWeights(out)).toBe(convWeights(deploy));
     if (e.deploy_out_channels) {
@@ -46,7 +53,7 @@ describe.each(entries.filter((e) => e.expect === "unfolded"))("stays unfolded $f
     expect((await verifyModels(model, out, { runs: 2 })).ok).toBe(true);
     if (e.case !== "comp_neg_relu_chain") {
       // What a naive tool would do (fold across the border) really changes the outputs:
-      const naive = optimize(model, { unsafeIgnoreBorderRule: true });
+      const naive = optimize(model, { unsafeIgnoreBorderRule: true, maxMacGrowth: 2 }); // cost aside: only the border stops it
       const v = await verifyModels(model, naive.model, { runs: 2 });
       expect(v.ok).toBe(false);
       expect(v.maxRel).toBeGreaterThan(1e-3);
@@ -55,17 +62,18 @@ describe.each(entries.filter((e) => e.expect === "unfolded"))("stays unfolded $f
 });
 
 describe("cost awareness", () => {
-  it("the 11x11/2 stem raises MACs: folded by default (the authors' deploy form), skipped with noCostlier", () => {
-    const model = loadModel(dir + "comp_stem_first_s2_preserve_op13.onnx");
-    const { report } = optimize(model);
-    const stem = report.rewrites.find((r) => /11x11\/2/.test(r.summary));
-    expect(stem).toBeDefined();
-    expect(stem!.macsAfter!).toBeGreaterThan(stem!.macsBefore!);
-    const cautious = optimize(model, { noCostlier: true });
-    expect(cautious.report.rewrites.some((r) => /11x11/.test(r.summary))).toBe(false);
-    // The stem is still folded layer by layer (each conv with its BN), and the report says why not more.
-    expect([...cautious.report.refusals.map((r) => r.reason), ...cautious.report.rewrites.map((r) => r.summary)].join()).toMatch(/would raise MACs/);
-    expect(cautious.model.graph.nodes.some((n) => n.opType === "BatchNormalization")).toBe(false);
-    expect(cautious.report.after.macs).toBeLessThanOrEqual(cautious.report.before.macs);
+  it("the 11x11/2 and 7x7 stems raise MACs (slower): by default each conv folds its BN but they are not composed; --max-mac-growth 2 composes them", () => {
+    for (const file of ["comp_stem_first_s2_preserve_op13.onnx", "comp_stem_s1_preserve_op13.onnx"]) {
+      const model = loadModel(dir + file);
+      const { model: out, report } = optimize(model);
+      expect(report.rewrites.some((r) => /11x11|7x7/.test(r.summary)), file).toBe(false);
+      expect([...report.refusals.map((r) => r.reason), ...report.rewrites.map((r) => r.summary)].join(), file).toMatch(/would (raise MACs|grow the kernel).*slower/);
+      expect(out.graph.nodes.some((n) => n.opType === "BatchNormalization"), file).toBe(false);
+      expect(report.after.macs, file).toBeLessThanOrEqual(report.before.macs);
+      const authors = optimize(model, { maxMacGrowth: 2 });
+      const stem = authors.report.rewrites.find((r) => /11x11\/2|7x7/.test(r.summary));
+      expect(stem, file).toBeDefined();
+      if (/first_s2/.test(file)) expect(stem!.macsAfter!).toBeGreaterThan(stem!.macsBefore!);
+    }
   });
 });

@@ -19,7 +19,7 @@ import { notCandidate, refuse, type Match, type Note, type Rule } from "../pipel
 import { denseNodeCount, emitConv, emitDense } from "./linear/emit.js";
 import { featureCount, layoutOf, readLinearOp, type Layout, type LinearOp } from "./linear/read.js";
 import { LINEAR_OPS, STACK_REDUCE_OPS, SUM_OPS, WEIGHTED_LAYER_OPS } from "./op-traits.js";
-import { COST_PROBE_SIZES, kernelGrowthRefusal, macRefusal, type RegionCost } from "./policy.js";
+import { COST_PROBE_SIZES, kernelGrowthRefusal, largerKernelRefusal, macRefusal, type RegionCost } from "./policy.js";
 
 /** A part of a region: `map` (null = identity) applied to `leaf`, built from `nodes`. */
 interface Part {
@@ -443,11 +443,14 @@ function regionAt(ctx: RuleContext, builder: RegionBuilder, anchor: Node, compos
   // F×F matrix: a features region must contain a layer to fold into.
   if (dense && !part.nodes.some((n) => { const op = builder.read(n); return !("refused" in op) && op.kind === "conv"; })) return undefined;
   // A depthwise conv composed into a dense one (dw3x3 → pw1x1) multiplies the cost by the kernel
-  // area and is left as two layers (docs/rules.md §4); so is a kernel that grows past its layers.
+  // area and is left as two layers (docs/rules.md §4); so is a kernel that grows past its layers,
+  // and, unless it saves a quarter of the MACs, one larger than its largest layer's.
   const pointwise = part.map.kh === 1 && part.map.kw === 1;
   const ops = layers(builder, part.nodes);
   const costs = regionCosts(ctx, ops, anchor, part.map);
-  const refused = macRefusal(ctx.options, costs, pointwise) ?? kernelGrowthRefusal(part.map, naturalExtent(ctx, builder, ops, part.nodes));
+  const largest = Math.max(0, ...ops.map((op) => (op.kind === "conv" ? op.map.kh * op.map.kw : 0)));
+  const refused = macRefusal(ctx.options, costs, pointwise) ?? kernelGrowthRefusal(part.map, naturalExtent(ctx, builder, ops, part.nodes))
+    ?? (dense ? undefined : largerKernelRefusal(ctx.options, costs, largest, part.map.kh * part.map.kw));
   if (refused) return refused;
   const { macsBefore, macsAfter } = costs[0] ?? { macsBefore: 0, macsAfter: 0 };
   return { anchor, remove: part.nodes, part: part as Part & { map: LinearMap }, macsBefore, macsAfter, dense, rest };
