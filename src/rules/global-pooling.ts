@@ -1,5 +1,5 @@
 // An AveragePool whose window covers the whole (static) input is a GlobalAveragePool (docs/rules.md
-// §8). SE blocks pool with avg_pool2d(x, kernel_size=x.size(3)), which PyTorch exports as a Pad of
+// §13). SE blocks pool with avg_pool2d(x, kernel_size=x.size(3)), which PyTorch exports as a Pad of
 // zero amounts then AveragePool(H×W): both become one GlobalAveragePool. It stays a reduction: a
 // dense H×W depthwise kernel (what the linear algebra would make of it) is slower and larger.
 import { Node } from "../ir/graph.js";
