@@ -1,7 +1,8 @@
 // The optimize workflow: the rules run by the driver over a copy of the model, the sharing check,
 // and the report. Rules never see the caller's model; verification compares the two afterwards.
 import type { Model } from "../ir/graph.js";
-import { UsageError } from "../ir/errors.js";
+import { validateGraph } from "../ir/bytes.js";
+import { ModelError, UsageError } from "../ir/errors.js";
 import { onnx, toNumber, type ValueInfoProto } from "../ir/proto.js";
 import { runRules, type Convergence, type DriverOptions, type RefusalRecord, type RuleReport } from "../pipeline/driver.js";
 import type { RewriteRecord, Rule } from "../pipeline/rule.js";
@@ -111,11 +112,27 @@ function declareShapes(model: Model, overrides: ShapeOverride[]): void {
   });
 }
 
+/**
+ * The rewritten graph must be as well-formed as the input was (validated at load). If it is not,
+ * a rewrite is wrong: that is this tool's bug, never the input file's, so it is not a ModelError
+ * (which the CLI reports as a problem with the input) and nothing gets written.
+ */
+function checkRewritten(model: Model, rewrites: readonly RewriteRecord[]): void {
+  try {
+    validateGraph(model.graph);
+  } catch (e) {
+    if (!(e instanceof ModelError)) throw e;
+    const last = rewrites.at(-1);
+    throw new Error(`the rewritten model is invalid (${e.message})${last ? `; last rewrite: ${last.pass} at '${last.node}'` : ""}`);
+  }
+}
+
 function optimizeOnce(model: Model, options: OptimizeOptions): { model: Model; report: OptimizeReport; readSharedWeights: boolean } {
   const start = performance.now();
   const work = model.clone();
   const shapeOverrides = specializing(model, options.shapes, !!options.fixShapes);
   const result = runRules(work, options.rules ?? defaultRules(), options);
+  checkRewritten(work, result.rewrites);
   if (options.fixShapes) declareShapes(work, shapeOverrides);
   return {
     model: work,

@@ -89,7 +89,10 @@ function externalReader(files: ExternalFiles): ExternalReader {
   };
 }
 
-/** Structural checks: every tensor a node reads exists, the graph is acyclic, data sizes match. */
+/**
+ * Structural checks: every tensor a node reads exists (also the outer tensors its subgraphs read),
+ * the graph is acyclic, data sizes match. One pass over the nodes in order: no recursion.
+ */
 export function validateGraph(graph: Graph): void {
   const defined = new Set<string>();
   for (const i of graph.inputs) defined.add(i.name ?? "");
@@ -102,14 +105,14 @@ export function validateGraph(graph: Graph): void {
   // Topological order check (ONNX requires it); a back edge means a cycle or misordering.
   const pending = new Set<string>(producedBy.keys());
   for (const n of graph.nodes) {
-    for (const i of n.inputs) {
-      if (!i || defined.has(i)) continue;
-      if (pending.has(i)) {
-        throw new ModelError(`node '${n.name || n.opType}' reads '${i}' before it is produced (cycle or unsorted graph)`);
-      }
-      if (n.hasSubgraph()) continue; // outer-scope names of subgraphs are resolved by the runtime
-      throw new ModelError(`node '${n.name || n.opType}' reads '${i}', which no node, input or initializer provides`);
-    }
+    const direct = n.inputs.filter((i) => i).length;
+    n.reads().forEach((i, k) => {
+      if (defined.has(i)) return;
+      // reads() lists the node's non-empty inputs first, then what its subgraphs read from here.
+      const who = `node '${n.name || n.opType}'${k < direct ? "" : " (in a subgraph)"}`;
+      if (pending.has(i)) throw new ModelError(`${who} reads '${i}' before it is produced (cycle or unsorted graph)`);
+      throw new ModelError(`${who} reads '${i}', which no node, input or initializer provides`);
+    });
     for (const o of n.outputs) if (o) { defined.add(o); pending.delete(o); }
   }
   for (const o of graph.outputs)

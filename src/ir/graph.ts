@@ -1,10 +1,113 @@
 // The in-memory graph. Nodes keep their original proto (doc strings, unknown fields, subgraph
 // attributes) so that saving an untouched node writes it back unchanged; passes see names,
 // op types, inputs, outputs and typed attribute accessors only.
-import { copyWireInfo, onnx, toNumber, type AttributeProto, type GraphProto, type ModelProto, type NodeProto, type ValueInfoProto } from "./proto.js";
+import { copyWireInfo, onnx, shallowCopy, toNumber, type AttributeProto, type GraphProto, type ModelProto, type NodeProto, type ValueInfoProto } from "./proto.js";
 import { Tensor } from "./tensor.js";
 
 export type AttrValue = number | string | number[] | string[] | Tensor;
+
+const NONE: readonly string[] = Object.freeze([]);
+
+/** The graphs an attribute holds (GRAPH and GRAPHS attributes). */
+export function attributeGraphs(a: AttributeProto): GraphProto[] {
+  if (a.g) return a.graphs && a.graphs.length > 0 ? [a.g, ...a.graphs] : [a.g];
+  return a.graphs ?? [];
+}
+
+/** Names a subgraph defines: its inputs, initializers and node outputs. */
+function definedIn(g: GraphProto): Set<string> {
+  const defined = new Set<string>();
+  for (const i of g.input ?? []) defined.add(i.name ?? "");
+  for (const t of g.initializer ?? []) defined.add(t.name ?? "");
+  for (const t of g.sparseInitializer ?? []) defined.add(t.values?.name ?? "");
+  for (const n of g.node ?? []) for (const o of n.output ?? []) if (o) defined.add(o);
+  return defined;
+}
+
+// Subgraph protos are never mutated (a rename makes new ones), so their outer reads are computed once.
+const outerReadsCache = new WeakMap<GraphProto, readonly string[]>();
+
+/**
+ * The names a subgraph reads that it does not define (free names): node inputs, the outer reads of
+ * its own nested subgraphs, and outputs that name an outer tensor. Recursion follows the nesting
+ * of subgraphs (bounded by protobuf's own decoding depth), never the length of a graph.
+ */
+export function outerReads(g: GraphProto): readonly string[] {
+  const cached = outerReadsCache.get(g);
+  if (cached) return cached;
+  const defined = definedIn(g);
+  const free = new Set<string>();
+  const read = (name: string | null | undefined) => {
+    if (name && !defined.has(name)) free.add(name);
+  };
+  for (const n of g.node ?? []) {
+    for (const i of n.input ?? []) read(i);
+    for (const a of n.attribute ?? []) for (const sub of attributeGraphs(a)) for (const name of outerReads(sub)) read(name);
+  }
+  for (const o of g.output ?? []) read(o.name);
+  const result = Object.freeze([...free]);
+  outerReadsCache.set(g, result);
+  return result;
+}
+
+/** Every name defined anywhere inside `g` (its own and its nested subgraphs'), for fresh-name choice. */
+export function namesDefinedIn(g: GraphProto, into = new Set<string>()): Set<string> {
+  for (const name of definedIn(g)) into.add(name);
+  for (const n of g.node ?? []) {
+    if (n.name) into.add(n.name);
+    for (const a of n.attribute ?? []) for (const sub of attributeGraphs(a)) namesDefinedIn(sub, into);
+  }
+  return into;
+}
+
+/** A copy of subgraph `g` reading `to` wherever it read outer tensor `from`; undefined if `g` defines `to`. */
+function renameOuterRead(g: GraphProto, from: string, to: string): GraphProto | undefined {
+  if (!outerReads(g).includes(from)) return g;
+  if (definedIn(g).has(to)) return undefined;
+  const copy = shallowCopy(g);
+  const nodes: NodeProto[] = [];
+  for (const n of g.node ?? []) {
+    const readsInput = (n.input ?? []).includes(from);
+    const readsInBody = (n.attribute ?? []).some((a) => attributeGraphs(a).some((sub) => outerReads(sub).includes(from)));
+    if (!readsInput && !readsInBody) {
+      nodes.push(n);
+      continue;
+    }
+    const nc = shallowCopy(n);
+    if (readsInput) nc.input = n.input!.map((i) => (i === from ? to : i));
+    if (readsInBody) {
+      const attributes: AttributeProto[] = [];
+      for (const a of n.attribute ?? []) {
+        if (!attributeGraphs(a).some((sub) => outerReads(sub).includes(from))) {
+          attributes.push(a);
+          continue;
+        }
+        const ac = shallowCopy(a);
+        if (a.g) {
+          const r = renameOuterRead(a.g, from, to);
+          if (!r) return undefined;
+          ac.g = r;
+        }
+        if (a.graphs && a.graphs.length > 0) {
+          const rs = a.graphs.map((sub) => renameOuterRead(sub, from, to));
+          if (rs.some((r) => !r)) return undefined;
+          ac.graphs = rs as GraphProto[];
+        }
+        attributes.push(ac);
+      }
+      nc.attribute = attributes;
+    }
+    nodes.push(nc);
+  }
+  copy.node = nodes;
+  copy.output = (g.output ?? []).map((o) => {
+    if (o.name !== from) return o;
+    const oc = shallowCopy(o);
+    oc.name = to;
+    return oc;
+  });
+  return copy;
+}
 
 export class Node {
   constructor(
@@ -58,6 +161,60 @@ export class Node {
 
   hasSubgraph(): boolean {
     return this.attributes.some((a) => a.g || (a.graphs && a.graphs.length > 0));
+  }
+
+  /**
+   * Tensors of the enclosing graphs that this node's subgraphs (If branches, Loop/Scan bodies, at
+   * any nesting depth) read by name. ONNX lets a body read any outer tensor without listing it
+   * as an input: those reads are uses of the tensor by this node, like its inputs.
+   */
+  subgraphReads(): readonly string[] {
+    if (!this.hasSubgraph()) return NONE;
+    const reads = new Set<string>();
+    for (const a of this.attributes) for (const g of attributeGraphs(a)) for (const name of outerReads(g)) reads.add(name);
+    return [...reads];
+  }
+
+  /** Every tensor this node reads: its (non-empty) inputs, then what its subgraphs read from outside. */
+  reads(): string[] {
+    const inputs = this.inputs.filter((i) => i);
+    if (!this.hasSubgraph()) return inputs;
+    return [...inputs, ...this.subgraphReads()];
+  }
+
+  /** Whether renameSubgraphReads(from, to) would succeed (it changes nothing here). */
+  canRenameSubgraphReads(from: string, to: string): boolean {
+    return this.attributes.every((a) => attributeGraphs(a).every((g) => renameOuterRead(g, from, to) !== undefined));
+  }
+
+  /**
+   * Make this node's subgraphs read `to` where they read the outer tensor `from`. Returns false,
+   * changing nothing, when a body defines `to` itself (the renamed read would be captured there).
+   */
+  renameSubgraphReads(from: string, to: string): boolean {
+    if (!this.subgraphReads().includes(from)) return true;
+    const attributes: AttributeProto[] = [];
+    for (const a of this.attributes) {
+      const graphs = attributeGraphs(a);
+      if (!graphs.some((g) => outerReads(g).includes(from))) {
+        attributes.push(a);
+        continue;
+      }
+      const copy = shallowCopy(a);
+      if (a.g) {
+        const g = renameOuterRead(a.g, from, to);
+        if (!g) return false;
+        copy.g = g;
+      }
+      if (a.graphs && a.graphs.length > 0) {
+        const gs = a.graphs.map((g) => renameOuterRead(g, from, to));
+        if (gs.some((g) => !g)) return false;
+        copy.graphs = gs as GraphProto[];
+      }
+      attributes.push(copy);
+    }
+    this.attributes = attributes;
+    return true;
   }
 
   toProto(): NodeProto {
@@ -114,17 +271,27 @@ export class Graph {
     return new Set(this.outputs.map((o) => o.name ?? ""));
   }
 
-  /** tensor name -> nodes consuming it (a node using a tensor twice appears twice). */
+  /**
+   * tensor name -> nodes consuming it (a node using a tensor twice appears twice). A node whose
+   * subgraphs read a tensor of this graph consumes it too (Node.reads).
+   */
   consumers(): Map<string, Node[]> {
     const map = new Map<string, Node[]>();
     for (const n of this.nodes)
-      for (const i of n.inputs) {
-        if (!i) continue;
+      for (const i of n.reads()) {
         let list = map.get(i);
         if (!list) map.set(i, (list = []));
         list.push(n);
       }
     return map;
+  }
+
+  /**
+   * A node whose subgraphs read `from` but define a tensor named `to` themselves: renaming `from`
+   * to `to` (replaceUses) would be captured there, so a rule must not ask for it.
+   */
+  renameCapturedBy(from: string, to: string): Node | undefined {
+    return this.nodes.find((n) => n.subgraphReads().includes(from) && !n.canRenameSubgraphReads(from, to));
   }
 
   /** tensor name -> producing node. */
@@ -153,6 +320,11 @@ export class Model {
     public graph: Graph,
     /** Where it was loaded from (error messages, external data). */
     readonly path?: string,
+    /**
+     * Every file its data comes from (absolute): the model file and its external data files. Copies
+     * keep the list, so a model written from a copy is never written over a file it still reads.
+     */
+    readonly sources: readonly string[] = [],
   ) {}
 
   /** The opset version imported for a domain ("" = the default ONNX domain). */
@@ -161,7 +333,10 @@ export class Model {
     return entry ? toNumber(entry.version) : 0;
   }
 
-  /** A copy that passes can mutate: nodes and lists are new, tensors (immutable) are shared. */
+  /**
+   * A copy that passes can mutate: nodes and lists are new, tensors (immutable) are shared. It has
+   * no path: it is not the file it came from, and errors about it must not name that file.
+   */
   clone(): Model {
     const g = this.graph;
     const nodes = g.nodes.map((n) => new Node(n.name, n.opType, [...n.inputs], [...n.outputs], [...n.attributes], n.domain, n.original));
@@ -169,7 +344,7 @@ export class Model {
     copy.inputs = [...g.inputs];
     copy.outputs = [...g.outputs];
     copy.valueInfo = [...g.valueInfo];
-    return new Model(this.original, copy, this.path);
+    return new Model(this.original, copy, undefined, this.sources);
   }
 
   /**
@@ -182,7 +357,7 @@ export class Model {
     copyWireInfo(this.original, original);
     const kept = (this.original.metadataProps ?? []).filter((e) => !Object.prototype.hasOwnProperty.call(entries, e.key ?? ""));
     original.metadataProps = [...kept, ...Object.entries(entries).map(([key, value]) => onnx.StringStringEntryProto.create({ key, value }))];
-    return new Model(original, this.graph, this.path);
+    return new Model(original, this.graph, this.path, this.sources);
   }
 
   toProto(): ModelProto {

@@ -171,6 +171,14 @@ export function copyWireInfo(from: object, to: object): void {
 }
 
 /** Number of unknown (newer-schema) fields carried by a message, for tests and reports. */
+/** A shallow copy of a decoded message that keeps its unknown fields and wire-layout notes. */
+export function shallowCopy<T extends object>(m: T): T {
+  const copy = Object.create(Object.getPrototypeOf(m)) as T;
+  Object.assign(copy, m);
+  copyWireInfo(m, copy);
+  return copy;
+}
+
 export function unknownFieldCount(message: object): number {
   return ((message as Record<string, unknown>)[UNKNOWN] as unknown[] | undefined)?.length ?? 0;
 }

@@ -2,7 +2,7 @@
 // a Replacement a rule declared, keeps the node order topological, garbage-collects what the
 // replaced nodes left unused, records the rewrite for the report, and tells its listeners what
 // changed (the rule context keeps its derived views up to date from that).
-import type { Graph, Node } from "../ir/graph.js";
+import { attributeGraphs, namesDefinedIn, type Graph, type Node } from "../ir/graph.js";
 import { onnx } from "../ir/proto.js";
 import type { Change, RewriterView } from "./context.js";
 import { rewriteKey, type Match, type Replacement, type RewriteRecord } from "./rule.js";
@@ -21,6 +21,8 @@ export class Rewriter implements RewriterView {
     for (const k of graph.initializers.keys()) this.names.add(k);
     for (const n of graph.nodes) for (const o of n.outputs) this.names.add(o);
     for (const i of graph.inputs) this.names.add(i.name ?? "");
+    // A new outer tensor must not take a name a subgraph defines (it would shadow or be shadowed).
+    for (const n of graph.nodes) if (n.hasSubgraph()) for (const a of n.attributes) for (const g of attributeGraphs(a)) namesDefinedIn(g, this.names);
   }
 
   listen(listener: (change: Change) => void): void {
@@ -52,12 +54,15 @@ export class Rewriter implements RewriterView {
       node.inputs[input] = tensor;
       change.rewired.push(node);
     }
+    // Readers inside subgraphs (an If branch reading `from` from this graph) are renamed too; a
+    // rule asking for a rename a body would capture (Graph.renameCapturedBy) is a bug in the rule.
     for (const { from, to } of r.replaceUses ?? [])
-      for (const n of graph.nodes)
-        if (n.inputs.includes(from)) {
-          n.inputs = n.inputs.map((i) => (i === from ? to : i));
-          change.rewired.push(n);
-        }
+      for (const n of graph.nodes) {
+        const direct = n.inputs.includes(from), inBody = n.subgraphReads().includes(from);
+        if (direct) n.inputs = n.inputs.map((i) => (i === from ? to : i));
+        if (inBody && !n.renameSubgraphReads(from, to)) throw new Error(`rewriter: ${rule} renames '${from}' to '${to}', which a subgraph of '${n.name}' defines`);
+        if (direct || inBody) change.rewired.push(n);
+      }
     for (const { tensor, axis, size } of r.resize ?? [])
       for (const v of graph.valueInfo) {
         const dims = v.type?.tensorType?.shape?.dim;
@@ -72,7 +77,7 @@ export class Rewriter implements RewriterView {
     graph.nodes = [...before, ...(removing.has(anchor) ? [] : [anchor]), ...add, ...after];
     for (const n of [...remove, ...add]) for (const o of n.outputs) if (o) change.tensors.add(o);
     const touched = new Set<string>();
-    for (const n of remove) for (const i of n.inputs) if (i) touched.add(i);
+    for (const n of remove) for (const i of n.reads()) touched.add(i);
     for (const t of r.collect ?? []) if (t) touched.add(t);
     this.collectGarbage(touched, change);
     const record: RewriteRecord = {
@@ -86,49 +91,54 @@ export class Rewriter implements RewriterView {
     return record;
   }
 
-  /** Drop initializers and nodes that only the removed nodes used (transitively); stale value_info too. */
+  /**
+   * Drop initializers and nodes that only the removed nodes used (transitively); stale value_info
+   * too. A worklist over use counts (reads from inside subgraphs count): linear in the graph,
+   * however long the dead chain.
+   */
   private collectGarbage(candidates: Set<string>, change: Change): void {
-    const outputs = new Set(this.graph.outputs.map((o) => o.name ?? ""));
-    let changed = true;
-    while (changed) {
-      changed = false;
-      const used = new Set<string>();
-      const producerOf = new Map<string, Node>();
-      for (const n of this.graph.nodes) {
-        for (const i of n.inputs) used.add(i);
-        for (const o of n.outputs) if (o) producerOf.set(o, n);
+    const graph = this.graph;
+    const outputs = new Set(graph.outputs.map((o) => o.name ?? ""));
+    const uses = new Map<string, number>();
+    const producerOf = new Map<string, Node>();
+    for (const n of graph.nodes) {
+      for (const i of n.reads()) uses.set(i, (uses.get(i) ?? 0) + 1);
+      for (const o of n.outputs) if (o) producerOf.set(o, n);
+    }
+    const read = (t: string) => (uses.get(t) ?? 0) > 0 || outputs.has(t);
+    const work = [...candidates];
+    const drop = new Set<Node>();
+    const droppedInits = new Set<string>();
+    while (work.length > 0) {
+      const name = work.pop()!;
+      if (!name || read(name)) continue;
+      if (graph.initializers.delete(name)) {
+        droppedInits.add(name);
+        change.tensors.add(name);
       }
-      const drop = new Set<Node>();
-      for (const name of [...candidates]) {
-        candidates.delete(name);
-        if (used.has(name) || outputs.has(name)) continue;
-        if (this.graph.initializers.delete(name)) {
-          // IR < 4 models list initializers among the inputs too: drop that entry with it.
-          this.graph.inputs = this.graph.inputs.filter((i) => i.name !== name);
-          change.tensors.add(name);
-          changed = true;
-        }
-        // The producer, once none of its outputs is read (shape plumbing of a removed Reshape,
-        // a Constant): default-domain ops have no side effects, so it goes, and its inputs become
-        // candidates in turn (next sweep, with the readers recounted).
-        const producer = producerOf.get(name);
-        if (producer && !drop.has(producer) && producer.isDefaultDomain && !producer.hasSubgraph() &&
-            producer.outputs.every((o) => !o || (!used.has(o) && !outputs.has(o)))) {
-          drop.add(producer);
-          for (const i of producer.inputs) if (i) candidates.add(i);
-          changed = true;
-        }
-      }
-      if (drop.size > 0) {
-        this.graph.nodes = this.graph.nodes.filter((n) => !drop.has(n));
-        for (const n of drop) {
-          change.removed.push(n);
-          for (const o of n.outputs) if (o) change.tensors.add(o);
+      // The producer, once none of its outputs is read (shape plumbing of a removed Reshape,
+      // a Constant): default-domain ops have no side effects, so it goes, and its inputs become
+      // candidates in turn.
+      const producer = producerOf.get(name);
+      if (producer && !drop.has(producer) && producer.isDefaultDomain && !producer.hasSubgraph() && producer.outputs.every((o) => !o || !read(o))) {
+        drop.add(producer);
+        for (const i of producer.reads()) {
+          uses.set(i, uses.get(i)! - 1);
+          work.push(i);
         }
       }
     }
+    // IR < 4 models list initializers among the inputs too: drop those entries with them.
+    if (droppedInits.size > 0) graph.inputs = graph.inputs.filter((i) => !droppedInits.has(i.name ?? ""));
+    if (drop.size > 0) {
+      graph.nodes = graph.nodes.filter((n) => !drop.has(n));
+      for (const n of drop) {
+        change.removed.push(n);
+        for (const o of n.outputs) if (o) change.tensors.add(o);
+      }
+    }
     const produced = new Set<string>();
-    for (const n of this.graph.nodes) for (const o of n.outputs) produced.add(o);
-    this.graph.valueInfo = this.graph.valueInfo.filter((v) => produced.has(v.name ?? "") || this.graph.initializers.has(v.name ?? ""));
+    for (const n of graph.nodes) for (const o of n.outputs) produced.add(o);
+    graph.valueInfo = graph.valueInfo.filter((v) => produced.has(v.name ?? "") || graph.initializers.has(v.name ?? ""));
   }
 }

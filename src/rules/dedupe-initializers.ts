@@ -82,7 +82,9 @@ export const dedupeInitializers: Rule<DuplicateMatch> = {
     const twinOf = twins(ctx);
     const copy = root.inputs.find((i) => twinOf.has(i) && !ctx.isGraphOutput(i));
     if (!copy) return notCandidate("its initializers are unique");
-    return { anchor: root, remove: [], copy, twin: twinOf.get(copy)! };
+    const twin = twinOf.get(copy)!;
+    if (ctx.graph.renameCapturedBy(copy, twin)) return notCandidate(`a subgraph reading '${copy}' defines its own '${twin}'`);
+    return { anchor: root, remove: [], copy, twin };
   },
   rewrite({ copy, twin }) {
     return { replaceUses: [{ from: copy, to: twin }], collect: [copy], summary: `'${copy}' is identical to '${twin}': shared` };

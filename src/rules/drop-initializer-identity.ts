@@ -2,7 +2,7 @@
 // read the initializer itself, so constant folding never turns one shared weight into two copies.
 // Runs before fold-constants, which would otherwise fold the Identity into a copy.
 import type { Node } from "../ir/graph.js";
-import { notCandidate, type Match, type Rule } from "../pipeline/rule.js";
+import { notCandidate, refuse, type Match, type Rule } from "../pipeline/rule.js";
 
 interface IdentityMatch extends Match {
   source: string;
@@ -17,6 +17,8 @@ export const dropInitializerIdentity: Rule<IdentityMatch> = {
     const source = node.inputs[0];
     if (!source || !ctx.graph.initializers.has(source) || !ctx.constant(source)) return notCandidate("not an Identity of a fixed initializer");
     if (ctx.isGraphOutput(node.outputs[0]!)) return notCandidate("its output is a graph output");
+    const captured = ctx.graph.renameCapturedBy(node.outputs[0]!, source);
+    if (captured) return refuse(`a subgraph of '${captured.name}' reads its output and defines its own '${source}'`);
     return { anchor: node, remove: [node], source };
   },
   rewrite({ anchor, source }) {

@@ -58,7 +58,7 @@ function evaluate(ctx: RuleContext, node: Node, valueOf: (name: string) => Value
 /** Names the graph's remaining nodes read that the folded nodes produce: what becomes initializers. */
 function stillRead(ctx: RuleContext, gone: Set<Node>, produced: Map<string, Value>): Set<string> {
   const read = new Set<string>();
-  for (const n of ctx.graph.nodes) if (!gone.has(n)) for (const i of n.inputs) if (produced.has(i)) read.add(i);
+  for (const n of ctx.graph.nodes) if (!gone.has(n)) for (const i of n.reads()) if (produced.has(i)) read.add(i);
   return read;
 }
 

@@ -58,6 +58,8 @@ function plan(ctx: RuleContext, producer: Node): Plan | Refusal {
   for (;;) {
     if (ctx.isGraphOutput(tensor)) return refuse(`'${tensor}' is a graph output (its channel count is part of the interface)`);
     const readers = ctx.consumers(tensor);
+    const inBody = readers.find((r) => !r.inputs.includes(tensor));
+    if (inBody) return refuse(`'${tensor}' is read inside a subgraph of ${inBody.opType} '${inBody.name}' (its channel count would change there)`);
     if (readers.length === 1 && keepsZero(ctx, readers[0]!) && readers[0]!.inputs[0] === tensor) {
       chain.push(readers[0]!);
       tensor = readers[0]!.outputs[0]!;
