@@ -29,7 +29,7 @@ export function perChannel(values: Float64Array, channels: number): Float64Array
 /** y = s ⊙ map(x) + t: scales output channel o of the kernel and bias (exact for any pads). */
 export function affineAfter(m: LinearMap, a: Affine): LinearMap {
   // After a composition not computed yet, stay lazy: the region may still be refused for its cost.
-  if (isPending(m)) return lazyMap(geometryOf(m), () => affineAfterNow(m, a));
+  if (isPending(m)) return lazyMap(geometryOf(m), () => affineAfterNow(m, a), [m]);
   return affineAfterNow(m, a);
 }
 

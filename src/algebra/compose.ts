@@ -29,7 +29,7 @@ export function composeMaps(first: LinearMap, second: LinearMap, padValue?: Floa
  */
 export function composeLazily(first: LinearMap, second: LinearMap, padValue?: Float64Array, options: ComposeOptions = {}): LinearMap | Refusal {
   const plan = planComposition(first, second, padValue, options);
-  return isRefusal(plan) ? plan : lazyMap(plan.geometry, plan.compute);
+  return isRefusal(plan) ? plan : lazyMap(plan.geometry, plan.compute, [first, second]);
 }
 
 export interface ComposeOptions {

@@ -53,10 +53,11 @@ export type MapGeometry = Omit<LinearMap, "kernel" | "bias">;
  * A map whose kernel and bias are computed on first read (then kept). Its geometry is known now;
  * the computed map must agree with it.
  */
-export function lazyMap(geometry: MapGeometry, compute: () => LinearMap): LinearMap {
+export function lazyMap(geometry: MapGeometry, compute: () => LinearMap, inputs: LinearMap[] = []): LinearMap {
   let done: LinearMap | undefined;
   const force = (): LinearMap => {
     if (!done) {
+      computeInputsFirst(m);
       done = compute();
       pending.delete(m);
       for (const k of ["outChannels", "inChannels", "groups", "kh", "kw"] as const)
@@ -68,11 +69,37 @@ export function lazyMap(geometry: MapGeometry, compute: () => LinearMap): Linear
   Object.defineProperty(m, "kernel", { enumerable: true, get: () => force().kernel });
   Object.defineProperty(m, "bias", { enumerable: true, get: () => force().bias });
   pending.add(m);
+  if (inputs.length > 0) lazyInputs.set(m, inputs);
   return m;
 }
 
 /** Lazy maps not computed yet. */
 const pending = new WeakSet<LinearMap>();
+/** The maps a lazy map's computation reads (so they can be computed before it). */
+const lazyInputs = new WeakMap<LinearMap, LinearMap[]>();
+
+/**
+ * Compute the pending maps `m` reads, deepest first, with an explicit stack: a region's lazy maps
+ * chain as long as the region, and computing each one inside its reader's would recurse that deep.
+ */
+function computeInputsFirst(m: LinearMap): void {
+  const stack: { map: LinearMap; at: number }[] = [{ map: m, at: 0 }];
+  const seen = new Set<LinearMap>([m]);
+  while (stack.length > 0) {
+    const top = stack[stack.length - 1]!;
+    const inputs = lazyInputs.get(top.map) ?? [];
+    if (top.at < inputs.length) {
+      const next = inputs[top.at++]!;
+      if (pending.has(next) && !seen.has(next)) {
+        seen.add(next);
+        stack.push({ map: next, at: 0 });
+      }
+      continue;
+    }
+    stack.pop();
+    if (top.map !== m) void top.map.kernel; // its inputs are computed: this reads no deeper
+  }
+}
 
 /** A lazy map not computed yet (so work on it can be deferred too). */
 export function isPending(m: LinearMap): boolean {

@@ -21,11 +21,48 @@ import { featureCount, layoutOf, readLinearOp, type Layout, type LinearOp } from
 import { LINEAR_OPS, STACK_REDUCE_OPS, SUM_OPS, WEIGHTED_LAYER_OPS } from "./op-traits.js";
 import { COST_PROBE_SIZES, kernelGrowthRefusal, largerKernelRefusal, macRefusal, type RegionCost } from "./policy.js";
 
+/**
+ * The nodes of a part as a persistent sequence: extending a part shares its sub-parts' sequences
+ * instead of copying them, so walking a chain of n nodes costs O(n), not O(n²).
+ */
+class NodeSeq {
+  static readonly empty = new NodeSeq([], 0);
+  private constructor(private readonly items: readonly (Node | NodeSeq)[], readonly size: number) {}
+
+  static of(nodes: readonly Node[]): NodeSeq {
+    return nodes.length === 0 ? NodeSeq.empty : new NodeSeq(nodes, nodes.length);
+  }
+
+  /** The items (sequences or nodes) one after the other. */
+  static join(...items: (Node | NodeSeq)[]): NodeSeq {
+    const kept = items.filter((i) => !(i instanceof NodeSeq) || i.size > 0);
+    const size = kept.reduce((n, i) => n + (i instanceof NodeSeq ? i.size : 1), 0);
+    return size === 0 ? NodeSeq.empty : new NodeSeq(kept, size);
+  }
+
+  /** The nodes in order (an explicit stack: sequences nest as deep as the graph is long). */
+  toArray(): Node[] {
+    const out: Node[] = [];
+    const stack: { seq: NodeSeq; at: number }[] = [{ seq: this, at: 0 }];
+    while (stack.length > 0) {
+      const top = stack[stack.length - 1]!;
+      if (top.at === top.seq.items.length) {
+        stack.pop();
+        continue;
+      }
+      const item = top.seq.items[top.at++]!;
+      if (item instanceof NodeSeq) stack.push({ seq: item, at: 0 });
+      else out.push(item);
+    }
+    return out;
+  }
+}
+
 /** A part of a region: `map` (null = identity) applied to `leaf`, built from `nodes`. */
 interface Part {
   leaf: string;
   map: LinearMap | null;
-  nodes: Node[];
+  nodes: NodeSeq;
   /** The axis the map acts on (undefined for a bare leaf). */
   layout?: Layout;
   /**
@@ -40,11 +77,18 @@ interface Part {
 
 type Term = Part & { coef: number; sign: 1 | -1; tensor: string };
 
-const leaf = (tensor: string): Part => ({ leaf: tensor, map: null, nodes: [] });
+const leaf = (tensor: string): Part => ({ leaf: tensor, map: null, nodes: NodeSeq.empty });
 
 class RegionBuilder {
   /** Reading a node decodes its weights: done once per node per graph version. */
   private readonly ops: Map<Node, LinearOp | Refusal>;
+  /**
+   * part() of non-root tensors, per composeLayers setting, per graph version: a part depends only
+   * on its tensor, so each is computed once however many roots reach it.
+   */
+  private readonly parts: readonly [Map<string, Part>, Map<string, Part>];
+  /** Sums inside a refused root sum whose terms all have different inputs (not roots worth trying), per graph version. */
+  readonly hopeless: Set<Node>;
   /** Off: a layer after another layer starts a new region (affine folds and sums only). */
   composeLayers = true;
   /** Why nodes met on the walk were left out of the region. */
@@ -52,6 +96,8 @@ class RegionBuilder {
 
   constructor(private readonly ctx: RuleContext) {
     this.ops = ctx.memo("collapse-linear-regions:ops", () => new Map<Node, LinearOp | Refusal>());
+    this.parts = ctx.memo("collapse-linear-regions:parts", () => [new Map<string, Part>(), new Map<string, Part>()] as const);
+    this.hopeless = ctx.memo("collapse-linear-regions:hopeless", () => new Set<Node>());
   }
 
   read(node: Node): LinearOp | Refusal {
@@ -85,14 +131,57 @@ class RegionBuilder {
     return op;
   }
 
+  /**
+   * The part ending at `tensor`. A region can be as long as the graph, so the walk must not recurse
+   * once per node: the root call first finds, with an explicit stack, every tensor whose part it
+   * will need, and computes them deepest first; each then finds its sub-parts memoized.
+   */
   part(tensor: string, root = false): Part {
+    const memo = this.parts[this.composeLayers ? 1 : 0];
+    if (root) {
+      const needed = this.partsBelow(tensor);
+      for (let k = needed.length - 1; k >= 0; k--) this.part(needed[k]!);
+      return this.partNow(tensor, true);
+    }
+    let p = memo.get(tensor);
+    if (!p) memo.set(tensor, (p = this.partNow(tensor, false)));
+    return p;
+  }
+
+  /**
+   * The non-root tensors partNow(root) reaches through part() calls, parents before children (the
+   * same decisions partNow and sum make: sole readers, linear ops, flattened sum trees).
+   */
+  private partsBelow(root: string): string[] {
+    const memo = this.parts[this.composeLayers ? 1 : 0];
+    const order: string[] = [];
+    const stack: { tensor: string; root: boolean }[] = [{ tensor: root, root: true }];
+    while (stack.length > 0) {
+      const { tensor, root } = stack.pop()!;
+      if (!root) {
+        if (memo.has(tensor) || !this.internal(tensor)) continue;
+        order.push(tensor);
+      }
+      const op = this.op(tensor);
+      if (!op) continue;
+      if (op.kind !== "sum") stack.push({ tensor: op.input, root: false });
+      else {
+        const terms: { tensor: string; coef: number }[] = [];
+        this.terms(op.node, 1, terms, []);
+        for (const t of terms) if (this.internal(t.tensor)) stack.push({ tensor: t.tensor, root: false });
+      }
+    }
+    return order;
+  }
+
+  private partNow(tensor: string, root: boolean): Part {
     if (!root && !this.internal(tensor)) return leaf(tensor);
     const op = this.op(tensor);
     if (!op) return leaf(tensor);
     switch (op.kind) {
       case "identity": {
         const p = this.part(op.input);
-        return { ...p, nodes: [...p.nodes, op.node] };
+        return { ...p, nodes: NodeSeq.join(p.nodes, op.node) };
       }
       case "affine": {
         let p = this.part(op.input);
@@ -105,25 +194,25 @@ class RegionBuilder {
         const base = p.map ?? this.identity(p.leaf, op.scale.length > 1 ? op.scale.length : undefined, op.node, op.layout);
         if (!base) return leaf(tensor);
         const pad = p.pad && { pads: p.pad.pads, values: affineValues(p.pad.values, op.scale, op.shift) };
-        return { leaf: p.leaf, map: affineAfter(base, op), nodes: [...p.nodes, op.node], pad, layout: op.layout };
+        return { leaf: p.leaf, map: affineAfter(base, op), nodes: NodeSeq.join(p.nodes, op.node), pad, layout: op.layout };
       }
       case "pad": {
         const p = this.part(op.input);
         const values = op.values.every((v) => v === 0) ? null : op.values;
         const pad = { pads: op.pads, values };
-        if (p.map && p.layout !== "nchw") return { ...leaf(op.input), nodes: op.nodes, pad, layout: "nchw" };
-        if (!p.pad) return { ...p, nodes: [...p.nodes, ...op.nodes], pad, layout: "nchw" };
+        if (p.map && p.layout !== "nchw") return { ...leaf(op.input), nodes: NodeSeq.of(op.nodes), pad, layout: "nchw" };
+        if (!p.pad) return { ...p, nodes: NodeSeq.join(p.nodes, ...op.nodes), pad, layout: "nchw" };
         // Pad after pad: a zero-amount Pad (exporters emit them before AveragePool) is an identity;
         // two pads with the same border value are one pad of the summed amounts.
-        if (op.pads.every((v) => v === 0)) return { ...p, nodes: [...p.nodes, ...op.nodes] };
+        if (op.pads.every((v) => v === 0)) return { ...p, nodes: NodeSeq.join(p.nodes, ...op.nodes) };
         // A crop (negative amounts) and a pad do not add up (crop then pad loses the data the pad
         // replaces); two crops do.
         const crop = (pads: Pads) => pads.some((v) => v < 0);
         if ((crop(op.pads) || crop(p.pad.pads)) && !(op.pads.every((v) => v <= 0) && p.pad.pads.every((v) => v <= 0)))
-          return { ...leaf(op.input), nodes: op.nodes, pad };
+          return { ...leaf(op.input), nodes: NodeSeq.of(op.nodes), pad };
         if (sameValues(p.pad.values, values))
-          return { ...p, nodes: [...p.nodes, ...op.nodes], pad: { pads: p.pad.pads.map((v, i) => v + op.pads[i]!) as Pads, values } };
-        return { ...leaf(op.input), nodes: op.nodes, pad };
+          return { ...p, nodes: NodeSeq.join(p.nodes, ...op.nodes), pad: { pads: p.pad.pads.map((v, i) => v + op.pads[i]!) as Pads, values } };
+        return { ...leaf(op.input), nodes: NodeSeq.of(op.nodes), pad };
       }
       case "conv": case "pool": {
         const layout: Layout = op.kind === "conv" ? op.layout : "nchw";
@@ -177,7 +266,7 @@ class RegionBuilder {
       // two layers would need the composition to know it: not done.
       if (pads.some((v) => v < 0) && p.map) {
         this.note(node, "a crop (Slice) between two layers is not composed");
-        return { leaf: input, map: second, nodes: [node] };
+        return { leaf: input, map: second, nodes: NodeSeq.of([node]) };
       }
       // A crop then zero padding on the same side is not less padding: the cropped rows would come
       // back as data where the layer reads zeros. A crop folds only on sides the layer does not pad
@@ -187,23 +276,23 @@ class RegionBuilder {
         return { leaf: input, map: second, nodes: [node] };
       }
       const zero = !values || values.every((v) => v === 0);
-      if (!zero && second.pads.some((v) => v !== 0)) return { leaf: input, map: second, nodes: [node] };
+      if (!zero && second.pads.some((v) => v !== 0)) return { leaf: input, map: second, nodes: NodeSeq.of([node]) };
       layer = { ...second, pads: second.pads.map((v, i) => v + pads[i]!) as Pads };
       if (!zero) padValue = perChannel(values!, second.inChannels);
     }
-    if (p.map && !this.composeLayers) return { leaf: input, map: second, nodes: [node] };
+    if (p.map && !this.composeLayers) return { leaf: input, map: second, nodes: NodeSeq.of([node]) };
     if (!p.map) {
       // Directly on the region's input: a Pad with value 0 merges into the layer's own padding.
-      if (p.pad && padValue) return { leaf: input, map: second, nodes: [node] };
-      return { leaf: p.leaf, map: layer, nodes: [...p.nodes, node] };
+      if (p.pad && padValue) return { leaf: input, map: second, nodes: NodeSeq.of([node]) };
+      return { leaf: p.leaf, map: layer, nodes: NodeSeq.join(p.nodes, node) };
     }
     // Lazily: the kernel arithmetic runs only if the region passes its cost check and is emitted.
     const composed = composeLazily(p.map, layer, padValue, { ignoreBorderRule: this.ctx.options.unsafeIgnoreBorderRule, padValueRtol: this.padValueRtol(node) });
     if (isRefusal(composed)) {
       this.note(node, composed.refused);
-      return { leaf: input, map: second, nodes: [node] };
+      return { leaf: input, map: second, nodes: NodeSeq.of([node]) };
     }
-    return { leaf: p.leaf, map: composed, nodes: [...p.nodes, node] };
+    return { leaf: p.leaf, map: composed, nodes: NodeSeq.join(p.nodes, node) };
   }
 
   /**
@@ -211,12 +300,24 @@ class RegionBuilder {
    * their coefficients (±1, or 1/n under a ReduceMean over a stack).
    */
   private terms(node: Node, coef: number, out: { tensor: string; coef: number }[], sums: Node[]): void {
-    const op = this.read(node) as Extract<LinearOp, { kind: "sum" }>;
-    sums.push(node, ...(op.nodes ?? []));
-    for (const t of op.terms) {
-      const c = coef * t.sign * (op.scale ?? 1);
+    // Depth first in term order, with an explicit stack: a tree of sums can be as deep as the graph.
+    type Sum = Extract<LinearOp, { kind: "sum" }>;
+    const open = (n: Node, c: number) => {
+      const op = this.read(n) as Sum;
+      sums.push(n, ...(op.nodes ?? []));
+      return { op, coef: c, at: 0 };
+    };
+    const stack = [open(node, coef)];
+    while (stack.length > 0) {
+      const top = stack[stack.length - 1]!;
+      if (top.at === top.op.terms.length) {
+        stack.pop();
+        continue;
+      }
+      const t = top.op.terms[top.at++]!;
+      const c = top.coef * t.sign * (top.op.scale ?? 1);
       const inner = this.internal(t.tensor) ? this.op(t.tensor) : undefined;
-      if (inner?.kind === "sum") this.terms(inner.node, c, out, sums);
+      if (inner?.kind === "sum") stack.push(open(inner.node, c));
       else out.push({ tensor: t.tensor, coef: c });
     }
   }
@@ -244,7 +345,7 @@ class RegionBuilder {
     }
     const merged = this.merge(parts, node, layout);
     if (!merged) return leaf(output);
-    return { leaf: leaves[0]!, map: merged, nodes: [...parts.flatMap((p) => p.nodes), ...sums], layout };
+    return { leaf: leaves[0]!, map: merged, nodes: NodeSeq.join(...parts.map((p) => p.nodes), ...sums), layout };
   }
 
   private merge(parts: (Part & { coef: number })[], node: Node, layout: Layout): LinearMap | undefined {
@@ -276,8 +377,8 @@ class RegionBuilder {
       if ("refused" in op) hints.add(op.quiet ? `${producer.opType} inside a branch` : op.refused);
       else if (readers > 1 || this.ctx.isGraphOutput(l)) hints.add(`'${l}' has another reader (folding would change it)`);
     }
-    const unique = [...new Set(leaves)].map((l) => `'${l}'`).join(" vs ");
-    return `branches do not share one input: ${unique}${hints.size ? ` — ${[...hints].join("; ")}` : ""}`;
+    const unique = atMost([...new Set(leaves)].map((l) => `'${l}'`), " vs ", "inputs");
+    return `branches do not share one input: ${unique}${hints.size ? ` — ${atMost([...hints], "; ", "reasons")}` : ""}`;
   }
 
   /** A root sum over several inputs: merge the largest same-input group, keep the other terms. */
@@ -287,6 +388,9 @@ class RegionBuilder {
     const best = [...groups.values()].filter((g) => g.length >= 2).sort((a, b) => b.length - a.length)[0];
     if (!best) {
       this.note(node, why);
+      // No two terms share an input, so no sum inside this tree has a same-input group either:
+      // trying each inner sum as a root again would only repeat the walk (quadratic in a long comb).
+      for (const s of sums) if (s !== node) this.hopeless.add(s);
       return leaf(node.outputs[0]!);
     }
     const merged = this.merge(best, node, layout);
@@ -297,8 +401,13 @@ class RegionBuilder {
       this.note(node, `${why}; the other terms are scaled (a mean) and cannot be kept as Adds`);
       return leaf(node.outputs[0]!);
     }
-    return { leaf: best[0]!.leaf, map: merged, nodes: [...best.flatMap((p) => p.nodes), ...sums], rest };
+    return { leaf: best[0]!.leaf, map: merged, nodes: NodeSeq.join(...best.map((p) => p.nodes), ...sums), rest };
   }
+}
+
+/** A list for a message: the first few items and how many there are in all. */
+function atMost(items: string[], sep: string, what: string, n = 4): string {
+  return items.length <= n ? items.join(sep) : `${items.slice(0, n).join(sep)}${sep}… (${items.length} ${what})`;
 }
 
 function sameValues(a: Float64Array | null, b: Float64Array | null): boolean {
@@ -360,22 +469,36 @@ function regionCosts(ctx: RuleContext, ops: LayerOp[], anchor: Node, map: Linear
  */
 function naturalExtent(ctx: RuleContext, builder: RegionBuilder, ops: LayerOp[], nodes: Node[]): { kh: number; kw: number } {
   const inRegion = new Set(nodes);
+  // Strides before each tensor, memoized: a walk per layer would be quadratic in a long chain.
+  const before = new Map<string, [number, number]>();
   const strideBefore = (tensor: string): [number, number] => {
-    let sh = 1, sw = 1, t = tensor;
+    const path: { t: string; s: readonly number[] }[] = [];
+    let base: [number, number] = [1, 1], t = tensor;
     for (let steps = 0; steps <= nodes.length; steps++) {
+      const known = before.get(t);
+      if (known) {
+        base = known;
+        break;
+      }
       const p = ctx.producers().get(t);
       if (!p || !inRegion.has(p)) break;
       const op = builder.read(p);
       if ("refused" in op) break;
-      if (op.kind === "sum") t = op.terms[0]!.tensor;
-      else {
-        const stride = op.kind === "conv" ? op.map.stride : op.kind === "pool" ? op.params.stride : [1, 1];
-        sh *= stride[0]!;
-        sw *= stride[1]!;
+      if (op.kind === "sum") {
+        path.push({ t, s: [1, 1] });
+        t = op.terms[0]!.tensor;
+      } else {
+        path.push({ t, s: op.kind === "conv" ? op.map.stride : op.kind === "pool" ? op.params.stride : [1, 1] });
         t = op.input;
       }
     }
-    return [sh, sw];
+    let [sh, sw] = base;
+    for (let k = path.length - 1; k >= 0; k--) {
+      sh *= path[k]!.s[0]!;
+      sw *= path[k]!.s[1]!;
+      before.set(path[k]!.t, [sh, sw]);
+    }
+    return before.get(tensor) ?? base;
   };
   let kh = 1, kw = 1;
   for (const op of ops) {
@@ -410,7 +533,7 @@ function mayRootRegion(ctx: RuleContext, anchor: Node): boolean {
 }
 
 interface Region extends Match {
-  part: Part & { map: LinearMap };
+  part: Omit<Part, "nodes"> & { map: LinearMap; nodes: Node[] };
   macsBefore: number;
   macsAfter: number;
   dense: boolean;
@@ -425,9 +548,11 @@ interface Region extends Match {
  */
 function regionAt(ctx: RuleContext, builder: RegionBuilder, anchor: Node, composeLayers: boolean): Region | Refusal | undefined {
   builder.composeLayers = composeLayers;
-  const part = builder.part(anchor.outputs[0]!, true);
+  const root = builder.part(anchor.outputs[0]!, true);
   builder.composeLayers = true;
-  if (!part.map || part.pad || !part.nodes.includes(anchor)) return undefined;
+  if (!root.map || root.pad) return undefined;
+  const part = { ...root, map: root.map, nodes: root.nodes.toArray() };
+  if (!part.nodes.includes(anchor)) return undefined;
   // A crop folds into a conv only by lowering padding the conv has (or a sum's union has): an ONNX
   // Conv cannot carry negative pads, so a crop the region cannot absorb stays a Slice.
   if (part.map.pads.some((v) => v < 0)) return refuse("a crop (Slice) of the input is more than the padding of the convs it feeds: it stays");
@@ -453,7 +578,7 @@ function regionAt(ctx: RuleContext, builder: RegionBuilder, anchor: Node, compos
     ?? (dense ? undefined : largerKernelRefusal(ctx.options, costs, largest, part.map.kh * part.map.kw));
   if (refused) return refused;
   const { macsBefore, macsAfter } = costs[0] ?? { macsBefore: 0, macsAfter: 0 };
-  return { anchor, remove: part.nodes, part: part as Part & { map: LinearMap }, macsBefore, macsAfter, dense, rest };
+  return { anchor, remove: part.nodes, part: part as Region["part"], macsBefore, macsAfter, dense, rest };
 }
 
 export const collapseLinearRegions: Rule<Region> = {
@@ -467,6 +592,7 @@ export const collapseLinearRegions: Rule<Region> = {
   match(anchor, ctx) {
     if (!anchor.outputs[0] || !mayRootRegion(ctx, anchor)) return notCandidate("cannot end a region of two or more nodes");
     const builder = new RegionBuilder(ctx);
+    if (builder.hopeless.has(anchor)) return notCandidate("inside a sum whose terms all have different inputs");
     const read = builder.read(anchor);
     if ("refused" in read) return read;
     // The largest region first; if composing its layers would cost too much, the region without
