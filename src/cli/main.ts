@@ -6,7 +6,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { CommanderError } from "commander";
 import { ModelError, UsageError } from "../ir/errors.js";
-import { loadModel, modelToBytes, saveModel } from "../ir/io.js";
+import { checkOutputAliasing, loadModel, modelToBytes, saveModel } from "../ir/io.js";
 import { findCulprit, skipFailing, type Culprit } from "../app/bisect.js";
 import { optimize, type OptimizeReport } from "../app/optimize.js";
 import type { ProgressEvent } from "../app/optimize.js";
@@ -211,6 +211,7 @@ async function optimizeOne(input: string, output: string, f: Flags, s: OptimizeS
   progress.stage(`loading ${input}`);
   const t0 = performance.now();
   const loaded = loadModel(input);
+  if (output !== "-") checkOutputAliasing(loaded, output, { externalData: f["external-data"] }); // before any work: nothing written
   const tLoad = performance.now() - t0;
   // --approx-attention=mean: replace nearly constant attention by its mean (an approximation, off by
   // default). The exact check below then proves the folding against that approximated model, and

@@ -3,9 +3,9 @@
 // The bytes themselves are decoded and encoded by bytes.ts, which the web app shares.
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { decodeModelBytes, encodeParts, modelToParts, type ExternalFiles } from "./bytes.js";
+import { decodeModelBytes, encodeParts, externalLocation, modelToParts, type ExternalFiles } from "./bytes.js";
 import { ModelError, UsageError } from "./errors.js";
-import type { Model } from "./graph.js";
+import { Model } from "./graph.js";
 import { onnx, type TensorProto } from "./proto.js";
 import { Tensor, rawBytes } from "./tensor.js";
 
@@ -26,7 +26,13 @@ export function loadModel(file: string): Model {
 
 /** Decode and validate; `file` names the model in errors and anchors external data (in its folder). */
 export function modelFromBytes(bytes: Uint8Array, file = "<memory>"): Model {
-  return decodeModelBytes(bytes, file, file === "<memory>" ? undefined : folderFiles(path.dirname(path.resolve(file)), file));
+  if (file === "<memory>") return decodeModelBytes(bytes, file);
+  const baseDir = path.dirname(path.resolve(file));
+  const m = decodeModelBytes(bytes, file, folderFiles(baseDir, file));
+  // The files its data comes from (checked to exist at decode), so no output is written over one.
+  const sources = new Set([path.resolve(file)]);
+  for (const t of m.graph.initializers.values()) if (t.external) sources.add(path.join(baseDir, externalLocation(t.external.location, t.name)));
+  return new Model(m.original, m.graph, m.path, [...sources]);
 }
 
 /** External data files in the model's folder (locations are checked by bytes.ts before they get here). */
@@ -73,6 +79,59 @@ export interface SaveOptions {
   externalThreshold?: number;
 }
 
+/** The files saveModel(model, file, options) writes: the model, then its external data file if any. */
+export function outputFiles(file: string, options: SaveOptions = {}): string[] {
+  return options.externalData ? [file, path.join(path.dirname(file), path.basename(file) + ".data")] : [file];
+}
+
+/** What a path names for aliasing: the directory entry a rename would replace, and the file it reaches. */
+interface FileIdentity {
+  /** Real folder + name, the name itself not followed (a rename replaces a symlink, not its target). */
+  entry: string;
+  /** Real path with every symlink followed (the file's contents are read there). */
+  real: string;
+  /** device:inode when the file exists (hard links share it). */
+  inode?: string;
+}
+
+function identify(file: string): FileIdentity {
+  const abs = path.resolve(file);
+  let dir = path.dirname(abs);
+  try {
+    dir = fs.realpathSync(dir);
+  } catch {
+    // A folder that does not exist: nothing in it can be an input.
+  }
+  const entry = path.join(dir, path.basename(abs));
+  let real = entry, inode: string | undefined;
+  try {
+    real = fs.realpathSync(abs);
+    const st = fs.statSync(abs);
+    inode = `${st.dev}:${st.ino}`;
+  } catch {
+    // Absent (or a dangling link): it holds no input's data.
+  }
+  return { entry, real, inode };
+}
+
+/**
+ * Refuse (UsageError, nothing written) to write any output file over a file `model`'s data comes
+ * from: the same path, reached through symlinks or `..`, or a hard link of it. Writes go through
+ * temp files and renames, so the input's bytes would not change in place, but the rename would
+ * replace the file the input model names (it would then read our output, or lose its weights).
+ */
+export function checkOutputAliasing(model: Model, file: string, options: SaveOptions = {}): void {
+  const inputs = model.sources.map((f) => ({ file: f, ...identify(f) }));
+  if (inputs.length === 0) return;
+  for (const out of outputFiles(file, options)) {
+    const o = identify(out);
+    const hit = inputs.find((i) => i.entry === o.entry || i.real === o.entry || i.real === o.real || (o.inode !== undefined && i.inode === o.inode));
+    if (!hit) continue;
+    const what = hit.file === model.sources[0] ? "the input model" : "external data the input model reads";
+    throw new UsageError(`${out}: is ${what} (${hit.file}${hit.real !== hit.file ? ` → ${hit.real}` : ""}); write the output elsewhere`);
+  }
+}
+
 export function saveModel(model: Model, file: string, options: SaveOptions = {}): { bytes: number; dataBytes: number } {
   const dir = path.dirname(path.resolve(file));
   try {
@@ -81,6 +140,7 @@ export function saveModel(model: Model, file: string, options: SaveOptions = {})
   } catch {
     throw new UsageError(`${file}: cannot write (folder ${dir} does not exist or is not writable)`);
   }
+  checkOutputAliasing(model, file, options);
   let dataBytes = 0;
   const tmpFiles: string[] = [];
   const renames: [string, string][] = [];
