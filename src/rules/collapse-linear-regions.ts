@@ -273,7 +273,7 @@ class RegionBuilder {
       // (there it becomes an offset into the layer's window).
       if (pads.some((v, i) => v < 0 && second.pads[i]! > 0)) {
         this.note(node, "a crop (Slice) on a side the layer pads: the cropped rows are not zeros, so the crop cannot lower the padding");
-        return { leaf: input, map: second, nodes: [node] };
+        return { leaf: input, map: second, nodes: NodeSeq.of([node]) };
       }
       const zero = !values || values.every((v) => v === 0);
       if (!zero && second.pads.some((v) => v !== 0)) return { leaf: input, map: second, nodes: NodeSeq.of([node]) };
