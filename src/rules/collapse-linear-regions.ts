@@ -93,6 +93,7 @@ class RegionBuilder {
   composeLayers = true;
   /** Why nodes met on the walk were left out of the region. */
   readonly notes: Note[] = [];
+  private readonly noted = new Map<Node, Set<string>>();
 
   constructor(private readonly ctx: RuleContext) {
     this.ops = ctx.memo("collapse-linear-regions:ops", () => new Map<Node, LinearOp | Refusal>());
@@ -107,6 +108,10 @@ class RegionBuilder {
   }
 
   private note(node: Node, reason: string): void {
+    // The walk that finds the parts to compute first meets the same nodes again: note each once.
+    const seen = (this.noted.get(node) ?? this.noted.set(node, new Set()).get(node))!;
+    if (seen.has(reason)) return;
+    seen.add(reason);
     this.notes.push({ node, reason });
   }
 
