@@ -29,6 +29,8 @@ export function formatOptimize(report: OptimizeReport, explain: boolean): string
   const lines: string[] = [];
   lines.push(`  dtype ${after.dtype}`);
   for (const p of report.passes) lines.push(`  pass ${p.name}: ${p.rewrites} rewrite${p.rewrites === 1 ? "" : "s"}, ${p.refusals} left alone (${ms(p.timeMs)})`);
+  const c = report.convergence;
+  if (c && !c.converged) lines.push(`  note: the rules were still rewriting after ${c.rounds} rounds (${c.stillFiring ?? "?"}): the model is proven as usual but may fold further`);
   lines.push(...opTable(before, after));
   for (const o of report.shapeOverrides ?? [])
     lines.push(o.fixed

@@ -5,7 +5,7 @@
 // Gemm/MatMul rows, a Mul by a constant that does not vary along axis 0, a Transpose keeping axis 0),
 // so on a C-order buffer it is block diagonal with identical blocks of `rowIn` → `rowOut` elements.
 // Views (Reshape, Flatten, …) never move elements in that buffer and are left out of the chain.
-import { gcd } from "../algebra/linear-map.js";
+import { gcd, refuse, type Refusal } from "../algebra/linear-map.js";
 import { DataType } from "../ir/dtype.js";
 import type { Node } from "../ir/graph.js";
 import type { Tensor } from "../ir/tensor.js";
@@ -69,11 +69,11 @@ export const MAX_ROW_MAP_ENTRIES = 2 ** 26;
  * node evaluation stays within the evaluator's size and work limits. Returns a reason when the
  * map is too large or the evaluator declines a node.
  */
-export function probeRowMap(steps: RowStep[], width: number, groups: number, constant: (name: string) => Tensor | undefined, opset: number): AffineRowMap | { refused: string } {
+export function probeRowMap(steps: RowStep[], width: number, groups: number, constant: (name: string) => Tensor | undefined, opset: number): AffineRowMap | Refusal {
   // Widths along the chain, and the work one probe row costs at the widest step.
   let current = width, widest = width, workPerRow = 0;
   for (const step of steps) {
-    if (current % step.rowIn !== 0) return { refused: `${step.node.opType} '${step.node.name}' rows of ${step.rowIn} do not tile a region row of ${current}` };
+    if (current % step.rowIn !== 0) return refuse(`${step.node.opType} '${step.node.name}' rows of ${step.rowIn} do not tile a region row of ${current}`);
     const k = current / step.rowIn;
     const w = step.node.opType === "Conv" || step.node.opType === "Gemm" || step.node.opType === "MatMul" ? constant(step.node.inputs[1]!) : undefined;
     workPerRow = Math.max(workPerRow, k * step.rowOut * (w ? (step.node.opType === "Conv" ? w.size / w.dims[0]! : step.rowIn) : 1));
@@ -81,11 +81,11 @@ export function probeRowMap(steps: RowStep[], width: number, groups: number, con
     widest = Math.max(widest, current);
   }
   const rows = current;
-  if (width % groups !== 0 || rows % groups !== 0) return { refused: `a row of ${width} → ${rows} does not split into ${groups} blocks` };
+  if (width % groups !== 0 || rows % groups !== 0) return refuse(`a row of ${width} → ${rows} does not split into ${groups} blocks`);
   // With G independent blocks, probe j sets element j of every block at once: block g of the
   // response is column j of block g (the blocks never read each other), so cols/G + 1 probes do.
   const probes = width / groups;
-  if (rows * probes > MAX_ROW_MAP_ENTRIES) return { refused: `the [${rows}, ${probes}] row map is larger than ${MAX_ROW_MAP_ENTRIES} entries` };
+  if (rows * probes > MAX_ROW_MAP_ENTRIES) return refuse(`the [${rows}, ${probes}] row map is larger than ${MAX_ROW_MAP_ENTRIES} entries`);
   const chunk = Math.max(1, Math.min(probes + 1, Math.floor(2 ** 22 / widest), Math.floor(MAX_WORK / 2 / Math.max(1, workPerRow))));
   // Constant operands as float64 values, decoded once for all chunks.
   const operands = steps.map((step) => step.node.inputs.map((name, i) => {
@@ -111,7 +111,7 @@ export function probeRowMap(steps: RowStep[], width: number, groups: number, con
 }
 
 /** The chain's outputs for probe rows first .. first+count−1, row-major. */
-function runChain(steps: RowStep[], operands: (Value | undefined)[][], width: number, groups: number, first: number, count: number, opset: number): Float64Array | { refused: string } {
+function runChain(steps: RowStep[], operands: (Value | undefined)[][], width: number, groups: number, first: number, count: number, opset: number): Float64Array | Refusal {
   const probes = width / groups;
   let data: Float64Array = new Float64Array(count * width);
   for (let p = 0; p < count; p++) if (first + p > 0) for (let g = 0; g < groups; g++) data[p * width + g * probes + first + p - 1] = 1;
@@ -121,10 +121,10 @@ function runChain(steps: RowStep[], operands: (Value | undefined)[][], width: nu
     const dims = step.matrixRows ? [count * k, step.rowIn] : [count * k, ...step.inRow];
     const inputs = operands[s]!.map((v, i) => (i === step.dataInput ? { dtype: DataType.DOUBLE, dims, data } : v));
     const out = evaluateNode(step.node, inputs, opset);
-    if ("unsupported" in out) return { refused: `${step.node.opType} '${step.node.name}': ${out.unsupported}` };
+    if ("unsupported" in out) return refuse(`${step.node.opType} '${step.node.name}': ${out.unsupported}`);
     data = out[0]!.data;
     current = k * step.rowOut;
-    if (data.length !== count * current) return { refused: `${step.node.opType} '${step.node.name}' does not give rows of ${step.rowOut}` };
+    if (data.length !== count * current) return refuse(`${step.node.opType} '${step.node.name}' does not give rows of ${step.rowOut}`);
   }
   return data;
 }

@@ -138,11 +138,7 @@ export function scalar(dtype: number, x: number): Value {
   return { dtype, dims: [], data: Float64Array.of(x) };
 }
 
-export function product(dims: readonly number[], from = 0, to = dims.length): number {
-  let n = 1;
-  for (let i = from; i < to; i++) n *= dims[i]!;
-  return n;
-}
+export { product } from "../ir/tensor.js";
 
 export function stridesOf(dims: readonly number[]): number[] {
   const s = new Array<number>(dims.length);

@@ -16,9 +16,10 @@ export interface ExternalRef {
 /** Reads external bytes; supplied by the loader, which knows the model's folder and checks paths. */
 export type ExternalReader = (ref: ExternalRef, tensorName: string) => Uint8Array;
 
-export function product(dims: readonly number[]): number {
+/** The number of elements of `dims` (of its axes from `from` to `to`, when given). */
+export function product(dims: readonly number[], from = 0, to = dims.length): number {
   let n = 1;
-  for (const d of dims) n *= d;
+  for (let i = from; i < to; i++) n *= dims[i]!;
   return n;
 }
 

@@ -21,7 +21,6 @@ import { constantOperand } from "./linear/read.js";
 import { AFFINE_BINARY_OPS as ELEMENTWISE, DENSE_OPS, VIEW_OPS as VIEWS } from "./op-traits.js";
 import { isFoldableFloat, macGrowthLimit, sharedParameter } from "./policy.js";
 
-type Refused = Refusal;
 type Chain = { start: string; nodes: Node[] };
 
 
@@ -67,7 +66,7 @@ const isFc = (ctx: RuleContext, n: Node) => {
 };
 
 /** A row-wise node's natural rows from the shapes around it (axis 0 split off), or why not. */
-function rowStep(ctx: RuleContext, n: Node): RowStep | Refused {
+function rowStep(ctx: RuleContext, n: Node): RowStep | Refusal {
   const shapes = ctx.shapes();
   const di = dataInput(ctx, n)!;
   const xd = shapes.get(n.inputs[di]!)?.dims, yd = shapes.get(n.outputs[0]!)?.dims;
@@ -122,7 +121,7 @@ interface Plan extends Match {
 }
 
 /** Pattern, preconditions and cost of the fold at `add`, in that order (cheap checks first). */
-function plan(ctx: RuleContext, add: Node): Plan | Refused {
+function plan(ctx: RuleContext, add: Node): Plan | Refusal {
   if (add.inputs.length !== 2 || add.inputs[0] === add.inputs[1]) return notCandidate("not a sum of two branches");
   const chains = add.inputs.map((t) => walkBack(ctx, t));
   const fcs = chains.flatMap((c) => c.nodes.filter((n) => isFc(ctx, n)));

@@ -8,6 +8,7 @@ import { ModelError, UsageError } from "../ir/errors.js";
 import type { Model } from "../ir/graph.js";
 import { modelToBytes } from "../ir/bytes.js";
 import { toNumber, type ValueInfoProto } from "../ir/proto.js";
+import { product } from "../ir/tensor.js";
 // onnxruntime-node here, onnxruntime-web in the web app: nothing in this file needs Node itself.
 import { cudaLibraries, ort, withModelFile } from "./runtime.js";
 import { CONCLUSIVE_LIMIT, NOISE_FACTOR, compareValues, maxFiniteDifference, type RunStats, type UserCriterion } from "./compare.js";
@@ -162,11 +163,6 @@ const ORT_TYPE: Record<number, string> = {
   [DataType.UINT8]: "uint8",
 };
 
-function product(dims: readonly number[]): number {
-  let n = 1;
-  for (const d of dims) n *= d;
-  return n;
-}
 
 function fmtDims(dims: readonly (number | string)[]): string {
   return `[${dims.join(",")}]`;
