@@ -13,7 +13,7 @@ import { saveModel } from "../ir/io.js";
 export * as ort from "onnxruntime-node";
 
 /** Names the runtime in reports. */
-export const runtimeName = "onnxruntime-node";
+export const runtimeName: string = "onnxruntime-node";
 
 /**
  * Whether the CUDA execution provider's libraries are installed beside onnxruntime-node's binding
