@@ -1,14 +1,15 @@
 // The web app in a real browser: headless Chromium (Debian's `chromium`, never a downloaded one)
 // drives the built page over a local http server. It uploads fixtures, waits for the
 // onnxruntime-web verification, downloads the output and checks it: byte for byte against the
-// CLI's output for the same options, and in onnxruntime-node against the authors' deploy model.
+// CLI's output for the same options (but for the metadata entry naming the runtime that proved it),
+// and in onnxruntime-node against the authors' deploy model.
 import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { chromium, type Browser, type Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { loadModel, saveModel } from "../src/ir/io.js";
+import { loadModel, modelToBytes, saveModel } from "../src/ir/io.js";
 import { verifyModels } from "../src/verify/verify.js";
 // @ts-expect-error -- plain ESM script without types
 import { serve } from "../web/serve.mjs";
@@ -50,13 +51,14 @@ describe.skipIf(!CHROMIUM)("web app (headless Chromium, onnxruntime-web)", () =>
     fs.rmSync(work, { recursive: true, force: true });
   });
 
-  interface Options { shapes?: string; tolerance?: string; noCostlier?: boolean }
+  interface Options { shapes?: string; tolerance?: string; noCostlier?: boolean; verify?: boolean }
 
   /** Pick `files`, set the options, press Optimize and wait until the page is done either way. */
   async function runPage(files: string[], options: Options = {}): Promise<void> {
     await page.fill("#shapes", options.shapes ?? "");
     await page.fill("#tolerance", options.tolerance ?? "");
     await page.setChecked("#no-costlier", !!options.noCostlier);
+    await page.setChecked("#verify", options.verify ?? true);
     await page.setInputFiles("#files", files);
     await page.click("#run");
     await page.waitForFunction(() => document.body.dataset.state === "idle", undefined, { timeout: 50_000 });
@@ -72,6 +74,19 @@ describe.skipIf(!CHROMIUM)("web app (headless Chromium, onnxruntime-web)", () =>
   function cli(...args: string[]): { code: number | null; stderr: string } {
     const r = spawnSync(process.execPath, [CLI, ...args], { cwd: work, encoding: "utf8", timeout: 60_000 });
     return { code: r.status, stderr: r.stderr };
+  }
+
+  /**
+   * The page's output is the CLI's, byte for byte, but for the one metadata entry that says where
+   * it was proven (onnxruntime-web vs onnxruntime-node, and the errors each measured).
+   */
+  function expectSameAsCli(pageFile: string, cliFile: string): void {
+    const [p, c] = [loadModel(pageFile), loadModel(cliFile)];
+    const proof = (m: typeof p) => m.original.metadataProps?.find((e) => e.key === "reparam-onnx.verification")?.value;
+    expect(proof(p)).toMatch(/^OK: onnxruntime-web 1\.30\.\d+ wasm, /);
+    expect(proof(c)).toMatch(/^OK: onnxruntime-node [\d.]+ cpu, /);
+    const same = { "reparam-onnx.verification": "(compared)" };
+    expect(Buffer.from(modelToBytes(p.withMetadata(same))).equals(Buffer.from(modelToBytes(c.withMetadata(same))))).toBe(true);
   }
 
   function opCounts(file: string): Record<string, number> {
@@ -96,16 +111,23 @@ describe.skipIf(!CHROMIUM)("web app (headless Chromium, onnxruntime-web)", () =>
     expect(await page.isHidden("#error")).toBe(true);
     expect(await page.getAttribute("#verification", "data-ok")).toBe("true");
     const verification = await page.textContent("#verification");
-    expect(verification).toMatch(/OK — onnxruntime-web \(wasm\), \d threads?, 3 input sets \(shapes input=1x3x32x32\): max abs error \d\.\d\de[-+]\d+, max rel error/);
+    expect(verification).toMatch(/OK — onnxruntime-web 1\.30\.\d+ \(wasm, \d threads?\), \d+ input sets at input=1x3x32x32(, [^:]+)?: max abs error \d\.\d\de[-+]\d+, max rel error \S+ \(calibrated/);
     // The op table shows what went: 12 BatchNormalization and 7 Add before, none after.
     const rows = await page.$$eval("#ops tbody tr", (trs) => trs.map((tr) => [...tr.children].map((td) => td.textContent)));
     expect(rows).toContainEqual(["BatchNormalization", "12", "0"]);
     expect(rows).toContainEqual(["Add", "7", "0"]);
     expect(await page.$$eval("#rewrites li", (lis) => lis.length)).toBe(5);
 
-    const fromPage = await download("demo_repvgg_net-deploy.onnx");
+    await download("demo_repvgg_net-deploy.onnx");
     expect(cli("optimize", input, at("cli.onnx")).code).toBe(0);
-    expect(fromPage.equals(fs.readFileSync(at("cli.onnx")))).toBe(true);
+    expectSameAsCli(at("demo_repvgg_net-deploy.onnx"), at("cli.onnx"));
+
+    // Unverified on both sides, the files are the same bytes.
+    await runPage([input], { verify: false });
+    expect(await page.getAttribute("#verification", "data-ok")).toBe("skipped");
+    const unproven = await download("demo_repvgg_net-deploy.onnx");
+    expect(cli("optimize", input, at("cli-nv.onnx"), "--no-verify").code).toBe(0);
+    expect(unproven.equals(fs.readFileSync(at("cli-nv.onnx")))).toBe(true);
 
     const deploy = path.join(MODELS, "repvgg_net_deploy_op13.onnx");
     expect(opCounts(at("demo_repvgg_net-deploy.onnx"))).toEqual(opCounts(deploy));
@@ -117,11 +139,10 @@ describe.skipIf(!CHROMIUM)("web app (headless Chromium, onnxruntime-web)", () =>
     const input = path.join(MODELS, "comp_stem_first_s2_preserve_op13.onnx");
     await runPage([input], { shapes: "input=2x4x17x16", tolerance: "1e-3", noCostlier: true });
     expect(await page.isHidden("#error")).toBe(true);
-    expect(await page.textContent("#verification")).toContain("(shapes input=2x4x17x16)");
-    expect(await page.textContent("#verification")).toContain("(tolerance 1.00e-3)");
-    const fromPage = await download("comp_stem_first_s2_preserve_op13-deploy.onnx");
+    expect(await page.textContent("#verification")).toMatch(/input sets at input=2x4x17x16\b.*\(tolerance 1\.00e-3\)/);
+    await download("comp_stem_first_s2_preserve_op13-deploy.onnx");
     expect(cli("optimize", input, at("cli-nc.onnx"), "--shape", "input=2x4x17x16", "--tolerance", "1e-3", "--no-costlier").code).toBe(0);
-    expect(fromPage.equals(fs.readFileSync(at("cli-nc.onnx")))).toBe(true);
+    expectSameAsCli(at("comp_stem_first_s2_preserve_op13-deploy.onnx"), at("cli-nc.onnx"));
     // --no-costlier keeps the cheaper unfolded stem: fewer MACs than the deploy model, same outputs.
     const deploy = path.join(MODELS, "comp_stem_first_s2_deploy_op13.onnx");
     expect(opCounts(at("cli-nc.onnx"))).not.toEqual(opCounts(deploy));
@@ -134,9 +155,9 @@ describe.skipIf(!CHROMIUM)("web app (headless Chromium, onnxruntime-web)", () =>
     expect(fs.existsSync(at("ext.onnx.data"))).toBe(true);
     await runPage([at("ext.onnx"), at("ext.onnx.data")]);
     expect(await page.getAttribute("#verification", "data-ok")).toBe("true");
-    const fromPage = await download("ext-deploy.onnx");
+    await download("ext-deploy.onnx");
     expect(cli("optimize", "ext.onnx", "cli-ext.onnx").code).toBe(0);
-    expect(fromPage.equals(fs.readFileSync(at("cli-ext.onnx")))).toBe(true);
+    expectSameAsCli(at("ext-deploy.onnx"), at("cli-ext.onnx"));
     // Without its data file: one line naming the file that is missing.
     await runPage([at("ext.onnx")]);
     expect(await page.textContent("#error")).toMatch(/^ext\.onnx: initializer '[^']+': external data file 'ext\.onnx\.data' was not picked with ext\.onnx/);

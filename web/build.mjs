@@ -74,6 +74,8 @@ const result = await esbuild.build({
   plugins: [browserOnly, verbatimCodec],
   logLevel: "warning",
   metafile: true,
+  // The version stamped into written models (reparam-onnx.version), as the CLI does.
+  define: { __REPARAM_VERSION__: JSON.stringify(JSON.parse(fs.readFileSync(path.join(root, "package.json"), "utf8")).version) },
 });
 for (const file of ["index.html", "style.css"]) fs.copyFileSync(path.join(root, "web", file), path.join(outdir, file));
 const ortDist = path.join(root, "node_modules", "onnxruntime-web", "dist");

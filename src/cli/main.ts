@@ -11,6 +11,7 @@ import { findCulprit, skipFailing, type Culprit } from "../app/bisect.js";
 import { optimize, type OptimizeReport } from "../app/optimize.js";
 import type { ProgressEvent } from "../app/optimize.js";
 import { modelStats } from "../app/stats.js";
+import { provenance } from "../app/provenance.js";
 import { readNpy, type NpyArray } from "../verify/npy.js";
 import { arraysToSets, readNpz, setsToArrays, writeNpz, type StoredSet } from "../verify/npz.js";
 import { RECORD_SCHEMA, runInputSets, verifyAgainstOutputs, verifyModels, type Feed, type Provider, type RecordedSet, type VerifyReport } from "../verify/verify.js";
@@ -262,7 +263,7 @@ async function optimizeOne(input: string, output: string, f: Flags, s: OptimizeS
   try {
     if (ok) {
       // The output says it was rewritten, by what, and whether it was proven (Netron shows these).
-      const stamped = optimized.withMetadata(provenance(report, verification, approximation, approxError));
+      const stamped = optimized.withMetadata(provenance(report, verification, toolVersion(), `onnxruntime-node ${onnxruntimeVersion()} ${verification?.provider ?? prov}`, approximation && { replaced: approximation.replaced, error: approxError }));
       if (output === "-") {
         const bytes = modelToBytes(stamped);
         await new Promise<void>((resolve, reject) => process.stdout.write(bytes, (e) => (e ? reject(e) : resolve())));
@@ -295,22 +296,6 @@ async function optimizeOne(input: string, output: string, f: Flags, s: OptimizeS
     error = `${input}: ${who}; nothing written${culprit && !f["skip-failing"] ? " (--skip-failing writes the model without it)" : ""}`;
   }
   return { code: ok ? EXIT.ok : EXIT.verifyFailed, error, lines, json };
-}
-
-/** metadata_props recorded in every written model. */
-function provenance(report: OptimizeReport, verification: VerifyReport | undefined, approximation: { replaced: string[] } | undefined, approxError: ApproximationError | undefined): Record<string, string> {
-  const sci = (x: number) => x.toExponential(2);
-  const entries: Record<string, string> = {
-    "reparam-onnx.version": toolVersion(),
-    "reparam-onnx.passes": report.passes.map((p) => `${p.name} ${p.rewrites}`).join(", "),
-    "reparam-onnx.rewrites": String(report.rewrites.length),
-    "reparam-onnx.verification": verification
-      ? `${verification.ok ? "OK" : "FAILED"}: onnxruntime-node ${onnxruntimeVersion()} ${verification.provider}, ${verification.inputSets} input sets at ${verification.shapeSets.map((set) => Object.entries(set).map(([k, v]) => `${k}=${v.join("x")}`).join(" ")).join(", ")}, max abs ${sci(verification.maxAbs)}, max rel ${sci(verification.maxRel)}, ${verification.criterion === "user" ? `tolerance ${sci(verification.tolerance)}` : "calibrated tolerance"}`
-      : "NOT verified (--no-verify)",
-  };
-  if (approximation && approximation.replaced.length)
-    entries["reparam-onnx.approximation"] = `APPROXIMATE: attention replaced by its calibration mean at ${approximation.replaced.join(", ")}${approxError ? `; max rel ${sci(approxError.maxRel)}, top-1 agreement ${(approxError.top1Agreement * 100).toFixed(1)}% on ${approxError.samples} calibration inputs` : ""}`;
-  return entries;
 }
 
 async function approximate(model: Model, f: Flags) {

@@ -140,13 +140,18 @@ function verificationView(v: VerifyReport | null, runtime: string, r: PageResult
     box.append(el("p", { class: "failed" }, "Skipped: the output is NOT proven equal to the input."));
     return box;
   }
-  const shapes = Object.entries(v.inputShapes).map(([k, s]) => `${k}=${s.join("x")}`).join(" ");
+  // The CLI's wording (src/cli/format.ts formatVerify), as a paragraph and a table.
+  const shapes = [...new Set(v.shapeSets.map((set) => Object.entries(set).map(([k, s]) => `${k}=${s.join("x")}`).join(" ")))].join(", ");
+  const criterion = v.criterion === "user" ? `tolerance ${sci(v.tolerance)}` : `calibrated${v.calibrated ? ", noise measured" : ""}`;
   box.append(el("p", {},
     el("span", { class: v.ok ? "ok" : "failed" }, v.ok ? "OK" : "FAILED"),
-    ` — ${runtime}, ${v.runs} input sets (shapes ${shapes}): max abs error ${sci(v.maxAbs)}, max rel error ${sci(v.maxRel)} (tolerance ${sci(v.tolerance)}), ${ms(v.timeMs)}`));
-  box.append(table(["Output", "max abs error", "max rel error", "tolerance", ""], v.outputs.map((o) => [
-    o.name, sci(o.maxAbs), sci(o.maxRel), sci(o.tolerance), o.ok ? "ok" : (o.shapeMismatch ?? o.nonFinite ?? "over tolerance"),
+    ` — ${runtime}, ${v.inputSets} input set${v.inputSets === 1 ? "" : "s"} at ${shapes}: max abs error ${sci(v.maxAbs)}, max rel error ${sci(v.maxRel)} (${criterion}), ${ms(v.timeMs)}`));
+  box.append(table(["Output", "shapes", "max abs error", "max rel error", "allowed rel", ""], v.outputs.map((o) => [
+    o.name, o.shapes.map((s) => `[${s.join(",")}]`).join(" "), sci(o.maxAbs), sci(o.maxRel),
+    `${sci(o.allowedRel)} (${o.precision ?? "exact"}${o.noiseRel !== undefined ? `, noise ${sci(o.noiseRel)}` : ""})`,
+    o.ok ? "OK" : (o.reason ?? o.shapeMismatch ?? o.nonFinite ?? "FAILED"),
   ])));
+  for (const n of v.notes) box.append(el("p", { class: "note" }, `Note: ${n}`));
   if (r.culprit)
     box.append(el("p", { class: "failed" }, `Rewrite responsible: ${r.culprit.node} [${r.culprit.pass}: ${r.culprit.summary}] (max rel ${sci(r.culprit.maxRel)}). Nothing is offered for download.`));
   else if (!v.ok) box.append(el("p", { class: "failed" }, "Nothing is offered for download."));

@@ -7,7 +7,7 @@ import type * as NodeRuntime from "../../src/verify/runtime.js";
 
 export * as ort from "onnxruntime-web/wasm";
 
-export const runtimeName = "onnxruntime-web (wasm)";
+export const runtimeName = "onnxruntime-web";
 
 export function cudaLibraries(): { ok: false; reason: string } {
   return { ok: false, reason: "onnxruntime-web has no CUDA provider (the page verifies on WebAssembly)" };

@@ -3,10 +3,13 @@
 // the CLI's optimize command (src/cli/main.ts) with Files in place of paths: same core, same
 // options, the same bytes out (modelToParts is what saveModel writes).
 import { decodeModelBytes, findCulprit, ModelError, modelToParts, optimize, UsageError, verifyModels, type ExternalFiles, type OptimizeOptions, type VerifyOptions } from "../../src/core.js";
+import { provenance } from "../../src/app/provenance.js";
 import type { CulpritSummary, PageResult, RunRequest, WorkerMessage } from "./protocol.js";
 import { ort, runtimeName, VERIFY_LIMIT_BYTES } from "./runtime-web.js";
 
 declare const FileReaderSync: { new (): { readAsArrayBuffer(blob: Blob): ArrayBuffer } };
+/** package.json's version, put in by web/build.mjs. */
+declare const __REPARAM_VERSION__: string;
 declare function postMessage(message: WorkerMessage): void;
 
 // onnxruntime-web fetches its WebAssembly from beside this script (copied there by web/build.mjs),
@@ -78,12 +81,16 @@ async function run(request: RunRequest): Promise<PageResult> {
     }
     verifyMs = performance.now() - t1;
   }
-  const result: PageResult = { input, report, verification, culprit, runtime: `${runtimeName}, ${ort.env.wasm.numThreads === 1 ? "1 thread" : `${ort.env.wasm.numThreads} threads`}`, timings: { readMs, passesMs: report.timeMs, verifyMs, writeMs: 0 } };
+  const threads = ort.env.wasm.numThreads ?? 1;
+  const runtime = `${runtimeName} ${ort.env.versions.web ?? ort.env.versions.common} (wasm, ${threads === 1 ? "1 thread" : `${threads} threads`})`;
+  const result: PageResult = { input, report, verification, culprit, runtime, timings: { readMs, passesMs: report.timeMs, verifyMs, writeMs: 0 } };
   if (!verification || verification.ok) {
     const t2 = performance.now();
     progress("writing the output model");
     result.output = outputName(input);
-    result.model = new Blob(about(input, () => modelToParts(optimized, result.output)) as BlobPart[], { type: "application/octet-stream" });
+    // The CLI's provenance entries; only the verification one differs (it names onnxruntime-web).
+    const stamped = optimized.withMetadata(provenance(report, verification ?? undefined, __REPARAM_VERSION__, `onnxruntime-web ${ort.env.versions.web ?? ort.env.versions.common} wasm`));
+    result.model = new Blob(about(input, () => modelToParts(stamped, result.output)) as BlobPart[], { type: "application/octet-stream" });
     result.timings.writeMs = performance.now() - t2;
   }
   return result;
