@@ -2,9 +2,9 @@
 // server; nothing is fetched from elsewhere). Usage: node web/build.mjs [--outdir DIR] [--dev]
 //
 // The page and its worker are bundled by esbuild from web/src/. The compiler core comes from
-// src/core.ts unchanged, with one substitution: src/verify/runtime.ts (onnxruntime-node) becomes
-// web/src/runtime-web.ts (onnxruntime-web). Any other Node import in the bundle fails the build, so
-// the browser never gets code that needs a file system.
+// src/core.ts unchanged, with two substitutions (SUBSTITUTES below): onnxruntime-node's seam
+// becomes onnxruntime-web's, and the worker-thread GEMM runs on the page worker's own thread. Any
+// other Node import in the bundle fails the build, so the browser never gets code that needs Node.
 import * as esbuild from "esbuild";
 import * as fs from "node:fs";
 import * as path from "node:path";
@@ -18,15 +18,23 @@ const outdir = path.resolve(values.outdir ?? path.join(root, "dist", "web"));
 /** onnxruntime-web's WebAssembly binary, served beside the worker. */
 const ORT_WASM = "ort-wasm-simd-threaded.wasm";
 
+/** Core files that need Node, and the browser files bundled in their place (same exports, type-checked). */
+const SUBSTITUTES = {
+  "src/verify/runtime.ts": "web/src/runtime-web.ts", // onnxruntime-node → onnxruntime-web
+  "src/algebra/gemm-parallel.ts": "web/src/gemm-single.ts", // worker_threads → the worker's one thread
+};
+
 const browserOnly = {
   name: "browser-only",
   setup(build) {
-    const nodeRuntime = path.join(root, "src", "verify", "runtime.ts");
-    build.onResolve({ filter: /^\.\/runtime\.js$/ }, (args) => {
-      if (path.resolve(args.resolveDir, "runtime.ts") !== nodeRuntime) return undefined;
-      return { path: path.join(root, "web", "src", "runtime-web.ts") };
+    const swap = new Map(Object.entries(SUBSTITUTES).map(([from, to]) => [path.join(root, from), path.join(root, to)]));
+    build.onResolve({ filter: /^\.\.?\/.*\.js$/ }, (args) => {
+      const target = path.resolve(args.resolveDir, args.path.replace(/\.js$/, ".ts"));
+      const substitute = swap.get(target);
+      // The substitutes import the originals' types only; never swap an import made by a substitute.
+      return substitute && !Object.values(SUBSTITUTES).some((to) => path.join(root, to) === args.importer) ? { path: substitute } : undefined;
     });
-    build.onResolve({ filter: /^(node:|onnxruntime-node$|fs$|path$|os$|module$)/ }, (args) => ({
+    build.onResolve({ filter: /^(node:|onnxruntime-node$|fs$|path$|os$|module$|worker_threads$)/ }, (args) => ({
       errors: [{ text: `'${args.path}' is Node-only: the browser bundle cannot import it (from ${path.relative(root, args.importer)})` }],
     }));
   },

@@ -51,13 +51,26 @@ files.addEventListener("change", () => {
   stage.textContent = files.files?.length ? "Ready." : "Choose an .onnx file.";
 });
 
+/** A positive number from a text field, undefined when empty (as the CLI's number flags). */
+function positive(id: string, flag: string): number | undefined {
+  const text = $<HTMLInputElement>(id).value.trim();
+  if (text === "") return undefined;
+  const n = Number(text);
+  if (!(Number.isFinite(n) && n > 0)) throw new Error(`${flag} '${text}': expected a positive number`);
+  return n;
+}
+
 function readOptions(): PageOptions {
   // The CLI's --shape syntax (several separated by spaces).
   const shapes = parseShapeSpecs($<HTMLInputElement>("shapes").value.split(/\s+/).filter(Boolean));
-  const tolText = $<HTMLInputElement>("tolerance").value.trim();
-  const tolerance = tolText === "" ? undefined : Number(tolText);
-  if (tolerance !== undefined && !(Number.isFinite(tolerance) && tolerance > 0)) throw new Error(`tolerance '${tolText}': expected a positive number`);
-  return { shapes, tolerance, noCostlier: $<HTMLInputElement>("no-costlier").checked, verify: $<HTMLInputElement>("verify").checked };
+  const fixShapes = $<HTMLInputElement>("fix-shapes").checked;
+  if (fixShapes && !shapes) throw new Error("fix shapes needs input shapes (the shapes to write into the output)");
+  return {
+    shapes, fixShapes,
+    tolerance: positive("tolerance", "tolerance"),
+    maxMacGrowth: positive("max-mac-growth", "max MAC growth"),
+    verify: $<HTMLInputElement>("verify").checked,
+  };
 }
 
 /** The model among the picked files: the one .onnx file (or the only file); the rest is external data. */

@@ -1,11 +1,12 @@
 // Messages between the page (main.ts) and the worker that runs the compiler (worker.ts).
 import type { OptimizeReport, VerifyReport } from "../../src/core.js";
 
-/** The options the page offers: the CLI's --shape, --tolerance, --no-costlier and --no-verify. */
+/** The options the page offers: the CLI's --shape, --fix-shapes, --tolerance, --max-mac-growth (1: --no-costlier) and --no-verify. */
 export interface PageOptions {
   shapes?: Record<string, number[]>;
+  fixShapes: boolean;
   tolerance?: number;
-  noCostlier: boolean;
+  maxMacGrowth?: number;
   verify: boolean;
 }
 

@@ -64,7 +64,7 @@ async function run(request: RunRequest): Promise<PageResult> {
   progress("rewriting");
   // Let the progress message out before the synchronous passes run.
   await new Promise((r) => setTimeout(r, 0));
-  const passOptions: OptimizeOptions = { shapes: options.shapes, noCostlier: options.noCostlier };
+  const passOptions: OptimizeOptions = { shapes: options.shapes, fixShapes: options.fixShapes, maxMacGrowth: options.maxMacGrowth };
   const { model: optimized, report } = about(input, () => optimize(model, passOptions));
   let verification = null;
   let culprit: CulpritSummary | undefined;
