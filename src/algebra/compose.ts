@@ -161,11 +161,8 @@ function composePointwiseFirst(a: LinearMap, b: LinearMap, out: LinearMap, inPer
     for (let o0 = group * outPer; o0 < (group + 1) * outPer; o0 += chunk) {
       const n = Math.min(chunk, (group + 1) * outPer - o0) | 0;
       // Row (o, t) of the product: W2[o, :, t].
-      for (let ol = 0; ol < n; ol++)
-        for (let ml = 0; ml < midPer; ml++) {
-          const src = (((o0 + ol) * midPer + ml) * taps) | 0;
-          for (let t = 0; t < taps; t++) packedA[((ol * taps + t) * midPer + ml) | 0] = bK[src + t]!;
-        }
+      if (bK instanceof Float32Array) packRows32(bK, packedA, o0, n, midPer, taps);
+      else packRows64(bK, packedA, o0, n, midPer, taps);
       const rows = (n * taps) | 0;
       acc.fill(0, 0, rows * inPer);
       gemmAccumulateParallel(packedA, 0, packedB, 0, acc, 0, rows, midPer, inPer);
@@ -179,6 +176,24 @@ function composePointwiseFirst(a: LinearMap, b: LinearMap, out: LinearMap, inPer
       }
     }
   }
+}
+
+// The same packing twice, one per kernel type: a stored float32 weight and a computed float64 one
+// through one loop would make its reads polymorphic (several times slower).
+function packRows32(src: Float32Array, dst: Float64Array, o0: number, n: number, midPer: number, taps: number): void {
+  for (let ol = 0; ol < n; ol++)
+    for (let ml = 0; ml < midPer; ml++) {
+      const s = (((o0 + ol) * midPer + ml) * taps) | 0;
+      for (let t = 0; t < taps; t++) dst[((ol * taps + t) * midPer + ml) | 0] = src[s + t]!;
+    }
+}
+
+function packRows64(src: Float64Array, dst: Float64Array, o0: number, n: number, midPer: number, taps: number): void {
+  for (let ol = 0; ol < n; ol++)
+    for (let ml = 0; ml < midPer; ml++) {
+      const s = (((o0 + ol) * midPer + ml) * taps) | 0;
+      for (let t = 0; t < taps; t++) dst[((ol * taps + t) * midPer + ml) | 0] = src[s + t]!;
+    }
 }
 
 function allFinite(x: ArrayLike<number>): boolean {
