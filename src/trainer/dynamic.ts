@@ -162,7 +162,9 @@ function affine(bn: BN): { s: Float64Array; t: Float64Array } {
 
 /**
  * Inference-form kernel (HWIO k×k, depthwise [k,k,C,1]) and bias of one branch, in float64 —
- * REPARAM_MATH.md §1–§5 (DBB's BN-value padding makes the 1×1 → k×k and 1×1 → avg compositions exact).
+ * docs/rules.md §7.1–§7.5 (DBB's BN-value padding makes the 1×1 → k×k and 1×1 → avg compositions
+ * exact). Written out in the trainer's HWIO layout on purpose: it is an independent oracle of
+ * src/algebra, and test/trainer-algebra.test.ts requires the two to agree on every branch kind.
  */
 export function branchInference(layer: Layer, br: Branch, idKernel: (c: number) => Float64Array): { kernel: Float64Array; bias: Float64Array } {
   const { k, cin, cout, depthwise: dw } = layer.spec;

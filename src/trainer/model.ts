@@ -339,7 +339,7 @@ export class Net {
 
   /**
    * The k×k kernel of one online branch, γ included (HWIO): the composition rules of
-   * REPARAM_MATH.md §2–§5 on tensors, differentiable, so the forward runs one conv per layer.
+   * docs/rules.md §7.1–§7.5 on tensors, differentiable, so the forward runs one conv per layer.
    */
   branchKernel(layer: Layer, br: Branch): tf.Tensor4D {
     const { k, cin, cout, depthwise: dw } = layer.spec;
