@@ -2,21 +2,12 @@
 // of another command refused with exit 2 and a suggestion, --version, the three --shape spellings.
 import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
-import * as os from "node:os";
 import * as path from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
+import { CLI, cliScratch, DEMO, ROOT } from "./helpers/cli.js";
 import { parseShapeSpecs } from "../src/cli/shape-spec.js";
 
-const ROOT = path.resolve(import.meta.dirname, "..");
-const CLI = path.join(ROOT, "dist", "src", "cli", "main.js");
-const DEMO = path.join(ROOT, "fixtures", "models", "demo_repvgg_net.onnx");
-const work = fs.mkdtempSync(path.join(os.tmpdir(), "reparam-cli-args-"));
-afterAll(() => fs.rmSync(work, { recursive: true, force: true }));
-
-beforeAll(() => {
-  if (!fs.existsSync(CLI)) spawnSync("npx", ["tsc", "-p", "tsconfig.json"], { cwd: ROOT, encoding: "utf8" });
-  expect(fs.existsSync(CLI)).toBe(true);
-}, 120_000);
+const { work } = cliScratch("cli-args");
 
 function cli(...args: string[]) {
   const r = spawnSync(process.execPath, [CLI, ...args], { cwd: work, encoding: "utf8", timeout: 60_000 });

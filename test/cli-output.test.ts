@@ -2,23 +2,13 @@
 // on stdout with '-', batch runs with --out-dir, live progress, and metadata_props in the output.
 import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
-import * as os from "node:os";
 import * as path from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
+import { CLI, cliScratch, DEMO, ROOT } from "./helpers/cli.js";
 import { loadModel, modelFromBytes } from "../src/ir/io.js";
 
-const ROOT = path.resolve(import.meta.dirname, "..");
-const CLI = path.join(ROOT, "dist", "src", "cli", "main.js");
-const DEMO = path.join(ROOT, "fixtures", "models", "demo_repvgg_net.onnx");
 const SMALL = path.join(ROOT, "fixtures", "models", "neg_relu_in_branch_preserve_op13.onnx");
-const work = fs.mkdtempSync(path.join(os.tmpdir(), "reparam-cli-output-"));
-const at = (p: string) => path.join(work, p);
-afterAll(() => fs.rmSync(work, { recursive: true, force: true }));
-
-beforeAll(() => {
-  if (!fs.existsSync(CLI)) spawnSync("npx", ["tsc", "-p", "tsconfig.json"], { cwd: ROOT, encoding: "utf8" });
-  expect(fs.existsSync(CLI)).toBe(true);
-}, 120_000);
+const { work, at } = cliScratch("cli-output");
 
 function cli(args: string[], env: Record<string, string> = {}) {
   const r = spawnSync(process.execPath, [CLI, ...args], { cwd: work, timeout: 60_000, env: { ...process.env, ...env } });

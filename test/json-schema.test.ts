@@ -3,24 +3,14 @@
 // a batch run with a broken model, verify (equal and different), inspect.
 import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
-import * as os from "node:os";
 import * as path from "node:path";
 import { Ajv2020 } from "ajv/dist/2020.js";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
+import { CLI, cliScratch, DEMO, ROOT } from "./helpers/cli.js";
 
-const ROOT = path.resolve(import.meta.dirname, "..");
-const CLI = path.join(ROOT, "dist", "src", "cli", "main.js");
 const SCHEMAS = path.join(ROOT, "docs", "schema");
-const DEMO = path.join(ROOT, "fixtures", "models", "demo_repvgg_net.onnx");
 const SMALL = path.join(ROOT, "fixtures", "models", "neg_relu_in_branch_preserve_op13.onnx");
-const work = fs.mkdtempSync(path.join(os.tmpdir(), "reparam-json-schema-"));
-const at = (p: string) => path.join(work, p);
-afterAll(() => fs.rmSync(work, { recursive: true, force: true }));
-
-beforeAll(() => {
-  if (!fs.existsSync(CLI)) spawnSync("npx", ["tsc", "-p", "tsconfig.json"], { cwd: ROOT, encoding: "utf8" });
-  expect(fs.existsSync(CLI)).toBe(true);
-}, 120_000);
+const { work, at } = cliScratch("json-schema");
 
 function json(args: string[], stream: "stdout" | "stderr" = "stdout"): { code: number | null; report: Record<string, unknown> } {
   const r = spawnSync(process.execPath, [CLI, ...args, "--json"], { cwd: work, encoding: "utf8", timeout: 60_000 });

@@ -156,7 +156,7 @@ export function buildProgram(run: (name: CommandName, args: string[], flags: Fla
     .addOption(new Option("--calib <DATA>", "calibration inputs for --attention-stats: a .npy [K, C, H, W] or a folder of .npy files"))
     .addOption(jsonOption());
 
-  command("train", "train a multi-branch network with the bundled TensorFlow.js trainer and export it to ONNX")
+  command("train", "train a multi-branch network with the TensorFlow.js trainer and export it to ONNX (needs @tensorflow/tfjs and @tensorflow/tfjs-backend-wasm installed beside reparam-onnx)")
     .addOption(new Option("--arch <NAME>", "network: repvgg-mini, acb-mini, dbb-mini, … (default: repvgg-mini)"))
     .addOption(new Option("--block-spec <FILE.json>", "network described in a JSON block spec instead of --arch"))
     .addOption(new Option("--data <NAME|DIR>", "fashion-mnist, mnist, synthetic[:N] or a folder of IDX files (default: fashion-mnist)"))

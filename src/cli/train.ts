@@ -9,33 +9,10 @@ import { UsageError } from "../ir/errors.js";
 import { loadModel, modelFromBytes, modelToBytes, saveModel } from "../ir/io.js";
 import { dimsOf } from "../ir/shapes.js";
 import { createSession, type Provider } from "../verify/verify.js";
+import type { Flags } from "./program.js";
 
-export interface TrainFlags {
-  arch?: string;
-  "block-spec"?: string;
-  data?: string;
-  epochs?: string;
-  batch?: string;
-  lr?: string;
-  optimizer?: string;
-  "weight-decay"?: string;
-  out?: string;
-  checkpoint?: string;
-  "checkpoint-every"?: string;
-  resume?: boolean;
-  online?: boolean;
-  dynamic?: boolean;
-  "dynamic-every"?: string;
-  asr?: boolean;
-  backend?: string;
-  workers?: string;
-  limit?: string;
-  seed?: string;
-  split?: string;
-  provider?: string;
-  json?: boolean;
-  "no-progress"?: boolean;
-}
+/** The flags train and eval read (the whole set: program.ts declares which command takes which). */
+export type TrainFlags = Flags;
 
 const int = (flag: string, v: string | undefined, fallback: number, min = 1): number => {
   if (v === undefined) return fallback;
