@@ -105,3 +105,30 @@ describe("fused units are kept whole", () => {
     expect(ops(model).Add).toBe(2);
   });
 });
+
+describe("BN over [N, C, L] is an affine on axis 1", () => {
+  const tokens = (net: Net, x: string) => net.op("Transpose", [x], { perm: [0, 2, 1] });
+  const linear = (net: Net, x: string, i: number, o: number) =>
+    net.op("Add", [net.op("MatMul", [x, net.constant("w", [i, o], Array.from({ length: i * o }, () => net.r() - 0.5))]), net.constant("b", [o], Array.from({ length: o }, () => net.r()))]);
+
+  it("folds through Transpose into two Linears and through an AveragePool into the next BN", async () => {
+    const net = new Net(11);
+    const x = net.input("x", ["N", 6, 8]);
+    const t = tokens(net, net.bn(x, 6));
+    const q = linear(net, t, 6, 4);
+    const pooled = net.bn(net.op("AveragePool", [net.bn(x, 6)], { kernel_shape: [2], strides: [2] }), 6);
+    const k = linear(net, tokens(net, pooled), 6, 4);
+    const { model } = await foldAndVerify(net.finish(net.op("Concat", [q, k], { axis: 1 })));
+    expect(ops(model).BatchNormalization ?? 0).toBe(0);
+  });
+
+  it("a reader that does not absorb the affine (a Relu) leaves the BN, with the reason", async () => {
+    const net = new Net(12);
+    const x = net.input("x", ["N", 6, 8]);
+    const n = net.bn(x, 6);
+    const y = net.op("Add", [linear(net, tokens(net, n), 6, 4), net.op("ReduceMean", [net.op("Relu", [tokens(net, n)])], { axes: [2], keepdims: 1 })]);
+    const { model, report } = await foldAndVerify(net.finish(y));
+    expect(ops(model).BatchNormalization).toBe(1);
+    expect(report.refusals.map((r) => r.reason).join("\n")).toMatch(/BatchNormalization over \[\?,6,8\].*read by Relu/);
+  });
+});

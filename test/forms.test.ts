@@ -15,7 +15,7 @@ const entries = readManifest("forms.json");
 /** Cases whose optimized form must reach the deploy structure (the others print their gap). */
 const REACHES_DEPLOY = new Set([
   "forms_se_repvgg_stage", "forms_repvggplus_se", "forms_mobileone_se", "forms_acnet_crop", "forms_dyrep_stack", "forms_sum_node",
-  "forms_repvit_gelu", "forms_replknet_gelu", "forms_act_idioms",
+  "forms_repvit_gelu", "forms_replknet_gelu", "forms_act_idioms", "forms_nextvit_attn",
 ]);
 
 function convWeights(m: Model): number {

@@ -1,6 +1,7 @@
 // The built-in rules, in the order of their benefits (the driver sorts by benefit anyway).
 import type { Rule } from "../pipeline/rule.js";
 import { affineBeforeTranspose } from "./affine-before-transpose.js";
+import { affineIntoReaders } from "./affine-into-readers.js";
 import { collapseLinearRegions } from "./collapse-linear-regions.js";
 import { dedupeInitializers } from "./dedupe-initializers.js";
 import { dropInitializerIdentity } from "./drop-initializer-identity.js";
@@ -9,8 +10,8 @@ import { foldIntoFc } from "./fold-into-fc.js";
 import { globalPooling } from "./global-pooling.js";
 import { pruneZeroChannels } from "./prune-zero-channels.js";
 
-export { affineBeforeTranspose, collapseLinearRegions, dedupeInitializers, dropInitializerIdentity, foldConstants, foldIntoFc, globalPooling, pruneZeroChannels };
+export { affineBeforeTranspose, affineIntoReaders, collapseLinearRegions, dedupeInitializers, dropInitializerIdentity, foldConstants, foldIntoFc, globalPooling, pruneZeroChannels };
 
 export function defaultRules(): Rule[] {
-  return [dropInitializerIdentity, foldConstants, dedupeInitializers, globalPooling, affineBeforeTranspose, collapseLinearRegions, foldIntoFc, pruneZeroChannels] as Rule[];
+  return [dropInitializerIdentity, foldConstants, dedupeInitializers, globalPooling, affineBeforeTranspose, affineIntoReaders, collapseLinearRegions, foldIntoFc, pruneZeroChannels] as Rule[];
 }
