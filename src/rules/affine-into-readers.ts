@@ -144,7 +144,9 @@ export const affineIntoReaders: Rule<IntoReadersMatch> = {
   rewrite({ anchor, scale: s, shift: t, terminals }, ctx) {
     const initializers: Tensor[] = [];
     const rewire: { node: Node; input: number; tensor: string }[] = [];
+    const collect: string[] = [];
     const put = (node: Node, input: number, like: Tensor, data: Float64Array) => {
+      collect.push(node.inputs[input]!);
       const tensor = Tensor.fromFloat64(ctx.uniqueName(`${node.inputs[input]}_folded`), like.dtype, like.dims, data);
       initializers.push(tensor);
       rewire.push({ node, input, tensor: tensor.name });
@@ -172,7 +174,7 @@ export const affineIntoReaders: Rule<IntoReadersMatch> = {
       }
     }
     return {
-      initializers, rewire,
+      initializers, rewire, collect,
       replaceUses: [{ from: anchor.outputs[0]!, to: anchor.inputs[0]! }],
       summary: `BatchNormalization '${anchor.name}' folded into ${terminals.map((x) => `${x.node.opType} '${x.node.name}'`).join(", ")}`,
     };
