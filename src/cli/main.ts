@@ -5,7 +5,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { CommanderError } from "commander";
-import { ModelError, UsageError } from "../ir/errors.js";
+import { about, ModelError, UsageError } from "../ir/errors.js";
 import { checkOutputAliasing, loadModel, modelToBytes, saveModel } from "../ir/io.js";
 import { findCulprit, skipFailing, type Culprit } from "../app/bisect.js";
 import { optimize, type OptimizeReport } from "../app/optimize.js";
@@ -72,19 +72,6 @@ function sameFile(a: string, b: string): boolean {
 function print(json: boolean | undefined, obj: unknown, lines: string[], stream: NodeJS.WriteStream = process.stdout): void {
   if (json) stream.write(JSON.stringify(obj, null, 2) + "\n");
   else stream.write(lines.join("\n") + "\n");
-}
-
-/**
- * Run `f` on a loaded model: a ModelError raised there (e.g. a tensor decoded lazily by a pass)
- * is about `file`, so the one-line message names it.
- */
-function about<T>(file: string, f: () => T): T {
-  try {
-    return f();
-  } catch (e) {
-    if (e instanceof ModelError && !e.message.startsWith(`${file}:`)) throw new ModelError(`${file}: ${e.message}`);
-    throw e;
-  }
 }
 
 /** The flags of optimize, checked once before any model is read. */

@@ -4,6 +4,7 @@
 // options, the same bytes out (modelToParts is what saveModel writes).
 import { decodeModelBytes, findCulprit, ModelError, modelToParts, optimize, UsageError, verifyModels, type ExternalFiles, type OptimizeOptions, type VerifyOptions } from "../../src/core.js";
 import { provenance } from "../../src/app/provenance.js";
+import { about } from "../../src/ir/errors.js";
 import type { CulpritSummary, PageResult, RunRequest, WorkerMessage } from "./protocol.js";
 import { ort, runtimeName, VERIFY_LIMIT_BYTES } from "./runtime-web.js";
 
@@ -34,16 +35,6 @@ function pickedFiles(files: File[], modelName: string): ExternalFiles {
     read: (location, offset, length, tensorName) =>
       new Uint8Array(new FileReaderSync().readAsArrayBuffer(find(location, tensorName).slice(offset, offset + length))),
   };
-}
-
-/** A ModelError raised while working on the input (e.g. a tensor decoded lazily) names the file. */
-function about<T>(file: string, f: () => T): T {
-  try {
-    return f();
-  } catch (e) {
-    if (e instanceof ModelError && !e.message.startsWith(`${file}:`)) throw new ModelError(`${file}: ${e.message}`);
-    throw e;
-  }
 }
 
 function outputName(input: string): string {
