@@ -1,4 +1,4 @@
-// Activation and normalization idioms that onnxruntime fuses into one kernel (docs/rules.md §4, "Units"):
+// Activation and normalization idioms that onnxruntime fuses into one kernel (docs/rules.md §4, "Fused units"):
 // GELU exported as x·0.5·(1 + erf(x/√2)) (→ Gelu), its tanh approximation (→ FastGelu) and a
 // LayerNorm written out (ReduceMean, Sub, Pow, ReduceMean, Add ε, Sqrt, Div, Mul γ, Add β →
 // LayerNormalization). Their constant Mul/Div/Add nodes look like affine maps, and folding one of
