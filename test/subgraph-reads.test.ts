@@ -82,6 +82,15 @@ describe("outer-scope reads of subgraphs are uses", () => {
     expect([...outerReads(nested)].sort()).toEqual(["a", "b", "c", "d"]);
     const passthrough = body("p", () => "outer_t");
     expect(outerReads(passthrough)).toEqual(["outer_t"]);
+    // A Loop body: its own inputs (iteration number, condition, carried values) are not outer reads.
+    const loop = body("loop", (b) => {
+      b.input("iter", [], DataType.INT64);
+      b.input("cond_in", [], DataType.BOOL);
+      b.input("carried", [4]);
+      b.nodes.push(new Node("loop_cond", "Identity", ["cond_in"], ["cond_out"]));
+      return b.op("Add", ["carried", "outer_w"], {}, "loop_add");
+    });
+    expect(outerReads(loop)).toEqual(["outer_w"]);
   });
 
   it("pruning zero channels leaves a tensor a branch returns alone", async () => {
