@@ -41,6 +41,11 @@ function addIf(n: GraphBuilder, cond: string, then: GraphProto, otherwise: Graph
   return out;
 }
 
+/** A body holding an If (on `cond`, an outer tensor) over two inner bodies: a read two levels deep. */
+function nestedBody(prefix: string, cond: string, then: GraphProto, otherwise: GraphProto, dims?: number[]): GraphProto {
+  return body(prefix, (b) => addIf(b, cond, then, otherwise, `${prefix}_if`), dims);
+}
+
 /** Every output of `m`, run with the same x, once per branch. */
 async function run(m: Model, x: Float32Array): Promise<Record<string, number[]>[]> {
   const results = [];
@@ -135,10 +140,7 @@ describe("outer-scope reads of subgraphs are uses", () => {
     const wid = n.op("Identity", [W]); // PyTorch's export of a shared parameter's second use
     const y = n.op("Conv", [x, wid], { kernel_shape: [1, 1] });
     const inner = body("inner", (b) => b.op("Neg", [wid], {}, "inner_neg"), [4, 3, 1, 1]);
-    const outer = body("outer", (b) => {
-      b.nodes.push(new Node("inner_if", "If", [cond], ["inner_if_out"], [graphAttr("then_branch", inner), graphAttr("else_branch", body("ie", (e) => e.op("Identity", [wid], {}, "ie_id")))]));
-      return "inner_if_out";
-    }, [4, 3, 1, 1]);
+    const outer = nestedBody("outer", cond, inner, body("ie", (e) => e.op("Identity", [wid], {}, "ie_id")), [4, 3, 1, 1]);
     const branch = addIf(n, cond, outer, body("else", (b) => b.op("Identity", [wid], {}, "else_id"), [4, 3, 1, 1]), "if");
     n.output(y);
     n.output(branch, [4, 3, 1, 1]);
@@ -154,10 +156,7 @@ describe("outer-scope reads of subgraphs are uses", () => {
     const W = n.constant("w", [4, 3, 3, 3], randomArray(n.r, 108));
     const y = n.bn(n.op("Conv", [x, W], { kernel_shape: [3, 3], pads: [1, 1, 1, 1] }), 4);
     const inner = body("inner", (b) => b.op("Identity", [W], {}, "inner_id"), [4, 3, 3, 3]);
-    const outer = body("outer", (b) => {
-      b.nodes.push(new Node("inner_if", "If", [cond], ["inner_if_out"], [graphAttr("then_branch", inner), graphAttr("else_branch", body("ie", (e) => e.op("Neg", [W], {}, "ie_neg")))]));
-      return "inner_if_out";
-    }, [4, 3, 3, 3]);
+    const outer = nestedBody("outer", cond, inner, body("ie", (e) => e.op("Neg", [W], {}, "ie_neg")), [4, 3, 3, 3]);
     const branch = addIf(n, cond, outer, body("else", (b) => b.op("Neg", [W], {}, "else_neg"), [4, 3, 3, 3]), "if");
     n.output(y);
     n.output(branch, [4, 3, 3, 3]);
@@ -170,10 +169,7 @@ describe("names", () => {
   it("a fresh name chosen by the rewriter is not one a subgraph defines, at any depth", () => {
     const { n, x, cond } = start(8);
     const inner = body("inner", (b) => b.op("Identity", [x], {}, "deep"));
-    const outer = body("outer", (b) => {
-      b.nodes.push(new Node("inner_if", "If", [cond], ["inner_if_out"], [graphAttr("then_branch", inner), graphAttr("else_branch", body("ie", (e) => e.op("Neg", [x], {}, "ie_neg")))]));
-      return "inner_if_out";
-    });
+    const outer = nestedBody("outer", cond, inner, body("ie", (e) => e.op("Neg", [x], {}, "ie_neg")));
     n.output(addIf(n, cond, outer, body("else", (b) => b.op("Relu", [x], {}, "else_relu")), "if"));
     const rewriter = new Rewriter(n.build().graph);
     expect(rewriter.uniqueName("deep_out")).toBe("deep_out_1");

@@ -60,6 +60,33 @@ export function namesDefinedIn(g: GraphProto, into = new Set<string>()): Set<str
   return into;
 }
 
+/**
+ * The attributes with every subgraph reading outer `from` replaced by a copy reading `to` (others
+ * kept as they are); undefined if one of those subgraphs defines `to`.
+ */
+function renameInAttributes(attributes: AttributeProto[], from: string, to: string): AttributeProto[] | undefined {
+  const out: AttributeProto[] = [];
+  for (const a of attributes) {
+    if (!attributeGraphs(a).some((g) => outerReads(g).includes(from))) {
+      out.push(a);
+      continue;
+    }
+    const copy = shallowCopy(a);
+    if (a.g) {
+      const g = renameOuterRead(a.g, from, to);
+      if (!g) return undefined;
+      copy.g = g;
+    }
+    if (a.graphs && a.graphs.length > 0) {
+      const gs = a.graphs.map((g) => renameOuterRead(g, from, to));
+      if (gs.some((g) => !g)) return undefined;
+      copy.graphs = gs as GraphProto[];
+    }
+    out.push(copy);
+  }
+  return out;
+}
+
 /** A copy of subgraph `g` reading `to` wherever it read outer tensor `from`; undefined if `g` defines `to`. */
 function renameOuterRead(g: GraphProto, from: string, to: string): GraphProto | undefined {
   if (!outerReads(g).includes(from)) return g;
@@ -76,25 +103,8 @@ function renameOuterRead(g: GraphProto, from: string, to: string): GraphProto | 
     const nc = shallowCopy(n);
     if (readsInput) nc.input = n.input!.map((i) => (i === from ? to : i));
     if (readsInBody) {
-      const attributes: AttributeProto[] = [];
-      for (const a of n.attribute ?? []) {
-        if (!attributeGraphs(a).some((sub) => outerReads(sub).includes(from))) {
-          attributes.push(a);
-          continue;
-        }
-        const ac = shallowCopy(a);
-        if (a.g) {
-          const r = renameOuterRead(a.g, from, to);
-          if (!r) return undefined;
-          ac.g = r;
-        }
-        if (a.graphs && a.graphs.length > 0) {
-          const rs = a.graphs.map((sub) => renameOuterRead(sub, from, to));
-          if (rs.some((r) => !r)) return undefined;
-          ac.graphs = rs as GraphProto[];
-        }
-        attributes.push(ac);
-      }
+      const attributes = renameInAttributes(n.attribute ?? [], from, to);
+      if (!attributes) return undefined;
       nc.attribute = attributes;
     }
     nodes.push(nc);
@@ -184,7 +194,7 @@ export class Node {
 
   /** Whether renameSubgraphReads(from, to) would succeed (it changes nothing here). */
   canRenameSubgraphReads(from: string, to: string): boolean {
-    return this.attributes.every((a) => attributeGraphs(a).every((g) => renameOuterRead(g, from, to) !== undefined));
+    return renameInAttributes(this.attributes, from, to) !== undefined;
   }
 
   /**
@@ -193,26 +203,8 @@ export class Node {
    */
   renameSubgraphReads(from: string, to: string): boolean {
     if (!this.subgraphReads().includes(from)) return true;
-    const attributes: AttributeProto[] = [];
-    for (const a of this.attributes) {
-      const graphs = attributeGraphs(a);
-      if (!graphs.some((g) => outerReads(g).includes(from))) {
-        attributes.push(a);
-        continue;
-      }
-      const copy = shallowCopy(a);
-      if (a.g) {
-        const g = renameOuterRead(a.g, from, to);
-        if (!g) return false;
-        copy.g = g;
-      }
-      if (a.graphs && a.graphs.length > 0) {
-        const gs = a.graphs.map((g) => renameOuterRead(g, from, to));
-        if (gs.some((g) => !g)) return false;
-        copy.graphs = gs as GraphProto[];
-      }
-      attributes.push(copy);
-    }
+    const attributes = renameInAttributes(this.attributes, from, to);
+    if (!attributes) return false;
     this.attributes = attributes;
     return true;
   }
