@@ -46,4 +46,19 @@ describe("prune-zero-channels", () => {
     expect(out.graph.initializers.size).toBe(2); // the unpruned weights are gone
     expect(result.rewrites[0]!.summary).toMatch(/pruned 2 zero channel\(s\)/);
   });
+
+  it("prunes a per-channel PRelu slope with the channels it scales, proven", async () => {
+    for (const dims of [[8, 1, 1], [1, 8, 1, 1], [1, 1]]) {
+      const n = new Net(13);
+      const x = n.input("x", [1, 4, 7, 7]);
+      const q = Array.from({ length: 32 }, (_, i) => ([2, 5].includes(Math.floor(i / 4)) ? 0 : Math.sin(i + 1)));
+      const z = n.op("Conv", [x, n.constant("q", [8, 4, 1, 1], q)], { kernel_shape: [1, 1] });
+      const size = dims.reduce((a, b) => a * b, 1);
+      const a = n.op("PRelu", [z, n.constant("slope", dims, Array.from({ length: size }, (_, i) => 0.1 * (i + 1)))]);
+      const { model: out } = await applyAndProve(n.finish(n.conv(a, 8, 6, 3)), [rule]);
+      const slope = out.graph.initializers.get(nodeOf(out, "PRelu").inputs[1]!)!;
+      expect(slope.dims, JSON.stringify(dims)).toEqual(size === 1 ? dims : dims.map((d) => (d === 8 ? 6 : d)));
+      if (size > 1) expect([...slope.toFloat64()].map((v) => Math.round(v * 10))).toEqual([1, 2, 4, 5, 7, 8]);
+    }
+  });
 });

@@ -24,9 +24,21 @@ function keepsZero(ctx: RuleContext, n: Node): boolean {
   }
 }
 
+/**
+ * A constant operand of a chain node broadcasts against the rank-4 activation [N, C, H, W]; the
+ * axis of the operand that lines up with C (numpy broadcasting aligns trailing axes), or undefined
+ * when the operand does not vary across channels (rank < 3, or size 1 there).
+ */
+function channelAxisOf(operand: Tensor): number | undefined {
+  const axis = operand.dims.length - 3;
+  return axis >= 0 && operand.dims[axis] !== 1 ? axis : undefined;
+}
+
 interface Plan extends Match {
   producer: Node;
   chain: Node[];
+  /** Per-channel constant operands of chain nodes (PRelu slope [C,1,1], …): pruned with the channels. */
+  operands: { node: Node; input: number; axis: number }[];
   readers: Node[];
   zero: number[];
 }
@@ -54,6 +66,7 @@ function plan(ctx: RuleContext, producer: Node): Plan | Refusal {
   if (shared) return refuse(`weight '${shared.name}' is shared with another node`);
   // Follow zero-preserving activations to the Convs that read the zero channels.
   const chain: Node[] = [];
+  const operands: Plan["operands"] = [];
   let tensor = producer.outputs[0]!;
   for (;;) {
     if (ctx.isGraphOutput(tensor)) return refuse(`'${tensor}' is a graph output (its channel count is part of the interface)`);
@@ -61,7 +74,17 @@ function plan(ctx: RuleContext, producer: Node): Plan | Refusal {
     const inBody = readers.find((r) => !r.inputs.includes(tensor));
     if (inBody) return refuse(`'${tensor}' is read inside a subgraph of ${inBody.opType} '${inBody.name}' (its channel count would change there)`);
     if (readers.length === 1 && keepsZero(ctx, readers[0]!) && readers[0]!.inputs[0] === tensor) {
-      chain.push(readers[0]!);
+      const node = readers[0]!;
+      // Every other operand is a constant (keepsZero checked): one that varies per channel loses
+      // the pruned channels too, or it would no longer broadcast against the narrower tensor.
+      for (let input = 1; input < node.inputs.length; input++) {
+        const operand = node.inputs[input] ? ctx.constant(node.inputs[input]!) : undefined;
+        const axis = operand && channelAxisOf(operand);
+        if (operand === undefined || axis === undefined) continue;
+        if (operand.dims[axis] !== O) return refuse(`operand '${operand.name}' of ${node.opType} '${node.name}' has ${operand.dims[axis]} channels, not ${O}`);
+        operands.push({ node, input, axis });
+      }
+      chain.push(node);
       tensor = readers[0]!.outputs[0]!;
       continue;
     }
@@ -70,13 +93,13 @@ function plan(ctx: RuleContext, producer: Node): Plan | Refusal {
     const sharedReader = readers.find((r) => sharedParameter(ctx, r, [r.inputs[1]!], "prune"));
     if (sharedReader) return refuse(`weight of '${sharedReader.name}' is shared with another node`);
     if (readers.length === 0) return notCandidate("its output is not read");
-    return { anchor: producer, remove: [], producer, chain, readers, zero };
+    return { anchor: producer, remove: [], producer, chain, operands, readers, zero };
   }
 }
 
-function select(t: Tensor, name: string, axis: 0 | 1, drop: Set<number>): Tensor {
+function select(t: Tensor, name: string, axis: number, drop: Set<number>): Tensor {
   const dims = [...t.dims];
-  const outer = axis === 0 ? 1 : dims[0]!;
+  const outer = dims.slice(0, axis).reduce((a, b) => a * b, 1);
   const count = dims[axis]!;
   const inner = dims.slice(axis + 1).reduce((a, b) => a * b, 1);
   const keep = [...Array(count).keys()].filter((i) => !drop.has(i));
@@ -105,7 +128,7 @@ export const pruneZeroChannels: Rule<Plan> = {
     const bytesBefore = [producer, ...readers].reduce((s, n) => s + ctx.constant(n.inputs[1]!)!.byteLength, 0);
     const initializers: Tensor[] = [];
     const rewire: { node: Node; input: number; tensor: string }[] = [];
-    const replaceInit = (node: Node, index: number, axis: 0 | 1) => {
+    const replaceInit = (node: Node, index: number, axis: number) => {
       const t = ctx.constant(node.inputs[index]!)!;
       const pruned = select(t, ctx.uniqueName(`${t.name}.pruned`), axis, drop);
       initializers.push(pruned);
@@ -114,14 +137,15 @@ export const pruneZeroChannels: Rule<Plan> = {
     replaceInit(producer, 1, 0);
     if (producer.inputs[2]) replaceInit(producer, 2, 0);
     for (const r of readers) replaceInit(r, 1, 1);
-    const weights = initializers.filter((t, i) => rewire[i]!.input === 1);
+    for (const o of p.operands) replaceInit(o.node, o.input, o.axis);
+    const weights = initializers.filter((t, i) => rewire[i]!.input === 1 && !p.chain.includes(rewire[i]!.node));
     const bytesAfter = weights.reduce((s, t) => s + t.byteLength, 0);
     // Channel counts changed: the recorded shapes of the tensors in between change with them.
     const keep = initializers[0]!.dims[0]!;
     const resize = [producer.outputs[0]!, ...p.chain.map((n) => n.outputs[0]!)].map((tensor) => ({ tensor, axis: 1, size: keep }));
     return {
       initializers, rewire, resize,
-      collect: [producer, ...readers].flatMap((n) => n.inputs.slice(1)),
+      collect: [producer, ...readers, ...p.chain].flatMap((n) => n.inputs.slice(1)),
       summary: `pruned ${drop.size} zero channel(s) of '${producer.name}' (and ${readers.length} reader(s)): weights ${bytesBefore} → ${bytesAfter} bytes`,
     };
   },
