@@ -424,6 +424,19 @@ describe("external data", () => {
     expect(e.message).toMatch(/'\.\.\/x\.bin' escapes the model's folder/);
   });
 
+  it("a symlink pointing out of the model's folder (the file, or a folder on its way) is refused", () => {
+    const { file, sub, dir } = externalModel({ location: "w.bin", length: 144 }, { name: "../outside.bin", bytes: 144 });
+    fs.symlinkSync(path.join(dir, "outside.bin"), path.join(sub, "w.bin"));
+    expect(loadError(file).message).toMatch(/external data file 'w\.bin' resolves to .*outside\.bin, outside the folder of .*m\.onnx \(refused\)/);
+    const nested = externalModel({ location: "d/w.bin", length: 144 }, { name: "../w.bin", bytes: 144 });
+    fs.symlinkSync(nested.dir, path.join(nested.sub, "d"));
+    expect(loadError(nested.file).message).toMatch(/'d\/w\.bin' resolves to .*outside the folder/);
+    // A link that stays inside the folder still loads.
+    const inside = externalModel({ location: "link.bin", length: 144 }, { name: "w.bin", bytes: 144 });
+    fs.symlinkSync("w.bin", path.join(inside.sub, "link.bin"));
+    expect(loadModel(inside.file).graph.initializers.size).toBe(1);
+  });
+
   it("absolute location", () => {
     const target = path.join(tmp, "abs.bin");
     fs.writeFileSync(target, new Uint8Array(144));

@@ -37,9 +37,22 @@ export function modelFromBytes(bytes: Uint8Array, file = "<memory>"): Model {
 
 /** External data files in the model's folder (locations are checked by bytes.ts before they get here). */
 function folderFiles(baseDir: string, file: string): ExternalFiles {
+  // A symlink (the file or a folder on its way) may point out of the folder: the real path must stay
+  // inside the model's real folder, as onnxruntime requires, so a model cannot make us read any file.
+  let realBase: string | undefined;
   const open = (location: string, tensorName: string): number => {
+    let real: string;
     try {
-      return fs.openSync(path.join(baseDir, location), "r");
+      realBase ??= fs.realpathSync(baseDir);
+      real = fs.realpathSync(path.join(baseDir, location));
+    } catch {
+      throw new ModelError(`initializer '${tensorName}': external data file '${location}' not found beside ${file}`);
+    }
+    const rel = path.relative(realBase, real);
+    if (rel === "" || rel === ".." || rel.startsWith(`..${path.sep}`) || path.isAbsolute(rel))
+      throw new ModelError(`initializer '${tensorName}': external data file '${location}' resolves to ${real}, outside the folder of ${file} (refused)`);
+    try {
+      return fs.openSync(real, "r");
     } catch {
       throw new ModelError(`initializer '${tensorName}': external data file '${location}' not found beside ${file}`);
     }
