@@ -109,6 +109,23 @@ describe("unknown flags: exit 2, one line, a suggestion", () => {
     expect(t).toMatch(/inspect: unknown option '--epochs': it belongs to train/);
   });
 
+  it("the command's own flag given a value, or given before the command, says so (not that another command has it)", () => {
+    expect(usageError(cli("optimize", DEMO, "out.onnx", "--json=true"))).toBe("reparam-onnx: error: optimize: option '--json' takes no value (write '--json', not '--json=true'); reparam-onnx optimize --help lists optimize options");
+    expect(usageError(cli("--json", "optimize", DEMO, "out.onnx"))).toBe("reparam-onnx: error: option '--json' comes before the command: write it after (reparam-onnx optimize … --json)");
+    expect(fs.existsSync(path.join(work, "out.onnx"))).toBe(false);
+  });
+
+  it("an option that would be ignored is refused: calibration flags without their mode, a --shape for no input", () => {
+    for (const flag of ["--calib", "--labels", "--approx-threshold"])
+      expect(usageError(cli("optimize", DEMO, "out.onnx", "--no-verify", flag, "/nonexistent"))).toContain(`${flag} /nonexistent: used only with --approx-attention`);
+    expect(usageError(cli("inspect", DEMO, "--calib", "/nonexistent"))).toContain("--calib /nonexistent: read only with --attention-stats");
+    const noInput = /demo_repvgg_net\.onnx: --shape gives input 'y', which the model does not have \(its inputs: input\)/;
+    expect(usageError(cli("optimize", DEMO, "out.onnx", "--no-verify", "--shape", "y=1x3x8x8"))).toMatch(noInput);
+    expect(usageError(cli("inspect", DEMO, "--shape", "y=1x3x8x8"))).toMatch(noInput);
+    expect(usageError(cli("verify", DEMO, DEMO, "--shape", "y=1x3x8x8"))).toMatch(noInput);
+    expect(fs.existsSync(path.join(work, "out.onnx"))).toBe(false);
+  });
+
   it("a flag nobody has points to the command's help", () => {
     expect(usageError(cli("verify", DEMO, DEMO, "--bogus"))).toBe("reparam-onnx: error: verify: unknown option '--bogus'; reparam-onnx verify --help lists the options");
   });

@@ -17,7 +17,7 @@ import { arraysToSets, readNpz, setsToArrays, writeNpz, type StoredSet } from ".
 import { RECORD_SCHEMA, runInputSets, verifyAgainstOutputs, verifyModels, type Feed, type Provider, type RecordedSet, type VerifyReport } from "../verify/verify.js";
 import { formatOptimize, formatVerify, ms } from "./format.js";
 import { Progress } from "./progress.js";
-import { parseShapeSpecs } from "./shape-spec.js";
+import { checkShapeNames, parseShapeSpecs } from "./shape-spec.js";
 import { onnxruntimeVersion, toolVersion } from "./version.js";
 import { buildProgram, usageMessage, type Flags } from "./program.js";
 import { findAttentionBlocks, replaceGates } from "../app/approximate-attention.js";
@@ -86,6 +86,9 @@ interface OptimizeSettings {
 }
 
 function optimizeSettings(f: Flags): OptimizeSettings {
+  if (f["approx-attention"] === undefined)
+    for (const flag of ["calib", "labels", "approx-threshold"] as const)
+      if (f[flag] !== undefined) throw new UsageError(`--${flag} ${f[flag]}: used only with --approx-attention (an ignored option is refused)`);
   // Every flag is checked before any work, whether or not it ends up used (--no-verify).
   return {
     tolerance: number("tolerance", f.tolerance, undefined),
@@ -199,6 +202,7 @@ async function optimizeOne(input: string, output: string, f: Flags, s: OptimizeS
   progress.stage(`loading ${input}`);
   const t0 = performance.now();
   const loaded = loadModel(input);
+  checkShapeNames(shapes, loaded, input);
   if (output !== "-") checkOutputAliasing(loaded, output, { externalData: f["external-data"] }); // before any work: nothing written
   const tLoad = performance.now() - t0;
   // --approx-attention=mean: replace nearly constant attention by its mean (an approximation, off by
@@ -380,6 +384,7 @@ async function cmdVerify(args: string[], f: Flags): Promise<number> {
   }
 
   const ref = loadModel(a);
+  checkShapeNames(shapes, ref, a);
   if (!b) {
     // Record only: run A on the input sets a proof would use and write them with A's outputs.
     const t0 = performance.now();
@@ -405,7 +410,9 @@ async function cmdVerify(args: string[], f: Flags): Promise<number> {
 async function cmdInspect(args: string[], f: Flags): Promise<number> {
   const [file] = positionals("inspect", args, 1) as [string];
   const shapes = parseShapeSpecs(f.shape);
+  if (f.calib !== undefined && !f["attention-stats"]) throw new UsageError(`--calib ${f.calib}: read only with --attention-stats (an ignored option is refused)`);
   const model = loadModel(file);
+  checkShapeNames(shapes, model, file);
   const stats = about(file, () => modelStats(model, shapes));
   const { report } = about(file, () => optimize(model, { shapes, noCostlier: f["no-costlier"], duplicateShared: f["duplicate-shared"] }));
   const g = model.graph;

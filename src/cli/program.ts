@@ -220,6 +220,12 @@ export function usageMessage(program: Command, argv: string[], e: CommanderError
     const flag = /unknown option '([^']+)'/.exec(text)?.[1] ?? "";
     const bare = flag.replace(/=.*$/, "");
     const similar = /\(Did you mean (.+)\?\)/.exec(text)?.[1];
+    if (cmd?.options.some((o) => o.long === bare)) {
+      // The command has it: given before the command name, or a value given to a flag that takes none.
+      const flagAt = argv.indexOf(flag);
+      if (flagAt >= 0 && flagAt < argv.indexOf(cmd.name())) return `option '${flag}' comes before the command: write it after (reparam-onnx ${cmd.name()} … ${flag})`;
+      if (flag !== bare) return `${where}option '${bare}' takes no value (write '${bare}', not '${flag}'); ${help} lists ${cmd.name()} options`;
+    }
     const owners = program.commands.filter((c) => c !== cmd && c.options.some((o) => o.long === bare)).map((c) => c.name());
     if (owners.length) return `${where}unknown option '${flag}': it belongs to ${owners.join(", ")} (did you mean 'reparam-onnx ${owners[0]} … ${bare}'${similar ? ` or ${similar}` : ""}?); ${help} lists ${cmd?.name() ?? "the"} options`;
     return `${where}unknown option '${flag}'${similar ? ` (did you mean ${similar}?)` : ""}; ${help} lists the options`;

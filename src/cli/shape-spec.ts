@@ -5,6 +5,7 @@
 // A name may itself contain ':' or '=' (TensorFlow exports name inputs "input_1:0"): the name is
 // everything before the last separator.
 import { UsageError } from "../ir/errors.js";
+import type { Model } from "../ir/graph.js";
 
 const EXAMPLE = "expected NAME=1x3x224x224, NAME:1,3,224,224 or NAME:1x3x224x224";
 
@@ -37,4 +38,11 @@ export function parseShapeSpecs(values: readonly string[] | undefined): Record<s
       out[name] = dims;
     }
   return out;
+}
+
+/** Every --shape name must be an input of the model: a shape for no input would be ignored silently. */
+export function checkShapeNames(shapes: Record<string, number[]> | undefined, model: Model, file: string): void {
+  const inputs = model.graph.realInputs().map((v) => v.name);
+  for (const name of Object.keys(shapes ?? {}))
+    if (!inputs.includes(name)) throw new UsageError(`${file}: --shape gives input '${name}', which the model does not have (its inputs: ${inputs.join(", ") || "none"})`);
 }
