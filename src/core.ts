@@ -10,7 +10,7 @@ export { GraphBuilder } from "./ir/builder.js";
 export { ModelError, UsageError } from "./ir/errors.js";
 export { optimize, defaultRules, type OptimizeOptions, type OptimizeReport, type PassReport } from "./app/optimize.js";
 export { findCulprit, skipFailing } from "./app/bisect.js";
-export { runRules, type DriverOptions, type RefusalRecord, type Convergence, type ProgressEvent } from "./pipeline/driver.js";
+export { runRules, MatchMutatedGraphError, type DriverOptions, type RefusalRecord, type Convergence, type ProgressEvent } from "./pipeline/driver.js";
 export { RuleContext, type RuleOptions } from "./pipeline/context.js";
 export { refuse, notCandidate, isRefusal, type Rule, type Match, type Replacement, type Refusal, type Note, type RewriteRecord, type RewriteFilter } from "./pipeline/rule.js";
 export * as rules from "./rules/index.js";

@@ -10,6 +10,9 @@ import { defaultRules } from "../rules/index.js";
 import { modelStats, type ModelStats } from "./stats.js";
 
 export { defaultRules };
+
+/** The built-in rules: their match calls are not fingerprinted here (their own tests check them). */
+const BUILT_IN: ReadonlySet<Rule> = new Set(defaultRules());
 export type { ProgressEvent } from "../pipeline/driver.js";
 
 export interface OptimizeOptions extends DriverOptions {
@@ -131,7 +134,7 @@ function optimizeOnce(model: Model, options: OptimizeOptions): { model: Model; r
   const start = performance.now();
   const work = model.clone();
   const shapeOverrides = specializing(model, options.shapes, !!options.fixShapes);
-  const result = runRules(work, options.rules ?? defaultRules(), options);
+  const result = runRules(work, options.rules ?? defaultRules(), { ...options, trusted: BUILT_IN });
   checkRewritten(work, result.rewrites);
   if (options.fixShapes) declareShapes(work, shapeOverrides);
   return {

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { Net } from "../../test/helpers/graphs.js";
 import { Node } from "../ir/graph.js";
-import { runRules } from "./driver.js";
+import { MatchMutatedGraphError, runRules } from "./driver.js";
 import { notCandidate, type Match, type Rule } from "./rule.js";
 
 /** x → Identity → Identity → Relu */
@@ -58,5 +58,23 @@ describe("driver", () => {
     };
     const result = runRules(model, [dropIdentity("d", 2), moody]);
     expect(result.refusals.map((r) => r.reason)).toEqual([`attempt ${attempt}`]);
+  });
+
+  it("a match that changes the graph is an error naming its rule (unless trusted)", () => {
+    const mutations: [string, (node: Node) => void][] = [
+      ["opType", (node) => ((node as { opType: string }).opType = "Sigmoid")],
+      ["dangling input", (node) => (node.inputs[0] = "nowhere")],
+      ["attribute", (node) => node.attributes.push({ name: "alpha", f: 0.5 } as Node["attributes"][number])],
+    ];
+    for (const [what, mutate] of mutations) {
+      const evil: Rule = { name: "evil", description: "mutates in match", rootOps: ["Relu"], benefit: 100, match: (node) => (mutate(node as Node), notCandidate("only looked")), rewrite: () => ({ summary: "" }) };
+      expect(() => runRules(chain(), [evil]), what).toThrow(MatchMutatedGraphError);
+      expect(() => runRules(chain(), [evil]), what).toThrow(/^rule 'evil' changed the graph in its match at '/);
+    }
+    // A match that only looks passes; trusted rules are not fingerprinted (a mutating one goes unseen).
+    const looks: Rule = { name: "looks", description: "", rootOps: ["Relu"], benefit: 1, match: () => notCandidate("no"), rewrite: () => ({ summary: "" }) };
+    expect(runRules(chain(), [looks]).rewrites).toEqual([]);
+    const evil: Rule = { ...looks, match: (node) => ((node as Node).opType = "Tanh", notCandidate("no")) };
+    expect(() => runRules(chain(), [evil], { trusted: new Set([evil]) })).not.toThrow();
   });
 });

@@ -7,6 +7,7 @@
 import { withScratch } from "../algebra/scratch.js";
 import type { Model, Node } from "../ir/graph.js";
 import { RuleContext, type RuleOptions } from "./context.js";
+import { fingerprintDiffers, graphFingerprint } from "./match-guard.js";
 import { Rewriter } from "./rewriter.js";
 import { rewriteKey, type Match, type Note, type RewriteFilter, type RewriteRecord, type Rule } from "./rule.js";
 
@@ -40,6 +41,19 @@ export interface DriverOptions extends RuleOptions {
   filter?: RewriteFilter;
   /** Upper bound on rounds over all rules, and on sweeps of one rule (a guard; real pipelines settle in 2–3). */
   maxRounds?: number;
+  /**
+   * Rules whose match is trusted to only look (the built-in ones, in the optimize pipeline). Every
+   * other rule's match calls are checked to leave the graph unchanged (an O(nodes) fingerprint).
+   */
+  trusted?: ReadonlySet<Rule>;
+}
+
+/** A rule's match changed the graph it should only look at. */
+export class MatchMutatedGraphError extends Error {
+  constructor(rule: string, root: string) {
+    super(`rule '${rule}' changed the graph in its match at '${root}': match must only look (return a match, and declare every change in rewrite's Replacement)`);
+    this.name = "MatchMutatedGraphError";
+  }
 }
 
 export interface Convergence {
@@ -88,6 +102,7 @@ export function runRules(model: Model, rules: readonly Rule[], options: DriverOp
     let changed = false;
     const roots = rule.order === "reverse" ? [...model.graph.nodes].reverse() : [...model.graph.nodes];
     const removedHere = new Set<Node>();
+    const checked = !options.trusted?.has(rule);
     const refused = (declined.get(rule.name) ?? declined.set(rule.name, new Set()).get(rule.name))!;
     for (const [done, root] of roots.entries()) {
       options.onProgress?.({ pass: rule.name, round: currentRound, done, total: roots.length });
@@ -95,7 +110,12 @@ export function runRules(model: Model, rules: readonly Rule[], options: DriverOp
       if (rule.rootOps && !(root.isDefaultDomain && rule.rootOps.includes(root.opType))) continue;
       recycle();
       const key = `${rule.name}\u0000${nodeName(root)}`;
-      const found = rule.match(root, ctx);
+      let found: ReturnType<Rule["match"]>;
+      if (checked) {
+        const before = graphFingerprint(model.graph);
+        found = rule.match(root, ctx);
+        if (fingerprintDiffers(before, graphFingerprint(model.graph))) throw new MatchMutatedGraphError(rule.name, nodeName(root));
+      } else found = rule.match(root, ctx);
       const notes = [...(found.notes ?? [])];
       if ("refused" in found) {
         if (!found.quiet) notes.push({ node: root, reason: found.refused });

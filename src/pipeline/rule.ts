@@ -64,8 +64,11 @@ export interface Rule<M extends Match = Match> {
   order?: "forward" | "reverse";
   /** Kernel arrays come from a scratch arena recycled before each root (src/algebra/scratch.ts). */
   scratch?: boolean;
-  /** Look, never change: a match, or a refusal with its reason. */
-  match(root: Node, ctx: RuleContext): M | (Refusal & Explained);
+  /**
+   * Look, never change: a match, or a refusal with its reason. The root is typed read-only; a rule
+   * that is not built in has its calls checked by the driver (MatchMutatedGraphError otherwise).
+   */
+  match(root: Readonly<Node>, ctx: RuleContext): M | (Refusal & Explained);
   /** The changes for an accepted match. */
   rewrite(match: M, ctx: RuleContext): Replacement;
 }
