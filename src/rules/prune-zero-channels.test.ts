@@ -61,4 +61,14 @@ describe("prune-zero-channels", () => {
       if (size > 1) expect([...slope.toFloat64()].map((v) => Math.round(v * 10))).toEqual([1, 2, 4, 5, 7, 8]);
     }
   });
+
+  it("a Clip keeps zero only when every element of its bounds does (non-scalar bounds are checked whole)", () => {
+    const n = new Net(13);
+    const x = n.input("x", [1, 4, 7, 7]);
+    const q = Array.from({ length: 32 }, (_, i) => ([2, 5].includes(Math.floor(i / 4)) ? 0 : Math.sin(i + 1)));
+    const z = n.op("Conv", [x, n.constant("q", [8, 4, 1, 1], q)], { kernel_shape: [1, 1] });
+    const a = n.op("Clip", [z, n.constant("lo", [2], [-1, 0.5]), n.constant("hi", [], [6])]);
+    const model = n.finish(n.conv(a, 8, 6, 3));
+    expect(refusalAt(model, rule, nodeOf(model, "Conv")).refused).toMatch(/zero channels reach Clip/);
+  });
 });

@@ -15,8 +15,14 @@ function keepsZero(ctx: RuleContext, n: Node): boolean {
     case "Dropout":
       return n.outputs.slice(1).every((o) => !o || ctx.consumers(o).length === 0);
     case "Clip": {
-      const lo = n.inputs[1] ? ctx.constant(n.inputs[1])?.toFloat64()[0] : n.float("min", -Infinity);
-      const hi = n.inputs[2] ? ctx.constant(n.inputs[2])?.toFloat64()[0] : n.float("max", Infinity);
+      // Bounds are scalars by the standard; every element is checked all the same.
+      const bound = (i: number, pick: (a: number, b: number) => number, attr: string, fallback: number) => {
+        if (!n.inputs[i]) return n.float(attr, fallback);
+        const t = ctx.constant(n.inputs[i]!);
+        return t && t.size > 0 ? t.toFloat64().reduce((a, b) => pick(a, b)) : undefined;
+      };
+      const lo = bound(1, Math.max, "min", -Infinity);
+      const hi = bound(2, Math.min, "max", Infinity);
       return lo !== undefined && hi !== undefined && lo <= 0 && hi >= 0;
     }
     default:
