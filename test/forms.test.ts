@@ -1,8 +1,8 @@
 // The authors' own export forms (fixtures/make_forms.py, issue 12): SE pooling over the whole map,
 // ACNet's cropped branches, sums written as stacks or one Sum node, GELU and hard-swish idioms, OREPA's
 // in-graph kernels, BN before attention, Shape -> Resize. Every optimized model must equal its input in
-// onnxruntime; each form listed in REACHES_DEPLOY must also come out with no op type more often than in
-// the authors' deploy file and Conv weights no larger. Forms not there yet are printed as known gaps.
+// onnxruntime and come out with no op type more often than in the authors' deploy file and Conv
+// weights no larger.
 import { describe, expect, it } from "vitest";
 import type { Model } from "../src/ir/graph.js";
 import { loadModel } from "../src/ir/io.js";
@@ -11,12 +11,6 @@ import { verifyModels } from "../src/verify/verify.js";
 import { FIXTURES, histogram, readManifest } from "./helpers/manifest.js";
 
 const entries = readManifest("forms.json");
-
-/** Cases whose optimized form must reach the deploy structure (the others print their gap). */
-const REACHES_DEPLOY = new Set([
-  "forms_se_repvgg_stage", "forms_repvggplus_se", "forms_mobileone_se", "forms_acnet_crop", "forms_dyrep_stack", "forms_sum_node",
-  "forms_repvit_gelu", "forms_replknet_gelu", "forms_act_idioms", "forms_nextvit_attn",
-]);
 
 function convWeights(m: Model): number {
   let total = 0;
@@ -40,19 +34,13 @@ function overDeploy(out: Model, deploy: Model): string[] {
 }
 
 describe.each(entries)("forms $file", (e) => {
-  it(`${e.case} (${e.form}, opset ${e.opset}): equal outputs${REACHES_DEPLOY.has(e.case) ? ", at most the deploy's ops and Conv weights" : ""}`, async () => {
+  it(`${e.case} (${e.form}, opset ${e.opset}): equal outputs, at most the deploy's ops and Conv weights`, async () => {
     const model = loadModel(FIXTURES + e.file);
     const { model: out } = optimize(model);
     const deploy = loadModel(FIXTURES + e.deploy!);
     const v = await verifyModels(model, out, { runs: 2 });
     expect(v.ok, `max rel ${v.maxRel}`).toBe(true);
-    const over = overDeploy(out, deploy);
-    const weights = [convWeights(out), convWeights(deploy)] as const;
-    if (REACHES_DEPLOY.has(e.case)) {
-      expect(over).toEqual([]);
-      expect(weights[0]).toBeLessThanOrEqual(weights[1]);
-    } else if (over.length > 0 || weights[0] > weights[1]) {
-      console.log(`known gap (issue 12): ${e.file} does not reach its deploy yet: ${over.join(" ")}; Conv weights ${weights[0]} vs ${weights[1]}`);
-    }
+    expect(overDeploy(out, deploy)).toEqual([]);
+    expect(convWeights(out)).toBeLessThanOrEqual(convWeights(deploy));
   });
 });

@@ -14,6 +14,7 @@ import { decodeModel, encodeModel, onnx, unknownFieldCount, type ModelProto } fr
 import { inferShapes } from "../src/ir/shapes.js";
 import { Tensor } from "../src/ir/tensor.js";
 import { optimize } from "../src/app/optimize.js";
+import { checkInferredShapes } from "../src/verify/shape-check.js";
 
 const require = createRequire(import.meta.url);
 const protobuf = require("protobufjs/minimal") as typeof import("protobufjs");
@@ -554,6 +555,33 @@ describe("load rejects", () => {
 describe("shape inference", () => {
   const shapesOf = (model: ReturnType<GraphBuilder["build"]>) =>
     inferShapes(model.graph, { constant: (n) => { const t = model.graph.initializers.get(n); return t ? Array.from(t.toFloat64()) : undefined; } });
+
+  it("Resize: sizes from the shape plumbing (the batch stays a symbol), integral scales, and rank only where sizes' meaning changes (axes)", async () => {
+    const b = new GraphBuilder(13);
+    const x = b.input("x", ["N", 8, 4, 4]);
+    const g = b.input("g", ["N", 8, 8, 8]);
+    const sizes = b.op("Concat", [b.op("Slice", [b.op("Shape", [x]), b.int64("s", [0]), b.int64("e", [2])]), b.int64("hw", [8, 8])], { axis: 0 });
+    const bySizes = b.op("Resize", [x, "", "", sizes], { mode: "nearest" });
+    const byScales = b.op("Resize", [x, "", b.constant("scales", [4], [1, 1, 2, 2])], { mode: "nearest" });
+    // A Mul with an input of the same symbolic batch: broadcasting proves nothing unless the symbols match.
+    const gated = b.op("Mul", [g, bySizes]);
+    b.output(gated);
+    b.output(byScales);
+    const model = b.build();
+    const shapes = shapesOf(model);
+    expect(shapes.get(bySizes)?.dims).toEqual([undefined, 8, 8, 8]);
+    expect(shapes.get(bySizes)?.symbols?.[0]).toBe(shapes.get(x)?.symbols?.[0] ?? "N");
+    expect(shapes.get(byScales)?.dims).toEqual([undefined, 8, 8, 8]);
+    expect(shapes.get(gated)?.dims).toEqual([undefined, 8, 8, 8]);
+    // The claims agree with onnxruntime's shapes at batch 3.
+    const check = await checkInferredShapes(model, { x: [3, 8, 4, 4], g: [3, 8, 8, 8] });
+    expect(check.wrong).toEqual([]);
+    expect(check.checkedDims).toBeGreaterThan(0);
+    const c = new GraphBuilder(18);
+    const y = c.op("Resize", [c.input("x", [1, 8, 4, 4]), "", "", c.int64("sz", [8, 8])], { mode: "nearest", axes: [2, 3] });
+    c.output(y);
+    expect(shapesOf(c.build()).get(y)?.dims).toEqual([undefined, undefined, undefined, undefined]);
+  });
 
   it("follows PyTorch's dynamic shape plumbing (Shape → Gather → Div → Cast → Unsqueeze → Concat → Reshape) to the static dims", () => {
     const b = new GraphBuilder(13);

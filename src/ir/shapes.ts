@@ -464,6 +464,26 @@ function inferNode(node: Node, shapes: ShapeMap, options: ShapeOptions, values: 
       if (info && symbols.some((v, i) => v !== undefined && dims[i] === undefined)) info.symbols = symbols.map((v, i) => (dims[i] === undefined ? v : undefined));
       return;
     }
+    case "Resize": {
+      // Resize-11+ reads (X, roi, scales, sizes). The output keeps X's rank; a dim is known from
+      // `sizes` (a number, or a symbol: that run-time dim), or from a scale whose product with a
+      // known dim is an integer (no float32 rounding to guess). `axes` and a kept aspect ratio
+      // (opset 18) change what `sizes` means, and a two-input Resize-10 is left at rank only.
+      if (!xd) return set(undefined);
+      const rankOnly = () => set(xd.map(() => undefined));
+      const stretch = node.string("keep_aspect_ratio_policy", "stretch") === "stretch";
+      if (node.inputs.length < 3 || node.attr("axes") !== undefined || !stretch) return rankOnly();
+      const sizes = valueOf(node.inputs[3], options, values);
+      if (node.inputs[3] && sizes?.length === xd.length) {
+        set(sizes.map(num));
+        const info = node.outputs[0] ? shapes.get(node.outputs[0]) : undefined;
+        if (info && sizes.some((v) => typeof v === "string")) info.symbols = sizes.map((v) => (typeof v === "string" ? v : undefined));
+        return;
+      }
+      const scales = node.inputs[2] ? options.constant?.(node.inputs[2]) : undefined;
+      if (node.inputs[3] || !scales || scales.length !== xd.length || node.string("coordinate_transformation_mode", "half_pixel") === "tf_crop_and_resize") return rankOnly();
+      return set(xd.map((d, i) => (d !== undefined && Number.isInteger(d * scales[i]!) ? d * scales[i]! : scales[i] === 1 ? d : undefined)));
+    }
     case "Transpose": {
       if (!xd) return set(undefined);
       const perm = node.ints("perm", xd.map((_, i) => xd.length - 1 - i));
