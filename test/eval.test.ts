@@ -2,6 +2,7 @@
 // are graph inputs (random shapes for the tricky ones), plus refusals and dtype round trips.
 import * as ort from "onnxruntime-node";
 import { describe, expect, it } from "vitest";
+import { isRefusal, type Refusal } from "../src/algebra/linear-map.js";
 import { EVALUATED_OPS, MAX_ELEMENTS, evaluateNode, tensorFromValue, valueFromTensor, type Value } from "../src/eval/index.js";
 import { GraphBuilder } from "../src/ir/builder.js";
 import { DataType, floatToHalf, halfToFloat } from "../src/ir/dtype.js";
@@ -103,7 +104,7 @@ interface Case {
 function evaluate(c: Case, node: Node): Value[] {
   const values = c.inputs.map((i, k) => (i ? valueFromTensor(tensorOf(`in${k}`, i)) : undefined));
   const res = evaluateNode(node, values, c.opset ?? 13);
-  if (!Array.isArray(res)) throw new Error(`${c.op} unsupported: ${res.unsupported}`);
+  if (!Array.isArray(res)) throw new Error(`${c.op} unsupported: ${res.refused}`);
   return res;
 }
 
@@ -154,8 +155,8 @@ async function check(c: Case): Promise<Value[]> {
 function unsupported(op: string, inputs: (Value | undefined)[], a: Record<string, A> = {}, opset = 13, outputs = 1, domain = ""): string {
   const node = new Node("n", op, inputs.map((v, i) => (v ? `i${i}` : "")), Array.from({ length: outputs }, (_, i) => `o${i}`), attrs(a), domain);
   const res = evaluateNode(node, inputs, opset);
-  expect(Array.isArray(res), `${op} should be refused`).toBe(false);
-  return (res as { unsupported: string }).unsupported;
+  expect(isRefusal(res), `${op} should be refused`).toBe(true);
+  return (res as Refusal).refused;
 }
 
 const V = (dtype: number, dims: number[], data: number[]): Value => ({ dtype, dims, data: Float64Array.from(data) });
@@ -651,7 +652,7 @@ async function checkGraph(inputs: Record<string, In>, steps: Step[], outputs: st
     const outs = Array.from({ length: s.outputs ?? 1 }, (_, j) => `s${k}_${j}`);
     const node = new Node(`n${k}`, s.op, s.inputs, outs, attrs(s.attrs ?? {}));
     const res = evaluateNode(node, s.inputs.map((n) => (n ? env.get(n) : undefined)), opset);
-    if (!Array.isArray(res)) throw new Error(`${s.op}: ${res.unsupported}`);
+    if (!Array.isArray(res)) throw new Error(`${s.op}: ${res.refused}`);
     outs.forEach((o, j) => env.set(o, res[j]!));
     b.nodes.push(node);
   });
@@ -752,7 +753,7 @@ describe("shape-only inputs and matrix products", () => {
   const run = (op: string, inputs: (Value | undefined)[], a: Record<string, A> = {}, opset = 13): Value[] => {
     const node = new Node("n", op, inputs.map((_, i) => `in${i}`), ["out0"], attrs(a));
     const r = evaluateNode(node, inputs, opset);
-    if (!Array.isArray(r)) throw new Error(`${op}: ${r.unsupported}`);
+    if (!Array.isArray(r)) throw new Error(`${op}: ${r.refused}`);
     return r;
   };
   it("Shape and Size of a tensor known by its shape only (no values)", () => {
@@ -804,6 +805,11 @@ describe("shape-only inputs and matrix products", () => {
 
 describe("refusals", () => {
   const x = V(FLOAT, [2, 2], [1, 2, 3, 4]);
+  it("is the project's one Refusal, returned (not thrown), never quiet", () => {
+    expect(evaluateNode(new Node("n", "Loop", ["i0"], ["o0"]), [x], 13)).toEqual({ refused: "op Loop is not evaluated" });
+    // A reason raised deep inside a kernel comes back the same way.
+    expect(evaluateNode(new Node("n", "Add", ["i0", "i1"], ["o0"]), [x, V(FLOAT, [3], [1, 2, 3])], 13)).toEqual({ refused: expect.stringMatching(/broadcast/) });
+  });
   it("names the reason", () => {
     expect(unsupported("Loop", [x])).toMatch(/op Loop is not evaluated/);
     expect(unsupported("Relu", [x], {}, 13, 1, "com.microsoft")).toMatch(/not evaluated/);

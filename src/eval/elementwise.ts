@@ -2,12 +2,12 @@
 // and the variadic Min/Max/Sum/Mean.
 import { DataType, dtypeName } from "../ir/dtype.js";
 import type { Node } from "../ir/graph.js";
-import { broadcastDims, expandData, isBool, isFloat, isInt, refuse, sizeOf, type Value } from "./value.js";
+import { broadcastDims, expandData, isBool, isFloat, isInt, notEvaluated, sizeOf, type Value } from "./value.js";
 
 export type Unary = (x: number) => number;
 
 function need(v: Value | undefined, op: string, i = 0): Value {
-  if (!v) refuse(`${op} input ${i} is missing`);
+  if (!v) notEvaluated(`${op} input ${i} is missing`);
   return v;
 }
 
@@ -98,27 +98,27 @@ export function evalUnary(node: Node, ins: (Value | undefined)[]): Value[] {
   const x = need(ins[0], node.opType);
   const anyType = UNARY_ANY[node.opType];
   if (anyType) {
-    if (isBool(x.dtype)) refuse(`${node.opType} on bool`);
+    if (isBool(x.dtype)) notEvaluated(`${node.opType} on bool`);
     return [mapUnary(x, anyType(node))];
   }
-  if (!isFloat(x.dtype)) refuse(`${node.opType} on ${dtypeName(x.dtype)} is not defined`);
+  if (!isFloat(x.dtype)) notEvaluated(`${node.opType} on ${dtypeName(x.dtype)} is not defined`);
   return [mapUnary(x, UNARY_FLOAT[node.opType]!(node))];
 }
 
 // --- binary arithmetic -------------------------------------------------------------------
 
 function intDiv(x: number, y: number): number {
-  if (y === 0) refuse("integer division by zero");
+  if (y === 0) notEvaluated("integer division by zero");
   if (Math.abs(x) < 2 ** 31) return Math.trunc(x / y);
   return Number(BigInt(x) / BigInt(y));
 }
 
 function intPow(base: number, exp: number): number {
-  if (!Number.isInteger(exp)) refuse(`integer Pow with non-integer exponent ${exp}`);
+  if (!Number.isInteger(exp)) notEvaluated(`integer Pow with non-integer exponent ${exp}`);
   if (exp < 0) {
     if (base === 1) return 1;
     if (base === -1) return exp % 2 === 0 ? 1 : -1;
-    refuse(`integer Pow with negative exponent ${exp}`);
+    notEvaluated(`integer Pow with negative exponent ${exp}`);
   }
   let result = 1;
   let b = base;
@@ -126,12 +126,12 @@ function intPow(base: number, exp: number): number {
   while (e > 0) {
     if (e % 2 === 1) {
       result *= b;
-      if (!Number.isSafeInteger(result)) refuse("integer Pow exceeds 2^53");
+      if (!Number.isSafeInteger(result)) notEvaluated("integer Pow exceeds 2^53");
     }
     e = Math.floor(e / 2);
     if (e > 0) {
       b *= b;
-      if (!Number.isSafeInteger(b) && result !== 0) refuse("integer Pow exceeds 2^53");
+      if (!Number.isSafeInteger(b) && result !== 0) notEvaluated("integer Pow exceeds 2^53");
     }
   }
   return result;
@@ -141,10 +141,10 @@ export function evalBinary(node: Node, ins: (Value | undefined)[], opset: number
   const op = node.opType;
   const a = need(ins[0], op, 0);
   const b = need(ins[1], op, 1);
-  if (opset < 7 && node.int("broadcast", 0) !== 0 && node.attr("axis")) refuse(`${op} with legacy broadcast axis (opset ${opset})`);
+  if (opset < 7 && node.int("broadcast", 0) !== 0 && node.attr("axis")) notEvaluated(`${op} with legacy broadcast axis (opset ${opset})`);
   const t = a.dtype;
-  if (isBool(t)) refuse(`${op} on bool`);
-  if (op !== "Pow" && b.dtype !== t) refuse(`${op} mixes ${dtypeName(t)} and ${dtypeName(b.dtype)}`);
+  if (isBool(t)) notEvaluated(`${op} on bool`);
+  if (op !== "Pow" && b.dtype !== t) notEvaluated(`${op} mixes ${dtypeName(t)} and ${dtypeName(b.dtype)}`);
   const int = isInt(t);
   switch (op) {
     case "Add": return [mapBinary(a, b, t, (x, y) => x + y)];
@@ -152,17 +152,17 @@ export function evalBinary(node: Node, ins: (Value | undefined)[], opset: number
     case "Mul": return [mapBinary(a, b, t, (x, y) => x * y)];
     case "Div": return [mapBinary(a, b, t, int ? intDiv : (x, y) => x / y)];
     case "Pow":
-      if (isBool(b.dtype)) refuse("Pow with bool exponent");
+      if (isBool(b.dtype)) notEvaluated("Pow with bool exponent");
       return [mapBinary(a, b, t, int ? intPow : Math.pow)];
     case "Mod": {
       const fmod = node.int("fmod", 0);
       if (!int) {
-        if (fmod !== 1) refuse("float Mod requires fmod=1");
+        if (fmod !== 1) notEvaluated("float Mod requires fmod=1");
         return [mapBinary(a, b, t, (x, y) => x % y)];
       }
       return [
         mapBinary(a, b, t, (x, y) => {
-          if (y === 0) refuse("integer modulo by zero");
+          if (y === 0) notEvaluated("integer modulo by zero");
           const r = x % y; // exact (fmod)
           if (fmod === 1 || r === 0 || r < 0 === y < 0) return r;
           return r + y;
@@ -172,7 +172,7 @@ export function evalBinary(node: Node, ins: (Value | undefined)[], opset: number
     case "PRelu":
       return [mapBinary(a, b, t, (x, s) => (x < 0 ? s * x : x))];
     default:
-      refuse(`op ${op} is not evaluated`);
+      notEvaluated(`op ${op} is not evaluated`);
   }
 }
 
@@ -200,15 +200,15 @@ export function evalCompare(node: Node, ins: (Value | undefined)[]): Value[] {
   const op = node.opType;
   if (op === "Not") {
     const x = need(ins[0], op);
-    if (!isBool(x.dtype)) refuse(`Not on ${dtypeName(x.dtype)}`);
+    if (!isBool(x.dtype)) notEvaluated(`Not on ${dtypeName(x.dtype)}`);
     return [mapUnary(x, (v) => (v ? 0 : 1))];
   }
   const a = need(ins[0], op, 0);
   const b = need(ins[1], op, 1);
-  if (a.dtype !== b.dtype) refuse(`${op} mixes ${dtypeName(a.dtype)} and ${dtypeName(b.dtype)}`);
+  if (a.dtype !== b.dtype) notEvaluated(`${op} mixes ${dtypeName(a.dtype)} and ${dtypeName(b.dtype)}`);
   const logic = LOGIC[op];
   if (logic) {
-    if (!isBool(a.dtype)) refuse(`${op} on ${dtypeName(a.dtype)}`);
+    if (!isBool(a.dtype)) notEvaluated(`${op} on ${dtypeName(a.dtype)}`);
     return [mapBinary(a, b, DataType.BOOL, logic)];
   }
   return [mapBinary(a, b, DataType.BOOL, COMPARE[op]!)];
@@ -218,8 +218,8 @@ export function evalWhere(ins: (Value | undefined)[]): Value[] {
   const c = need(ins[0], "Where", 0);
   const x = need(ins[1], "Where", 1);
   const y = need(ins[2], "Where", 2);
-  if (!isBool(c.dtype)) refuse(`Where condition is ${dtypeName(c.dtype)}, not bool`);
-  if (x.dtype !== y.dtype) refuse(`Where mixes ${dtypeName(x.dtype)} and ${dtypeName(y.dtype)}`);
+  if (!isBool(c.dtype)) notEvaluated(`Where condition is ${dtypeName(c.dtype)}, not bool`);
+  if (x.dtype !== y.dtype) notEvaluated(`Where mixes ${dtypeName(x.dtype)} and ${dtypeName(y.dtype)}`);
   const dims = broadcastDims([c.dims, x.dims, y.dims]);
   const n = sizeOf(dims);
   const out = new Float64Array(n);
@@ -244,11 +244,11 @@ function nanMax(x: number, y: number): number {
 export function evalVariadic(node: Node, ins: (Value | undefined)[]): Value[] {
   const op = node.opType;
   const vs = ins.filter((v): v is Value => v !== undefined);
-  if (vs.length === 0) refuse(`${op} with no inputs`);
+  if (vs.length === 0) notEvaluated(`${op} with no inputs`);
   const t = vs[0]!.dtype;
-  if (vs.some((v) => v.dtype !== t)) refuse(`${op} mixes dtypes`);
-  if (isBool(t)) refuse(`${op} on bool`);
-  if (op === "Mean" && !isFloat(t)) refuse(`Mean on ${dtypeName(t)}`);
+  if (vs.some((v) => v.dtype !== t)) notEvaluated(`${op} mixes dtypes`);
+  if (isBool(t)) notEvaluated(`${op} on bool`);
+  if (op === "Mean" && !isFloat(t)) notEvaluated(`Mean on ${dtypeName(t)}`);
   const f = op === "Min" ? nanMin : op === "Max" ? nanMax : (x: number, y: number) => x + y;
   let acc: Value = { dtype: t, dims: [...vs[0]!.dims], data: Float64Array.from(vs[0]!.data) };
   for (let i = 1; i < vs.length; i++) acc = mapBinary(acc, vs[i]!, t, f);
@@ -263,7 +263,7 @@ export const VARIADIC_OPS = ["Min", "Max", "Sum", "Mean"];
 
 export function evalClip(node: Node, ins: (Value | undefined)[], opset: number): Value[] {
   const x = need(ins[0], "Clip");
-  if (isBool(x.dtype)) refuse("Clip on bool");
+  if (isBool(x.dtype)) notEvaluated("Clip on bool");
   let lo = -Infinity;
   let hi = Infinity;
   if (opset < 11) {
@@ -272,8 +272,8 @@ export function evalClip(node: Node, ins: (Value | undefined)[], opset: number):
   } else {
     const bound = (v: Value | undefined, what: string, dflt: number) => {
       if (!v) return dflt;
-      if (v.data.length !== 1) refuse(`Clip ${what} must be a scalar`);
-      if (v.dtype !== x.dtype) refuse(`Clip ${what} dtype differs from input`);
+      if (v.data.length !== 1) notEvaluated(`Clip ${what} must be a scalar`);
+      if (v.dtype !== x.dtype) notEvaluated(`Clip ${what} dtype differs from input`);
       return v.data[0]!;
     };
     lo = bound(ins[1], "min", -Infinity);

@@ -1,5 +1,6 @@
 // evaluateNode: dispatch by op type, the input checks every op shares, and the final rounding of
-// outputs to their dtype. Anything not evaluated exactly comes back as { unsupported: reason }.
+// outputs to their dtype. Anything not evaluated exactly comes back as a Refusal with the reason.
+import { refuse } from "../algebra/linear-map.js";
 import { dtypeName } from "../ir/dtype.js";
 import type { Node } from "../ir/graph.js";
 import {
@@ -12,7 +13,7 @@ import {
   evalGatherND, evalIdentity, evalNonZero, evalPad, evalRange, evalReshape, evalScatterElements, evalScatterND, evalShape, evalSlice,
   evalSplit, evalSqueeze, evalTile, evalTranspose, evalTrilu, evalUnsqueeze, scatterIsPlain,
 } from "./shape-ops.js";
-import { Unsupported, finalize, isEvaluableDtype, isInt, sizeOf, type EvalResult, type Value } from "./value.js";
+import { NotEvaluated, finalize, isEvaluableDtype, isInt, notEvaluated, sizeOf, type EvalResult, type Value } from "./value.js";
 
 type Handler = (node: Node, ins: (Value | undefined)[], opset: number) => Value[];
 
@@ -42,7 +43,7 @@ const HANDLERS: Record<string, Handler> = {
   GatherND: (n, i) => evalGatherND(n, i),
   ScatterND: evalScatterND,
   ScatterElements: evalScatterElements,
-  Scatter: (n, i, o) => (o >= 11 ? refuseOp(n) : evalScatterElements(n, i, o)),
+  Scatter: (n, i, o) => (o >= 11 ? opNotEvaluated(n) : evalScatterElements(n, i, o)),
   Trilu: (n, i) => evalTrilu(n, i),
   CumSum: (n, i) => evalCumSum(n, i),
   NonZero: (_, i) => evalNonZero(i),
@@ -69,8 +70,8 @@ for (const op of COMPARE_OPS) HANDLERS[op] = (n, i) => evalCompare(n, i);
 for (const op of VARIADIC_OPS) HANDLERS[op] = (n, i) => evalVariadic(n, i);
 for (const op of REDUCE_OPS) HANDLERS[op] = evalReduce;
 
-function refuseOp(node: Node): never {
-  throw new Unsupported(`op ${node.opType} is not evaluated`);
+function opNotEvaluated(node: Node): never {
+  notEvaluated(`op ${node.opType} is not evaluated`);
 }
 
 /** Op types evaluateNode computes (default ONNX domain). */
@@ -102,17 +103,17 @@ function checkInputs(node: Node, inputs: (Value | undefined)[], opset: number): 
     // Shape and Size read only the dims of their input: a tensor whose shape is known but whose
     // values are not (a placeholder with no data) is enough, at any size and of any dtype.
     if (i === 0 && SHAPE_ONLY.has(node.opType)) {
-      if (!v.dims.every((d) => Number.isSafeInteger(d) && d >= 0)) throw new Unsupported(`input 0 has shape [${v.dims}]`);
+      if (!v.dims.every((d) => Number.isSafeInteger(d) && d >= 0)) notEvaluated(`input 0 has shape [${v.dims}]`);
       return;
     }
-    if (!isEvaluableDtype(v.dtype)) throw new Unsupported(`input ${i} has dtype ${dtypeName(v.dtype)}`);
-    if (v.data.length !== sizeOf(v.dims, `input ${i}`)) throw new Unsupported(`input ${i} holds ${v.data.length} values for shape [${v.dims}]`);
+    if (!isEvaluableDtype(v.dtype)) notEvaluated(`input ${i} has dtype ${dtypeName(v.dtype)}`);
+    if (v.data.length !== sizeOf(v.dims, `input ${i}`)) notEvaluated(`input ${i} holds ${v.data.length} values for shape [${v.dims}]`);
     if (!isInt(v.dtype)) return;
     for (let j = 0; j < v.data.length; j++) {
       const x = v.data[j]!;
       if (Number.isSafeInteger(x)) continue;
-      if (x !== x) throw new Unsupported(`input ${i} holds an int64 value beyond 2^53`);
-      if (exactOnly) throw new Unsupported(`input ${i} holds ${x === 2 ** 63 ? "INT64_MAX" : x === -(2 ** 63) ? "INT64_MIN" : x}, not exact in ${node.opType}`);
+      if (x !== x) notEvaluated(`input ${i} holds an int64 value beyond 2^53`);
+      if (exactOnly) notEvaluated(`input ${i} holds ${x === 2 ** 63 ? "INT64_MAX" : x === -(2 ** 63) ? "INT64_MIN" : x}, not exact in ${node.opType}`);
     }
   });
 }
@@ -120,13 +121,13 @@ function checkInputs(node: Node, inputs: (Value | undefined)[], opset: number): 
 /**
  * Evaluate one node on constant inputs (`undefined` = optional input absent). The result holds one
  * value per node output; an entry for an output named "" that the op does not compute is an empty
- * placeholder. Never throws for model content: anything not evaluated is `{ unsupported }`.
+ * placeholder. Never throws for model content: anything not evaluated is a Refusal (`refuse(reason)`).
  */
 export function evaluateNode(node: Node, inputs: (Value | undefined)[], opset: number): EvalResult {
-  if (!node.isDefaultDomain) return { unsupported: `op ${node.domain}.${node.opType} is not evaluated` };
+  if (!node.isDefaultDomain) return refuse(`op ${node.domain}.${node.opType} is not evaluated`);
   const handler = HANDLERS[node.opType];
-  if (!handler) return { unsupported: `op ${node.opType} is not evaluated` };
-  if (node.hasSubgraph()) return { unsupported: `op ${node.opType} with a subgraph is not evaluated` };
+  if (!handler) return refuse(`op ${node.opType} is not evaluated`);
+  if (node.hasSubgraph()) return refuse(`op ${node.opType} with a subgraph is not evaluated`);
   try {
     const ins = [...inputs];
     // Trailing/empty names mean absent optional inputs.
@@ -141,12 +142,12 @@ export function evaluateNode(node: Node, inputs: (Value | undefined)[], opset: n
       const v = outs[i];
       if (v) result.push(finalize(v, sentinels));
       else if (node.outputs[i] === "") result.push({ dtype: outs[0]?.dtype ?? 1, dims: [0], data: new Float64Array(0) });
-      else return { unsupported: `${node.opType} output ${i} ('${node.outputs[i]}') is not evaluated` };
+      else return refuse(`${node.opType} output ${i} ('${node.outputs[i]}') is not evaluated`);
     }
     return result;
   } catch (e) {
-    if (e instanceof Unsupported) return { unsupported: e.message };
+    if (e instanceof NotEvaluated) return refuse(e.message);
     // Malformed attributes and the like: refuse rather than fail the caller.
-    return { unsupported: `${node.opType} could not be evaluated: ${(e as Error).message}` };
+    return refuse(`${node.opType} could not be evaluated: ${(e as Error).message}`);
   }
 }

@@ -5,12 +5,12 @@ import { dtypeName } from "../ir/dtype.js";
 import { gemmAccumulateParallel as gemmAccumulate } from "../algebra/gemm-parallel.js";
 import type { Node } from "../ir/graph.js";
 import {
-  alloc, broadcastDims, broadcastStrides, checkWork, expandData, isBool, isFloat, isInt, offsets, product, refuse, sameDims,
+  alloc, broadcastDims, broadcastStrides, checkWork, expandData, isBool, isFloat, isInt, offsets, product, notEvaluated, sameDims,
   sizeOf, stridesOf, type Value,
 } from "./value.js";
 
 function need(v: Value | undefined, op: string, i = 0): Value {
-  if (!v) refuse(`${op} input ${i} is missing`);
+  if (!v) notEvaluated(`${op} input ${i} is missing`);
   return v;
 }
 
@@ -28,14 +28,14 @@ function checkIntBound(op: string, vs: Value[], terms: number): void {
   if (!isInt(vs[0]!.dtype)) return;
   let bound = terms;
   for (const v of vs) bound *= maxAbs(v);
-  if (!(bound <= Number.MAX_SAFE_INTEGER)) refuse(`integer ${op} could exceed 2^53 in its sums`);
+  if (!(bound <= Number.MAX_SAFE_INTEGER)) notEvaluated(`integer ${op} could exceed 2^53 in its sums`);
 }
 
 function numeric(op: string, ...vs: Value[]): number {
   const t = vs[0]!.dtype;
   for (const v of vs) {
-    if (v.dtype !== t) refuse(`${op} mixes ${dtypeName(t)} and ${dtypeName(v.dtype)}`);
-    if (isBool(v.dtype)) refuse(`${op} on bool`);
+    if (v.dtype !== t) notEvaluated(`${op} mixes ${dtypeName(t)} and ${dtypeName(v.dtype)}`);
+    if (isBool(v.dtype)) notEvaluated(`${op} on bool`);
   }
   return t;
 }
@@ -57,13 +57,13 @@ export function evalMatMul(ins: (Value | undefined)[]): Value[] {
   const a = need(ins[0], "MatMul", 0);
   const b = need(ins[1], "MatMul", 1);
   const t = numeric("MatMul", a, b);
-  if (a.dims.length === 0 || b.dims.length === 0) refuse("MatMul of a scalar");
+  if (a.dims.length === 0 || b.dims.length === 0) notEvaluated("MatMul of a scalar");
   const A = a.dims.length === 1 ? [1, a.dims[0]!] : a.dims;
   const B = b.dims.length === 1 ? [b.dims[0]!, 1] : b.dims;
   const M = A[A.length - 2]!;
   const K = A[A.length - 1]!;
   const N = B[B.length - 1]!;
-  if (B[B.length - 2] !== K) refuse(`MatMul of [${a.dims}] and [${b.dims}]`);
+  if (B[B.length - 2] !== K) notEvaluated(`MatMul of [${a.dims}] and [${b.dims}]`);
   const batchA = A.slice(0, -2);
   const batchB = B.slice(0, -2);
   const batch = broadcastDims([batchA, batchB]);
@@ -85,23 +85,23 @@ export function evalGemm(node: Node, ins: (Value | undefined)[]): Value[] {
   const b = need(ins[1], "Gemm", 1);
   const c = ins[2];
   const t = numeric("Gemm", a, b, ...(c ? [c] : []));
-  if (a.dims.length !== 2 || b.dims.length !== 2) refuse("Gemm needs 2-D A and B");
+  if (a.dims.length !== 2 || b.dims.length !== 2) notEvaluated("Gemm needs 2-D A and B");
   const ta = node.int("transA", 0) !== 0;
   const tb = node.int("transB", 0) !== 0;
   const [M, K] = ta ? [a.dims[1]!, a.dims[0]!] : [a.dims[0]!, a.dims[1]!];
   const [K2, N] = tb ? [b.dims[1]!, b.dims[0]!] : [b.dims[0]!, b.dims[1]!];
-  if (K !== K2) refuse(`Gemm of [${a.dims}] and [${b.dims}] (transA=${+ta}, transB=${+tb})`);
+  if (K !== K2) notEvaluated(`Gemm of [${a.dims}] and [${b.dims}] (transA=${+ta}, transB=${+tb})`);
   const alpha = node.float("alpha", 1);
   const beta = node.float("beta", 1);
   const out = alloc(t, [M, N]);
   checkWork(M * N * K, "Gemm");
-  if (isInt(t) && (alpha !== 1 || beta !== 1)) refuse("integer Gemm with alpha/beta");
+  if (isInt(t) && (alpha !== 1 || beta !== 1)) notEvaluated("integer Gemm with alpha/beta");
   checkIntBound("Gemm", [a, b], K + 1);
   mm(a.data, 0, ta ? 1 : K, ta ? M : 1, b.data, 0, tb ? 1 : N, tb ? K : 1, out.data, 0, M, K, N);
   const d = out.data;
   if (alpha !== 1) for (let i = 0; i < d.length; i++) d[i] = alpha * d[i]!;
   if (c && beta !== 0) {
-    if (!sameDims(broadcastDims([c.dims, [M, N]]), [M, N])) refuse(`Gemm C of shape [${c.dims}] does not broadcast to [${M},${N}]`);
+    if (!sameDims(broadcastDims([c.dims, [M, N]]), [M, N])) notEvaluated(`Gemm C of shape [${c.dims}] does not broadcast to [${M},${N}]`);
     const cd = expandData(c, [M, N]);
     for (let i = 0; i < d.length; i++) d[i] = d[i]! + beta * cd[i]!;
   }
@@ -119,25 +119,25 @@ export function evalGemm(node: Node, ins: (Value | undefined)[]): Value[] {
  */
 export function evalEinsum(node: Node, ins: (Value | undefined)[]): Value[] {
   const eq = node.string("equation", "").replace(/\s+/g, "");
-  if (!eq) refuse("Einsum without an equation");
-  if (eq.includes(".")) refuse("Einsum equation with ellipsis");
+  if (!eq) notEvaluated("Einsum without an equation");
+  if (eq.includes(".")) notEvaluated("Einsum equation with ellipsis");
   const vs = ins.map((v, i) => need(v, "Einsum", i));
-  if (vs.length === 0) refuse("Einsum with no inputs");
+  if (vs.length === 0) notEvaluated("Einsum with no inputs");
   const t = numeric("Einsum", ...vs);
   const arrow = eq.indexOf("->");
   const terms = (arrow >= 0 ? eq.slice(0, arrow) : eq).split(",");
-  if (terms.length !== vs.length) refuse(`Einsum equation '${eq}' names ${terms.length} operands, got ${vs.length}`);
+  if (terms.length !== vs.length) notEvaluated(`Einsum equation '${eq}' names ${terms.length} operands, got ${vs.length}`);
   const size = new Map<string, number>();
   const count = new Map<string, number>();
   terms.forEach((term, k) => {
-    if (!/^[A-Za-z]*$/.test(term)) refuse(`Einsum term '${term}'`);
+    if (!/^[A-Za-z]*$/.test(term)) notEvaluated(`Einsum term '${term}'`);
     const v = vs[k]!;
-    if (term.length !== v.dims.length) refuse(`Einsum term '${term}' for an operand of rank ${v.dims.length}`);
-    if (new Set(term).size !== term.length) refuse(`Einsum term '${term}' repeats an index (diagonal)`);
+    if (term.length !== v.dims.length) notEvaluated(`Einsum term '${term}' for an operand of rank ${v.dims.length}`);
+    if (new Set(term).size !== term.length) notEvaluated(`Einsum term '${term}' repeats an index (diagonal)`);
     [...term].forEach((l, i) => {
       const d = v.dims[i]!;
       const known = size.get(l);
-      if (known !== undefined && known !== d && known !== 1 && d !== 1) refuse(`Einsum index '${l}' has sizes ${known} and ${d}`);
+      if (known !== undefined && known !== d && known !== 1 && d !== 1) notEvaluated(`Einsum index '${l}' has sizes ${known} and ${d}`);
       size.set(l, known === undefined || known === 1 ? d : known);
       count.set(l, (count.get(l) ?? 0) + 1);
     });
@@ -145,13 +145,13 @@ export function evalEinsum(node: Node, ins: (Value | undefined)[]): Value[] {
   let outLetters: string[];
   if (arrow >= 0) {
     const rhs = eq.slice(arrow + 2);
-    if (!/^[A-Za-z]*$/.test(rhs) || new Set(rhs).size !== rhs.length) refuse(`Einsum output '${rhs}'`);
+    if (!/^[A-Za-z]*$/.test(rhs) || new Set(rhs).size !== rhs.length) notEvaluated(`Einsum output '${rhs}'`);
     outLetters = [...rhs];
-    for (const l of outLetters) if (!size.has(l)) refuse(`Einsum output index '${l}' is in no input`);
+    for (const l of outLetters) if (!size.has(l)) notEvaluated(`Einsum output index '${l}' is in no input`);
   } else {
     outLetters = [...count.entries()].filter(([, c]) => c === 1).map(([l]) => l);
     if (outLetters.some((l) => l === l.toUpperCase()) && outLetters.some((l) => l === l.toLowerCase()))
-      refuse("Einsum implicit output mixing upper and lower case (order differs between implementations)");
+      notEvaluated("Einsum implicit output mixing upper and lower case (order differs between implementations)");
     outLetters.sort();
   }
   const sumLetters = [...size.keys()].filter((l) => !outLetters.includes(l));
@@ -296,7 +296,7 @@ interface Window {
 
 function spatialAttrs(node: Node, nsp: number, name: string, dflt: number): number[] {
   const v = node.ints(name) ?? new Array<number>(nsp).fill(dflt);
-  if (v.length !== nsp || v.some((x) => !Number.isSafeInteger(x) || x < 1)) refuse(`${node.opType} ${name} [${v}] for ${nsp} spatial dims`);
+  if (v.length !== nsp || v.some((x) => !Number.isSafeInteger(x) || x < 1)) notEvaluated(`${node.opType} ${name} [${v}] for ${nsp} spatial dims`);
   return v;
 }
 
@@ -306,8 +306,8 @@ function windowGeometry(node: Node, inSp: number[], kSp: number[], useDilations:
   const dil = useDilations ? spatialAttrs(node, nsp, "dilations", 1) : new Array<number>(nsp).fill(1);
   const autoPad = node.string("auto_pad", "NOTSET");
   const pads = node.ints("pads") ?? new Array<number>(2 * nsp).fill(0);
-  if (pads.length !== 2 * nsp || pads.some((p) => !Number.isSafeInteger(p) || p < 0)) refuse(`${node.opType} pads [${pads}]`);
-  if (node.int("ceil_mode", 0) !== 0) refuse(`${node.opType} with ceil_mode`);
+  if (pads.length !== 2 * nsp || pads.some((p) => !Number.isSafeInteger(p) || p < 0)) notEvaluated(`${node.opType} pads [${pads}]`);
+  if (node.int("ceil_mode", 0) !== 0) notEvaluated(`${node.opType} with ceil_mode`);
   const outSp: number[] = [];
   const begin: number[] = [];
   for (let i = 0; i < nsp; i++) {
@@ -333,9 +333,9 @@ function windowGeometry(node: Node, inSp: number[], kSp: number[], useDilations:
         break;
       }
       default:
-        refuse(`${node.opType} auto_pad ${autoPad}`);
+        notEvaluated(`${node.opType} auto_pad ${autoPad}`);
     }
-    if (o < 1) refuse(`${node.opType} output would be empty along spatial axis ${i}`);
+    if (o < 1) notEvaluated(`${node.opType} output would be empty along spatial axis ${i}`);
     outSp.push(o);
     begin.push(pb);
   }
@@ -382,7 +382,7 @@ function buildWindow(node: Node, inSp: number[], kSp: number[], useDilations: bo
 
 function checkKernelShape(node: Node, kSp: number[]): void {
   const ks = node.ints("kernel_shape");
-  if (ks && !sameDims(ks, kSp)) refuse(`${node.opType} kernel_shape [${ks}] differs from the weight's [${kSp}]`);
+  if (ks && !sameDims(ks, kSp)) notEvaluated(`${node.opType} kernel_shape [${ks}] differs from the weight's [${kSp}]`);
 }
 
 export function evalConv(node: Node, ins: (Value | undefined)[]): Value[] {
@@ -390,14 +390,14 @@ export function evalConv(node: Node, ins: (Value | undefined)[]): Value[] {
   const w = need(ins[1], "Conv", 1);
   const bias = ins[2];
   const t = numeric("Conv", x, w, ...(bias ? [bias] : []));
-  if (!isFloat(t)) refuse(`Conv on ${dtypeName(t)}`);
+  if (!isFloat(t)) notEvaluated(`Conv on ${dtypeName(t)}`);
   const r = x.dims.length;
-  if (r < 3 || w.dims.length !== r) refuse(`Conv of [${x.dims}] with weight [${w.dims}]`);
+  if (r < 3 || w.dims.length !== r) notEvaluated(`Conv of [${x.dims}] with weight [${w.dims}]`);
   const [N, C] = [x.dims[0]!, x.dims[1]!];
   const [M, Cg] = [w.dims[0]!, w.dims[1]!];
   const g = node.int("group", 1);
-  if (g < 1 || C !== Cg * g || M % g !== 0) refuse(`Conv group ${g} with ${C} input channels and weight [${w.dims}]`);
-  if (bias && (bias.dims.length !== 1 || bias.dims[0] !== M)) refuse(`Conv bias of shape [${bias.dims}]`);
+  if (g < 1 || C !== Cg * g || M % g !== 0) notEvaluated(`Conv group ${g} with ${C} input channels and weight [${w.dims}]`);
+  if (bias && (bias.dims.length !== 1 || bias.dims[0] !== M)) notEvaluated(`Conv bias of shape [${bias.dims}]`);
   const kSp = w.dims.slice(2);
   checkKernelShape(node, kSp);
   const inSp = x.dims.slice(2);
@@ -449,30 +449,30 @@ export function evalConvTranspose(node: Node, ins: (Value | undefined)[]): Value
   const w = need(ins[1], "ConvTranspose", 1);
   const bias = ins[2];
   const t = numeric("ConvTranspose", x, w, ...(bias ? [bias] : []));
-  if (!isFloat(t)) refuse(`ConvTranspose on ${dtypeName(t)}`);
+  if (!isFloat(t)) notEvaluated(`ConvTranspose on ${dtypeName(t)}`);
   const r = x.dims.length;
-  if (r < 3 || w.dims.length !== r) refuse(`ConvTranspose of [${x.dims}] with weight [${w.dims}]`);
+  if (r < 3 || w.dims.length !== r) notEvaluated(`ConvTranspose of [${x.dims}] with weight [${w.dims}]`);
   const nsp = r - 2;
   const [N, C] = [x.dims[0]!, x.dims[1]!];
   const g = node.int("group", 1);
-  if (g < 1 || w.dims[0] !== C || C % g !== 0) refuse(`ConvTranspose group ${g} with ${C} input channels and weight [${w.dims}]`);
+  if (g < 1 || w.dims[0] !== C || C % g !== 0) notEvaluated(`ConvTranspose group ${g} with ${C} input channels and weight [${w.dims}]`);
   const Cg = C / g;
   const Mg = w.dims[1]!;
   const M = Mg * g;
-  if (bias && (bias.dims.length !== 1 || bias.dims[0] !== M)) refuse(`ConvTranspose bias of shape [${bias.dims}]`);
-  if (node.attr("output_shape")) refuse("ConvTranspose with output_shape");
+  if (bias && (bias.dims.length !== 1 || bias.dims[0] !== M)) notEvaluated(`ConvTranspose bias of shape [${bias.dims}]`);
+  if (node.attr("output_shape")) notEvaluated("ConvTranspose with output_shape");
   const autoPad = node.string("auto_pad", "NOTSET");
-  if (autoPad !== "NOTSET" && autoPad !== "VALID") refuse(`ConvTranspose auto_pad ${autoPad}`);
+  if (autoPad !== "NOTSET" && autoPad !== "VALID") notEvaluated(`ConvTranspose auto_pad ${autoPad}`);
   const kSp = w.dims.slice(2);
   checkKernelShape(node, kSp);
   const strides = spatialAttrs(node, nsp, "strides", 1);
   const dil = spatialAttrs(node, nsp, "dilations", 1);
   const pads = autoPad === "VALID" ? new Array<number>(2 * nsp).fill(0) : node.ints("pads") ?? new Array<number>(2 * nsp).fill(0);
   const outPad = node.ints("output_padding") ?? new Array<number>(nsp).fill(0);
-  if (pads.length !== 2 * nsp || outPad.length !== nsp || pads.some((p) => p < 0) || outPad.some((p) => p < 0)) refuse("ConvTranspose pads/output_padding");
+  if (pads.length !== 2 * nsp || outPad.length !== nsp || pads.some((p) => p < 0) || outPad.some((p) => p < 0)) notEvaluated("ConvTranspose pads/output_padding");
   const inSp = x.dims.slice(2);
   const outSp = inSp.map((n, i) => strides[i]! * (n - 1) + outPad[i]! + (kSp[i]! - 1) * dil[i]! + 1 - pads[i]! - pads[i + nsp]!);
-  if (outSp.some((o) => o < 1)) refuse(`ConvTranspose output [${outSp}]`);
+  if (outSp.some((o) => o < 1)) notEvaluated(`ConvTranspose output [${outSp}]`);
   const out = alloc(t, [N, M, ...outSp]);
   const inSize = product(inSp);
   const kSize = product(kSp);
@@ -524,16 +524,16 @@ export function evalConvTranspose(node: Node, ins: (Value | undefined)[]): Value
 export function evalPool(node: Node, ins: (Value | undefined)[], opset: number): Value[] {
   const op = node.opType;
   const x = need(ins[0], op);
-  if (isBool(x.dtype)) refuse(`${op} on bool`);
+  if (isBool(x.dtype)) notEvaluated(`${op} on bool`);
   const r = x.dims.length;
-  if (r < 3) refuse(`${op} of rank ${r}`);
+  if (r < 3) notEvaluated(`${op} of rank ${r}`);
   const [N, C] = [x.dims[0]!, x.dims[1]!];
   const inSp = x.dims.slice(2);
   const inSize = product(inSp);
   if (op === "GlobalAveragePool" || op === "GlobalMaxPool") {
-    if (!isFloat(x.dtype)) refuse(`${op} on ${dtypeName(x.dtype)}`);
+    if (!isFloat(x.dtype)) notEvaluated(`${op} on ${dtypeName(x.dtype)}`);
     const out = alloc(x.dtype, [N, C, ...inSp.map(() => 1)]);
-    if (inSize === 0) refuse(`${op} of an empty input`);
+    if (inSize === 0) notEvaluated(`${op} of an empty input`);
     for (let nc = 0; nc < N * C; nc++) {
       let acc = op === "GlobalMaxPool" ? -Infinity : 0;
       for (let i = 0; i < inSize; i++) {
@@ -545,10 +545,10 @@ export function evalPool(node: Node, ins: (Value | undefined)[], opset: number):
     return [out];
   }
   const max = op === "MaxPool";
-  if (max && node.outputs.length > 1 && node.outputs[1]) refuse("MaxPool Indices output");
-  if (!max && !isFloat(x.dtype)) refuse(`${op} on ${dtypeName(x.dtype)}`);
+  if (max && node.outputs.length > 1 && node.outputs[1]) notEvaluated("MaxPool Indices output");
+  if (!max && !isFloat(x.dtype)) notEvaluated(`${op} on ${dtypeName(x.dtype)}`);
   const kSp = node.ints("kernel_shape");
-  if (!kSp || kSp.length !== inSp.length || kSp.some((k) => k < 1)) refuse(`${op} kernel_shape`);
+  if (!kSp || kSp.length !== inSp.length || kSp.some((k) => k < 1)) notEvaluated(`${op} kernel_shape`);
   const kSize = product(kSp);
   const win = buildWindow(node, inSp, kSp, max ? opset >= 10 : opset >= 19, (o) => N * C * o * kSize);
   const outSize = product(win.outSp);
@@ -568,7 +568,7 @@ export function evalPool(node: Node, ins: (Value | undefined)[], opset: number):
         if (max) acc = v > acc || v !== v ? v : acc;
         else acc += v;
       }
-      if (cnt === 0) refuse(`${op} window entirely in padding`);
+      if (cnt === 0) notEvaluated(`${op} window entirely in padding`);
       out.data[nc * outSize + o] = max ? acc : acc / (includePad ? kSize : cnt);
     }
   }
@@ -578,13 +578,13 @@ export function evalPool(node: Node, ins: (Value | undefined)[], opset: number):
 export function evalBatchNorm(node: Node, ins: (Value | undefined)[], opset: number): Value[] {
   const [x, scale, bias, mean, vari] = [0, 1, 2, 3, 4].map((i) => need(ins[i], "BatchNormalization", i)) as [Value, Value, Value, Value, Value];
   const t = x.dtype;
-  if (!isFloat(t)) refuse(`BatchNormalization on ${dtypeName(t)}`);
-  if (opset >= 14 && node.int("training_mode", 0) !== 0) refuse("BatchNormalization in training mode");
-  if (opset < 9 && node.int("spatial", 1) !== 1) refuse("BatchNormalization with spatial=0");
-  if (node.outputs.slice(1).some((o) => o !== "")) refuse("BatchNormalization training outputs");
-  if (x.dims.length < 2) refuse(`BatchNormalization of rank ${x.dims.length}`);
+  if (!isFloat(t)) notEvaluated(`BatchNormalization on ${dtypeName(t)}`);
+  if (opset >= 14 && node.int("training_mode", 0) !== 0) notEvaluated("BatchNormalization in training mode");
+  if (opset < 9 && node.int("spatial", 1) !== 1) notEvaluated("BatchNormalization with spatial=0");
+  if (node.outputs.slice(1).some((o) => o !== "")) notEvaluated("BatchNormalization training outputs");
+  if (x.dims.length < 2) notEvaluated(`BatchNormalization of rank ${x.dims.length}`);
   const C = x.dims[1]!;
-  for (const p of [scale, bias, mean, vari]) if (p.data.length !== C || p.dims.length !== 1) refuse(`BatchNormalization parameter of shape [${p.dims}] for ${C} channels`);
+  for (const p of [scale, bias, mean, vari]) if (p.data.length !== C || p.dims.length !== 1) notEvaluated(`BatchNormalization parameter of shape [${p.dims}] for ${C} channels`);
   const eps = node.float("epsilon", 1e-5);
   const out = alloc(t, x.dims);
   const inner = product(x.dims, 2);

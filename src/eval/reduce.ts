@@ -3,10 +3,10 @@
 import { DataType, dtypeName } from "../ir/dtype.js";
 import type { Node } from "../ir/graph.js";
 import { attrInts, transposeData } from "./shape-ops.js";
-import { alloc, intsOf, isBool, isFloat, isInt, normAxes, normAxis, product, refuse, value, type Value } from "./value.js";
+import { alloc, intsOf, isBool, isFloat, isInt, normAxes, normAxis, product, notEvaluated, value, type Value } from "./value.js";
 
 function need(v: Value | undefined, op: string, i = 0): Value {
-  if (!v) refuse(`${op} input ${i} is missing`);
+  if (!v) notEvaluated(`${op} input ${i} is missing`);
   return v;
 }
 
@@ -77,8 +77,8 @@ export function evalReduce(node: Node, ins: (Value | undefined)[], opset: number
   const op = node.opType;
   const x = need(ins[0], op);
   const red = REDUCERS[op]!;
-  if (isBool(x.dtype)) refuse(`${op} on bool`);
-  if (red.floatOnly && !isFloat(x.dtype)) refuse(`${op} on ${dtypeName(x.dtype)}`);
+  if (isBool(x.dtype)) notEvaluated(`${op} on bool`);
+  if (red.floatOnly && !isFloat(x.dtype)) notEvaluated(`${op} on ${dtypeName(x.dtype)}`);
   const since = op === "ReduceSum" ? 13 : 18;
   const r = x.dims.length;
   let axes = opset < since ? attrInts(node, "axes") : ins[1] ? intsOf(ins[1], `${op} axes`) : undefined;
@@ -92,7 +92,7 @@ export function evalReduce(node: Node, ins: (Value | undefined)[], opset: number
   const out = alloc(x.dtype, dims);
   const { data, outer, block } = reduceLayout(x, ax);
   if (block === 0) {
-    if (red.empty === undefined) refuse(`${op} over an empty axis`);
+    if (red.empty === undefined) notEvaluated(`${op} over an empty axis`);
     out.data.fill(red.empty);
     return [out];
   }
@@ -103,11 +103,11 @@ export function evalReduce(node: Node, ins: (Value | undefined)[], opset: number
         let p = 1;
         for (let i = 0; i < block; i++) {
           p *= data[o * block + i]!;
-          if (!Number.isSafeInteger(p)) refuse("integer ReduceProd exceeds 2^53");
+          if (!Number.isSafeInteger(p)) notEvaluated("integer ReduceProd exceeds 2^53");
         }
       } else if (op !== "ReduceMax" && op !== "ReduceMin") {
         const bound = sum(data, o * block, block, op === "ReduceSumSquare" ? (v) => v * v : Math.abs);
-        if (!(bound <= Number.MAX_SAFE_INTEGER)) refuse(`integer ${op} exceeds 2^53`);
+        if (!(bound <= Number.MAX_SAFE_INTEGER)) notEvaluated(`integer ${op} exceeds 2^53`);
       }
     }
   }
@@ -118,7 +118,7 @@ export function evalReduce(node: Node, ins: (Value | undefined)[], opset: number
 export function evalArgMinMax(node: Node, ins: (Value | undefined)[], opset: number): Value[] {
   const op = node.opType;
   const x = need(ins[0], op);
-  if (isBool(x.dtype)) refuse(`${op} on bool`);
+  if (isBool(x.dtype)) notEvaluated(`${op} on bool`);
   const r = x.dims.length;
   const axis = normAxis(node.int("axis", 0), r, `${op} axis`);
   const keepdims = node.int("keepdims", 1) !== 0;
@@ -126,7 +126,7 @@ export function evalArgMinMax(node: Node, ins: (Value | undefined)[], opset: num
   const dims = keepdims ? x.dims.map((d, i) => (i === axis ? 1 : d)) : x.dims.filter((_, i) => i !== axis);
   const out = alloc(DataType.INT64, dims);
   const d = x.dims[axis]!;
-  if (d === 0) refuse(`${op} over an empty axis`);
+  if (d === 0) notEvaluated(`${op} over an empty axis`);
   const outer = product(x.dims, 0, axis);
   const inner = product(x.dims, axis + 1);
   const better = op === "ArgMax" ? (a: number, b: number) => a > b : (a: number, b: number) => a < b;
@@ -149,16 +149,16 @@ export function evalArgMinMax(node: Node, ins: (Value | undefined)[], opset: num
 export function evalSoftmax(node: Node, ins: (Value | undefined)[], opset: number): Value[] {
   const op = node.opType;
   const x = need(ins[0], op);
-  if (!isFloat(x.dtype)) refuse(`${op} on ${dtypeName(x.dtype)}`);
+  if (!isFloat(x.dtype)) notEvaluated(`${op} on ${dtypeName(x.dtype)}`);
   const r = x.dims.length;
   const out = alloc(x.dtype, x.dims);
-  if (r === 0) refuse(`${op} of a scalar`);
+  if (r === 0) notEvaluated(`${op} of a scalar`);
   const log = op === "LogSoftmax";
   let outer: number, d: number, inner: number;
   if (opset < 13) {
     // Coerced to 2-D at `axis`: each row of prod(dims[axis:]) elements is one distribution.
     let axis = node.int("axis", 1);
-    if (axis < -r || axis > r) refuse(`${op} axis ${axis} for rank ${r}`);
+    if (axis < -r || axis > r) notEvaluated(`${op} axis ${axis} for rank ${r}`);
     if (axis < 0) axis += r;
     outer = product(x.dims, 0, axis);
     d = product(x.dims, axis);

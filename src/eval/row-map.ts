@@ -5,7 +5,7 @@
 // Gemm/MatMul rows, a Mul by a constant that does not vary along axis 0, a Transpose keeping axis 0),
 // so on a C-order buffer it is block diagonal with identical blocks of `rowIn` → `rowOut` elements.
 // Views (Reshape, Flatten, …) never move elements in that buffer and are left out of the chain.
-import { gcd, refuse, type Refusal } from "../algebra/linear-map.js";
+import { gcd, isRefusal, refuse, type Refusal } from "../algebra/linear-map.js";
 import { DataType } from "../ir/dtype.js";
 import type { Node } from "../ir/graph.js";
 import type { Tensor } from "../ir/tensor.js";
@@ -121,7 +121,7 @@ function runChain(steps: RowStep[], operands: (Value | undefined)[][], width: nu
     const dims = step.matrixRows ? [count * k, step.rowIn] : [count * k, ...step.inRow];
     const inputs = operands[s]!.map((v, i) => (i === step.dataInput ? { dtype: DataType.DOUBLE, dims, data } : v));
     const out = evaluateNode(step.node, inputs, opset);
-    if ("unsupported" in out) return refuse(`${step.node.opType} '${step.node.name}': ${out.unsupported}`);
+    if (isRefusal(out)) return refuse(`${step.node.opType} '${step.node.name}': ${out.refused}`);
     data = out[0]!.data;
     current = k * step.rowOut;
     if (data.length !== count * current) return refuse(`${step.node.opType} '${step.node.name}' does not give rows of ${step.rowOut}`);

@@ -4,12 +4,12 @@ import { DataType, dtypeName } from "../ir/dtype.js";
 import type { Node } from "../ir/graph.js";
 import {
   INT64_MAX_VALUE, alloc, axisGather, broadcastDims, expandData, intsOf, isBool, isEvaluableDtype, isFloat, isInt,
-  normAxes, normAxis, product, refuse, roundFloat, sameDims, scalar, scalarOf, sizeOf, stridesOf, table, value, valueFromTensor,
+  normAxes, normAxis, product, notEvaluated, roundFloat, sameDims, scalar, scalarOf, sizeOf, stridesOf, table, value, valueFromTensor,
   type Value,
 } from "./value.js";
 
 function need(v: Value | undefined, op: string, i = 0): Value {
-  if (!v) refuse(`${op} input ${i} is missing`);
+  if (!v) notEvaluated(`${op} input ${i} is missing`);
   return v;
 }
 
@@ -27,7 +27,7 @@ export function attrInts(node: Node, name: string): number[] | undefined {
     if (b === 0x7fffffffffffffffn) return INT64_MAX_VALUE;
     if (b === -0x8000000000000000n) return -INT64_MAX_VALUE;
     const n = Number(b);
-    if (!Number.isSafeInteger(n)) refuse(`attribute ${name} holds ${b}, beyond 2^53`);
+    if (!Number.isSafeInteger(n)) notEvaluated(`attribute ${name} holds ${b}, beyond 2^53`);
     return n;
   });
 }
@@ -45,7 +45,7 @@ export function evalIdentity(node: Node, ins: (Value | undefined)[], opset: numb
   const x = need(ins[0], node.opType);
   const out = [copy(x)];
   if (node.opType === "Dropout") {
-    if (opset >= 12 && ins[2] && scalarOf(ins[2], "Dropout training_mode") !== 0) refuse("Dropout in training mode");
+    if (opset >= 12 && ins[2] && scalarOf(ins[2], "Dropout training_mode") !== 0) notEvaluated("Dropout in training mode");
     if (node.outputs.length > 1) {
       const mask = alloc(opset >= 10 ? DataType.BOOL : x.dtype, x.dims);
       mask.data.fill(1);
@@ -56,7 +56,7 @@ export function evalIdentity(node: Node, ins: (Value | undefined)[], opset: numb
 }
 
 export function castData(x: Value, to: number): Value {
-  if (!isEvaluableDtype(to)) refuse(`Cast to ${dtypeName(to)} is not evaluated`);
+  if (!isEvaluableDtype(to)) notEvaluated(`Cast to ${dtypeName(to)} is not evaluated`);
   const out = new Float64Array(x.data.length);
   const d = x.data;
   if (isFloat(to)) {
@@ -67,7 +67,7 @@ export function castData(x: Value, to: number): Value {
     // float -> int: truncation toward zero; NaN or out of range is undefined in ONNX: refused.
     for (let i = 0; i < d.length; i++) {
       const v = Math.trunc(d[i]!);
-      if (!Number.isSafeInteger(v)) refuse(`Cast of ${d[i]} to ${dtypeName(to)} is undefined or inexact`);
+      if (!Number.isSafeInteger(v)) notEvaluated(`Cast of ${d[i]} to ${dtypeName(to)} is undefined or inexact`);
       out[i] = v;
     }
   } else {
@@ -82,7 +82,7 @@ export function evalCast(node: Node, ins: (Value | undefined)[]): Value[] {
   if (node.opType === "CastLike") to = need(ins[1], "CastLike", 1).dtype;
   else {
     const t = node.int("to");
-    if (t === undefined) refuse("Cast without 'to'");
+    if (t === undefined) notEvaluated("Cast without 'to'");
     to = t;
   }
   return [castData(x, to)];
@@ -101,7 +101,7 @@ export function evalConstant(node: Node): Value[] {
   if (node.attr("value_int")) return [scalar(DataType.INT64, node.int("value_int", 0))];
   const is = attrInts(node, "value_ints");
   if (is) return [value(DataType.INT64, [is.length], Float64Array.from(is))];
-  refuse("Constant without a numeric value (sparse or string)");
+  notEvaluated("Constant without a numeric value (sparse or string)");
 }
 
 export function evalConstantOfShape(node: Node, ins: (Value | undefined)[]): Value[] {
@@ -111,7 +111,7 @@ export function evalConstantOfShape(node: Node, ins: (Value | undefined)[]): Val
   let dtype: number = DataType.FLOAT;
   let fill = 0;
   if (t) {
-    if (t.size !== 1) refuse("ConstantOfShape value must hold one element");
+    if (t.size !== 1) notEvaluated("ConstantOfShape value must hold one element");
     const v = valueFromTensor(t);
     dtype = v.dtype;
     fill = v.data[0]!;
@@ -144,12 +144,12 @@ export function evalRange(ins: (Value | undefined)[]): Value[] {
   const l = need(ins[1], "Range", 1);
   const dl = need(ins[2], "Range", 2);
   const t = s.dtype;
-  if (l.dtype !== t || dl.dtype !== t) refuse("Range inputs differ in dtype");
+  if (l.dtype !== t || dl.dtype !== t) notEvaluated("Range inputs differ in dtype");
   const start = scalarOf(s, "Range start");
   const limit = scalarOf(l, "Range limit");
   const delta = scalarOf(dl, "Range delta");
-  if (delta === 0) refuse("Range with delta 0");
-  if (!Number.isFinite(start) || !Number.isFinite(limit) || !Number.isFinite(delta)) refuse("Range with non-finite bounds");
+  if (delta === 0) notEvaluated("Range with delta 0");
+  if (!Number.isFinite(start) || !Number.isFinite(limit) || !Number.isFinite(delta)) notEvaluated("Range with non-finite bounds");
   const span = isFloat(t) ? roundFloat(t, limit - start) : limit - start;
   const n = Math.max(Math.ceil(span / delta), 0);
   const out = alloc(t, [n]);
@@ -167,29 +167,29 @@ export function evalRange(ins: (Value | undefined)[]): Value[] {
 export function evalReshape(node: Node, ins: (Value | undefined)[], opset: number): Value[] {
   const x = need(ins[0], "Reshape");
   const spec = opset < 5 ? attrInts(node, "shape") : ins[1] ? intsOf(ins[1], "Reshape shape") : undefined;
-  if (!spec) refuse("Reshape without a shape");
+  if (!spec) notEvaluated("Reshape without a shape");
   const allowzero = opset >= 14 && node.int("allowzero", 0) === 1;
   const total = product(x.dims);
   const dims: number[] = [];
   let infer = -1;
   spec.forEach((d, i) => {
     if (d === -1) {
-      if (infer >= 0) refuse("Reshape with more than one -1");
+      if (infer >= 0) notEvaluated("Reshape with more than one -1");
       infer = i;
       dims.push(1);
     } else if (d === 0 && !allowzero) {
-      if (i >= x.dims.length) refuse(`Reshape copies dim ${i} of a rank-${x.dims.length} input`);
+      if (i >= x.dims.length) notEvaluated(`Reshape copies dim ${i} of a rank-${x.dims.length} input`);
       dims.push(x.dims[i]!);
-    } else if (d < 0 || !Number.isSafeInteger(d)) refuse(`Reshape dim ${d}`);
+    } else if (d < 0 || !Number.isSafeInteger(d)) notEvaluated(`Reshape dim ${d}`);
     else dims.push(d);
   });
   if (infer >= 0) {
-    if (allowzero && spec.includes(0)) refuse("Reshape with allowzero, 0 and -1");
+    if (allowzero && spec.includes(0)) notEvaluated("Reshape with allowzero, 0 and -1");
     const known = product(dims);
-    if (known === 0 || total % known !== 0) refuse(`Reshape cannot infer -1 for ${total} elements into [${spec}]`);
+    if (known === 0 || total % known !== 0) notEvaluated(`Reshape cannot infer -1 for ${total} elements into [${spec}]`);
     dims[infer] = total / known;
   }
-  if (product(dims) !== total) refuse(`Reshape of [${x.dims}] to [${dims}] changes the element count`);
+  if (product(dims) !== total) notEvaluated(`Reshape of [${x.dims}] to [${dims}] changes the element count`);
   return [copy(x, dims)];
 }
 
@@ -197,7 +197,7 @@ export function evalFlatten(node: Node, ins: (Value | undefined)[]): Value[] {
   const x = need(ins[0], "Flatten");
   const r = x.dims.length;
   let axis = node.int("axis", 1);
-  if (axis < -r || axis > r) refuse(`Flatten axis ${axis} out of range`);
+  if (axis < -r || axis > r) notEvaluated(`Flatten axis ${axis} out of range`);
   if (axis < 0) axis += r;
   return [copy(x, [product(x.dims, 0, axis), product(x.dims, axis)])];
 }
@@ -210,7 +210,7 @@ export function evalSqueeze(node: Node, ins: (Value | undefined)[], opset: numbe
   if (axes === undefined) drop = new Set(x.dims.flatMap((d, i) => (d === 1 ? [i] : [])));
   else {
     drop = new Set(normAxes(axes, r, "Squeeze axes"));
-    for (const a of drop) if (x.dims[a] !== 1) refuse(`Squeeze of axis ${a} with size ${x.dims[a]}`);
+    for (const a of drop) if (x.dims[a] !== 1) notEvaluated(`Squeeze of axis ${a} with size ${x.dims[a]}`);
   }
   return [copy(x, x.dims.filter((_, i) => !drop.has(i)))];
 }
@@ -218,7 +218,7 @@ export function evalSqueeze(node: Node, ins: (Value | undefined)[], opset: numbe
 export function evalUnsqueeze(node: Node, ins: (Value | undefined)[], opset: number): Value[] {
   const x = need(ins[0], "Unsqueeze");
   const axes = attrOrInput(node, ins, 1, "axes", 13, opset);
-  if (!axes) refuse("Unsqueeze without axes");
+  if (!axes) notEvaluated("Unsqueeze without axes");
   const r = x.dims.length + axes.length;
   const add = new Set(normAxes(axes, r, "Unsqueeze axes"));
   const dims: number[] = [];
@@ -231,7 +231,7 @@ export function evalTranspose(node: Node, ins: (Value | undefined)[]): Value[] {
   const x = need(ins[0], "Transpose");
   const r = x.dims.length;
   const perm = node.ints("perm") ?? Array.from({ length: r }, (_, i) => r - 1 - i);
-  if (perm.length !== r || new Set(perm).size !== r || perm.some((p) => p < 0 || p >= r)) refuse(`Transpose perm [${perm}] for rank ${r}`);
+  if (perm.length !== r || new Set(perm).size !== r || perm.some((p) => p < 0 || p >= r)) notEvaluated(`Transpose perm [${perm}] for rank ${r}`);
   const dims = perm.map((p) => x.dims[p]!);
   return [value(x.dtype, dims, transposeData(x, perm))];
 }
@@ -258,17 +258,17 @@ export function transposeData(x: Value, perm: readonly number[]): Float64Array {
 
 export function evalConcat(node: Node, ins: (Value | undefined)[]): Value[] {
   const vs = ins.filter((v): v is Value => v !== undefined);
-  if (vs.length === 0) refuse("Concat with no inputs");
+  if (vs.length === 0) notEvaluated("Concat with no inputs");
   const first = vs[0]!;
   const r = first.dims.length;
-  if (r === 0) refuse("Concat of scalars");
+  if (r === 0) notEvaluated("Concat of scalars");
   const axisAttr = node.int("axis");
-  if (axisAttr === undefined) refuse("Concat without axis");
+  if (axisAttr === undefined) notEvaluated("Concat without axis");
   const axis = normAxis(axisAttr, r, "Concat axis");
   let total = 0;
   for (const v of vs) {
-    if (v.dtype !== first.dtype) refuse("Concat mixes dtypes");
-    if (v.dims.length !== r || v.dims.some((d, i) => i !== axis && d !== first.dims[i])) refuse(`Concat of [${first.dims}] and [${v.dims}] on axis ${axis}`);
+    if (v.dtype !== first.dtype) notEvaluated("Concat mixes dtypes");
+    if (v.dims.length !== r || v.dims.some((d, i) => i !== axis && d !== first.dims[i])) notEvaluated(`Concat of [${first.dims}] and [${v.dims}] on axis ${axis}`);
     total += v.dims[axis]!;
   }
   const dims = [...first.dims];
@@ -297,17 +297,17 @@ export function evalSplit(node: Node, ins: (Value | undefined)[], opset: number)
   const n = node.outputs.length;
   if (!split) {
     const k = opset >= 18 ? node.int("num_outputs", n) : n;
-    if (k !== n) refuse(`Split num_outputs ${k} but ${n} outputs`);
+    if (k !== n) notEvaluated(`Split num_outputs ${k} but ${n} outputs`);
     if (dim % k === 0) split = new Array<number>(k).fill(dim / k);
     else if (opset >= 18) {
       const chunk = Math.ceil(dim / k);
       const last = dim - chunk * (k - 1);
-      if (last <= 0) refuse(`Split of ${dim} into ${k} parts`);
+      if (last <= 0) notEvaluated(`Split of ${dim} into ${k} parts`);
       split = [...new Array<number>(k - 1).fill(chunk), last];
-    } else refuse(`Split of ${dim} into ${k} equal parts`);
+    } else notEvaluated(`Split of ${dim} into ${k} equal parts`);
   }
-  if (split.length !== n) refuse(`Split into ${split.length} parts but ${n} outputs`);
-  if (split.some((s) => s < 0) || split.reduce((a, b) => a + b, 0) !== dim) refuse(`Split sizes [${split}] do not sum to ${dim}`);
+  if (split.length !== n) notEvaluated(`Split into ${split.length} parts but ${n} outputs`);
+  if (split.some((s) => s < 0) || split.reduce((a, b) => a + b, 0) !== dim) notEvaluated(`Split sizes [${split}] do not sum to ${dim}`);
   const outer = product(x.dims, 0, axis);
   const inner = product(x.dims, axis + 1);
   const outs: Value[] = [];
@@ -338,11 +338,11 @@ export function evalSlice(node: Node, ins: (Value | undefined)[], opset: number)
     axes = ins[3] && intsOf(ins[3], "Slice axes");
     steps = ins[4] && intsOf(ins[4], "Slice steps");
   }
-  if (!starts || !ends) refuse("Slice without starts/ends");
+  if (!starts || !ends) notEvaluated("Slice without starts/ends");
   const k = starts.length;
   axes ??= Array.from({ length: k }, (_, i) => i);
   steps ??= new Array<number>(k).fill(1);
-  if (ends.length !== k || axes.length !== k || steps.length !== k) refuse("Slice starts/ends/axes/steps differ in length");
+  if (ends.length !== k || axes.length !== k || steps.length !== k) notEvaluated("Slice starts/ends/axes/steps differ in length");
   const ax = normAxes(axes, r, "Slice axes");
   const begin = new Array<number>(r).fill(0);
   const step = new Array<number>(r).fill(1);
@@ -351,7 +351,7 @@ export function evalSlice(node: Node, ins: (Value | undefined)[], opset: number)
     const a = ax[i]!;
     const d = x.dims[a]!;
     const s = steps[i]!;
-    if (s === 0 || !Number.isSafeInteger(s)) refuse(`Slice step ${s}`);
+    if (s === 0 || !Number.isSafeInteger(s)) notEvaluated(`Slice step ${s}`);
     let b = starts[i]!;
     let e = ends[i]!;
     if (b < 0) b += d;
@@ -378,7 +378,7 @@ export function evalSlice(node: Node, ins: (Value | undefined)[], opset: number)
 export function evalExpand(ins: (Value | undefined)[]): Value[] {
   const x = need(ins[0], "Expand");
   const shape = intsOf(need(ins[1], "Expand", 1), "Expand shape");
-  if (shape.some((d) => !Number.isSafeInteger(d) || d < 0)) refuse(`Expand shape [${shape}]`);
+  if (shape.some((d) => !Number.isSafeInteger(d) || d < 0)) notEvaluated(`Expand shape [${shape}]`);
   const dims = broadcastDims([x.dims, shape]);
   sizeOf(dims);
   return [value(x.dtype, dims, Float64Array.from(expandData(x, dims)))];
@@ -387,7 +387,7 @@ export function evalExpand(ins: (Value | undefined)[]): Value[] {
 export function evalTile(ins: (Value | undefined)[]): Value[] {
   const x = need(ins[0], "Tile");
   const reps = intsOf(need(ins[1], "Tile", 1), "Tile repeats");
-  if (reps.length !== x.dims.length || reps.some((v) => v < 0)) refuse(`Tile repeats [${reps}] for rank ${x.dims.length}`);
+  if (reps.length !== x.dims.length || reps.some((v) => v < 0)) notEvaluated(`Tile repeats [${reps}] for rank ${x.dims.length}`);
   const dims = x.dims.map((d, i) => d * reps[i]!);
   if (sizeOf(dims) === 0) return [value(x.dtype, dims, new Float64Array(0))];
   const st = stridesOf(x.dims);
@@ -407,14 +407,14 @@ export function evalPad(node: Node, ins: (Value | undefined)[], opset: number): 
   } else {
     pads = ins[1] && intsOf(ins[1], "Pad pads");
     if (ins[2]) {
-      if (ins[2].dtype !== x.dtype) refuse("Pad constant_value dtype differs from input");
+      if (ins[2].dtype !== x.dtype) notEvaluated("Pad constant_value dtype differs from input");
       fill = scalarOf(ins[2], "Pad constant_value");
     }
     if (opset >= 18 && ins[3]) axes = normAxes(intsOf(ins[3], "Pad axes"), r, "Pad axes");
   }
-  if (!pads) refuse("Pad without pads");
+  if (!pads) notEvaluated("Pad without pads");
   axes ??= Array.from({ length: r }, (_, i) => i);
-  if (pads.length !== 2 * axes.length) refuse(`Pad has ${pads.length} pads for ${axes.length} axes`);
+  if (pads.length !== 2 * axes.length) notEvaluated(`Pad has ${pads.length} pads for ${axes.length} axes`);
   const before = new Array<number>(r).fill(0);
   const after = new Array<number>(r).fill(0);
   axes.forEach((a, i) => {
@@ -422,9 +422,9 @@ export function evalPad(node: Node, ins: (Value | undefined)[], opset: number): 
     after[a] = pads![i + axes!.length]!;
   });
   const dims = x.dims.map((d, i) => d + before[i]! + after[i]!);
-  if (dims.some((d) => d < 0)) refuse(`Pad gives negative dims [${dims}]`);
+  if (dims.some((d) => d < 0)) notEvaluated(`Pad gives negative dims [${dims}]`);
   if (sizeOf(dims) === 0) return [value(x.dtype, dims, new Float64Array(0))];
-  if (!["constant", "reflect", "edge", "wrap"].includes(mode) || (mode === "wrap" && opset < 19)) refuse(`Pad mode ${mode}`);
+  if (!["constant", "reflect", "edge", "wrap"].includes(mode) || (mode === "wrap" && opset < 19)) notEvaluated(`Pad mode ${mode}`);
   const st = stridesOf(x.dims);
   const tables = dims.map((len, a) => {
     const d = x.dims[a]!;
@@ -432,14 +432,14 @@ export function evalPad(node: Node, ins: (Value | undefined)[], opset: number): 
     return table(len, (c) => {
       const i = c - b;
       if (i >= 0 && i < d) return i;
-      if (d === 0) refuse(`Pad mode ${mode} of an empty axis`);
+      if (d === 0) notEvaluated(`Pad mode ${mode} of an empty axis`);
       switch (mode) {
         case "constant": return -1;
         case "edge": return i < 0 ? 0 : d - 1;
         case "wrap": return ((i % d) + d) % d;
         default: {
           const j = i < 0 ? -i : 2 * (d - 1) - i;
-          if (j < 0 || j >= d) refuse(`Pad reflect of ${b} / ${after[a]} on an axis of ${d}`);
+          if (j < 0 || j >= d) notEvaluated(`Pad reflect of ${b} / ${after[a]} on an axis of ${d}`);
           return j;
         }
       }
@@ -452,12 +452,12 @@ export function evalPad(node: Node, ins: (Value | undefined)[], opset: number): 
 
 function index(i: number, d: number, what: string): number {
   const j = i < 0 ? i + d : i;
-  if (!Number.isInteger(j) || j < 0 || j >= d) refuse(`${what} index ${i} out of range for size ${d}`);
+  if (!Number.isInteger(j) || j < 0 || j >= d) notEvaluated(`${what} index ${i} out of range for size ${d}`);
   return j;
 }
 
 function indicesOf(v: Value, what: string): Value {
-  if (v.dtype !== DataType.INT64 && v.dtype !== DataType.INT32) refuse(`${what} indices are ${dtypeName(v.dtype)}`);
+  if (v.dtype !== DataType.INT64 && v.dtype !== DataType.INT32) notEvaluated(`${what} indices are ${dtypeName(v.dtype)}`);
   return v;
 }
 
@@ -465,7 +465,7 @@ export function evalGather(node: Node, ins: (Value | undefined)[]): Value[] {
   const x = need(ins[0], "Gather");
   const idx = indicesOf(need(ins[1], "Gather", 1), "Gather");
   const r = x.dims.length;
-  if (r === 0) refuse("Gather on a scalar");
+  if (r === 0) notEvaluated("Gather on a scalar");
   const axis = normAxis(node.int("axis", 0), r, "Gather axis");
   const dims = [...x.dims.slice(0, axis), ...idx.dims, ...x.dims.slice(axis + 1)];
   const out = alloc(x.dtype, dims);
@@ -497,9 +497,9 @@ export function evalGatherElements(node: Node, ins: (Value | undefined)[]): Valu
   const x = need(ins[0], "GatherElements");
   const idx = indicesOf(need(ins[1], "GatherElements", 1), "GatherElements");
   const r = x.dims.length;
-  if (idx.dims.length !== r || r === 0) refuse("GatherElements rank mismatch");
+  if (idx.dims.length !== r || r === 0) notEvaluated("GatherElements rank mismatch");
   const axis = normAxis(node.int("axis", 0), r, "GatherElements axis");
-  for (let a = 0; a < r; a++) if (a !== axis && idx.dims[a]! > x.dims[a]!) refuse("GatherElements indices exceed data shape");
+  for (let a = 0; a < r; a++) if (a !== axis && idx.dims[a]! > x.dims[a]!) notEvaluated("GatherElements indices exceed data shape");
   const out = alloc(x.dtype, idx.dims);
   const st = stridesOf(x.dims);
   const coord = new Array<number>(r).fill(0);
@@ -516,14 +516,14 @@ export function evalGatherElements(node: Node, ins: (Value | undefined)[]): Valu
 export function evalGatherND(node: Node, ins: (Value | undefined)[]): Value[] {
   const x = need(ins[0], "GatherND");
   const idx = indicesOf(need(ins[1], "GatherND", 1), "GatherND");
-  if (idx.dtype !== DataType.INT64) refuse("GatherND indices must be int64");
+  if (idx.dtype !== DataType.INT64) notEvaluated("GatherND indices must be int64");
   const b = node.int("batch_dims", 0);
   const q = idx.dims.length;
   const r = x.dims.length;
-  if (q < 1 || b < 0 || b >= Math.min(q, r)) refuse("GatherND batch_dims out of range");
+  if (q < 1 || b < 0 || b >= Math.min(q, r)) notEvaluated("GatherND batch_dims out of range");
   const k = idx.dims[q - 1]!;
-  if (k < 1 || k > r - b) refuse(`GatherND index depth ${k} for rank ${r}`);
-  for (let a = 0; a < b; a++) if (idx.dims[a] !== x.dims[a]) refuse("GatherND batch dims differ");
+  if (k < 1 || k > r - b) notEvaluated(`GatherND index depth ${k} for rank ${r}`);
+  for (let a = 0; a < b; a++) if (idx.dims[a] !== x.dims[a]) notEvaluated("GatherND batch dims differ");
   const dims = [...idx.dims.slice(0, q - 1), ...x.dims.slice(b + k)];
   const out = alloc(x.dtype, dims);
   const slice = product(x.dims, b + k);
@@ -547,7 +547,7 @@ function reducer(node: Node, opset: number): (old: number, u: number) => number 
     case "mul": return (o, u) => o * u;
     case "max": return (o, u) => Math.max(o, u);
     case "min": return (o, u) => Math.min(o, u);
-    default: refuse(`scatter reduction ${red}`);
+    default: notEvaluated(`scatter reduction ${red}`);
   }
 }
 
@@ -559,14 +559,14 @@ export function evalScatterND(node: Node, ins: (Value | undefined)[], opset: num
   const x = need(ins[0], "ScatterND");
   const idx = indicesOf(need(ins[1], "ScatterND", 1), "ScatterND");
   const u = need(ins[2], "ScatterND", 2);
-  if (u.dtype !== x.dtype) refuse("ScatterND updates dtype differs");
+  if (u.dtype !== x.dtype) notEvaluated("ScatterND updates dtype differs");
   const q = idx.dims.length;
   const r = x.dims.length;
-  if (q < 1) refuse("ScatterND indices must have rank ≥ 1");
+  if (q < 1) notEvaluated("ScatterND indices must have rank ≥ 1");
   const k = idx.dims[q - 1]!;
-  if (k < 1 || k > r) refuse(`ScatterND index depth ${k} for rank ${r}`);
+  if (k < 1 || k > r) notEvaluated(`ScatterND index depth ${k} for rank ${r}`);
   const udims = [...idx.dims.slice(0, q - 1), ...x.dims.slice(k)];
-  if (!sameDims(udims, u.dims)) refuse(`ScatterND updates shape [${u.dims}], expected [${udims}]`);
+  if (!sameDims(udims, u.dims)) notEvaluated(`ScatterND updates shape [${u.dims}], expected [${udims}]`);
   const f = reducer(node, opset);
   const plain = scatterIsPlain(node, opset);
   const out = copy(x);
@@ -578,7 +578,7 @@ export function evalScatterND(node: Node, ins: (Value | undefined)[], opset: num
     let off = 0;
     for (let j = 0; j < k; j++) off += index(idx.data[t * k + j]!, x.dims[j]!, "ScatterND") * st[j]!;
     if (plain) {
-      if (seen.has(off)) refuse("ScatterND with duplicate indices (order undefined)");
+      if (seen.has(off)) notEvaluated("ScatterND with duplicate indices (order undefined)");
       seen.add(off);
     }
     for (let e = 0; e < slice; e++) out.data[off + e] = f(out.data[off + e]!, u.data[t * slice + e]!);
@@ -591,9 +591,9 @@ export function evalScatterElements(node: Node, ins: (Value | undefined)[], opse
   const idx = indicesOf(need(ins[1], node.opType, 1), node.opType);
   const u = need(ins[2], node.opType, 2);
   const r = x.dims.length;
-  if (u.dtype !== x.dtype) refuse(`${node.opType} updates dtype differs`);
-  if (!sameDims(idx.dims, u.dims) || idx.dims.length !== r || r === 0) refuse(`${node.opType} shapes`);
-  for (let a = 0; a < r; a++) if (idx.dims[a]! > x.dims[a]!) refuse(`${node.opType} indices exceed data shape`);
+  if (u.dtype !== x.dtype) notEvaluated(`${node.opType} updates dtype differs`);
+  if (!sameDims(idx.dims, u.dims) || idx.dims.length !== r || r === 0) notEvaluated(`${node.opType} shapes`);
+  for (let a = 0; a < r; a++) if (idx.dims[a]! > x.dims[a]!) notEvaluated(`${node.opType} indices exceed data shape`);
   const axis = normAxis(node.int("axis", 0), r, `${node.opType} axis`);
   const f = reducer(node, opset);
   const plain = scatterIsPlain(node, opset);
@@ -607,7 +607,7 @@ export function evalScatterElements(node: Node, ins: (Value | undefined)[], opse
     let off = 0;
     for (let a = 0; a < r; a++) off += coord[a]! * st[a]!;
     if (plain) {
-      if (seen.has(off)) refuse(`${node.opType} with duplicate indices (order undefined)`);
+      if (seen.has(off)) notEvaluated(`${node.opType} with duplicate indices (order undefined)`);
       seen.add(off);
     }
     out.data[off] = f(out.data[off]!, u.data[i]!);
@@ -620,7 +620,7 @@ export function evalScatterElements(node: Node, ins: (Value | undefined)[], opse
 export function evalTrilu(node: Node, ins: (Value | undefined)[]): Value[] {
   const x = need(ins[0], "Trilu");
   const r = x.dims.length;
-  if (r < 2) refuse("Trilu on rank < 2");
+  if (r < 2) notEvaluated("Trilu on rank < 2");
   const k = ins[1] ? scalarOf(ins[1], "Trilu k") : 0;
   const upper = node.int("upper", 1) === 1;
   const out = copy(x);
@@ -638,7 +638,7 @@ export function evalTrilu(node: Node, ins: (Value | undefined)[]): Value[] {
 
 export function evalCumSum(node: Node, ins: (Value | undefined)[]): Value[] {
   const x = need(ins[0], "CumSum");
-  if (isBool(x.dtype)) refuse("CumSum on bool");
+  if (isBool(x.dtype)) notEvaluated("CumSum on bool");
   const r = x.dims.length;
   const axis = normAxis(scalarOf(need(ins[1], "CumSum", 1), "CumSum axis"), r, "CumSum axis");
   const exclusive = node.int("exclusive", 0) === 1;
@@ -660,7 +660,7 @@ export function evalCumSum(node: Node, ins: (Value | undefined)[]): Value[] {
           acc += x.data[at]!;
           out.data[at] = acc;
         }
-        if (isInt(x.dtype) && !Number.isSafeInteger(acc)) refuse("CumSum exceeds 2^53");
+        if (isInt(x.dtype) && !Number.isSafeInteger(acc)) notEvaluated("CumSum exceeds 2^53");
       }
     }
   return [out];
@@ -669,7 +669,7 @@ export function evalCumSum(node: Node, ins: (Value | undefined)[]): Value[] {
 export function evalNonZero(ins: (Value | undefined)[]): Value[] {
   const x = need(ins[0], "NonZero");
   const r = x.dims.length;
-  if (r === 0) refuse("NonZero on a scalar");
+  if (r === 0) notEvaluated("NonZero on a scalar");
   const hits: number[] = [];
   for (let i = 0; i < x.data.length; i++) if (x.data[i] !== 0) hits.push(i);
   const out = alloc(DataType.INT64, [r, hits.length]);

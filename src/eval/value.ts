@@ -1,6 +1,7 @@
 // Values the evaluator works on: every numeric ONNX dtype held as float64, plus the checks that
 // keep that exact (size limits before any allocation, integer ranges, float rounding per dtype).
 import { DataType, bfloat16ToFloat, dtypeName, floatToBfloat16, floatToHalf, halfToFloat } from "../ir/dtype.js";
+import type { Refusal } from "../algebra/linear-map.js";
 import { Tensor, type TensorData } from "../ir/tensor.js";
 
 /** A tensor value: `data` holds every element as float64 (bool as 0/1, int64 exact up to 2^53). */
@@ -10,8 +11,8 @@ export interface Value {
   data: Float64Array;
 }
 
-/** One value per node output, or why the node was not evaluated. */
-export type EvalResult = Value[] | { unsupported: string };
+/** One value per node output, or a Refusal saying why the node was not evaluated. */
+export type EvalResult = Value[] | Refusal;
 
 /** Largest number of elements any output (or intermediate) may have; larger ones are refused before allocating. */
 export const MAX_ELEMENTS = 2 ** 26;
@@ -26,11 +27,17 @@ const I64_MIN = -0x8000000000000000n;
 const SAFE = BigInt(Number.MAX_SAFE_INTEGER);
 const NEAR_LIMIT = 2n ** 62n;
 
-/** Thrown inside the evaluator; evaluateNode turns it into `{ unsupported }`. */
-export class Unsupported extends Error {}
+/**
+ * Thrown inside the evaluator only; evaluateNode catches it and returns a Refusal with its reason,
+ * so no caller outside src/eval ever sees it. A throw is the sane path here: the reasons arise deep
+ * in shared helpers (sizeOf, normAxis, finalize, index loops) that return values, and threading a
+ * Refusal back through each of them would bury the arithmetic.
+ */
+export class NotEvaluated extends Error {}
 
-export function refuse(reason: string): never {
-  throw new Unsupported(reason);
+/** Stops the evaluation of the current node: evaluateNode returns `refuse(reason)`. Never returns. */
+export function notEvaluated(reason: string): never {
+  throw new NotEvaluated(reason);
 }
 
 // --- dtypes --------------------------------------------------------------------------------
@@ -92,7 +99,7 @@ export function finalize(v: Value, sentinels: boolean): Value {
     for (let i = 0; i < d.length; i++) d[i] = d[i] !== 0 ? 1 : 0;
   } else {
     const range = INT_RANGE[t];
-    if (!range) refuse(`dtype ${dtypeName(t)} is not evaluated`);
+    if (!range) notEvaluated(`dtype ${dtypeName(t)} is not evaluated`);
     const [lo, hi] = range;
     const allowSentinel = sentinels && t === DataType.INT64;
     for (let i = 0; i < d.length; i++) {
@@ -102,8 +109,8 @@ export function finalize(v: Value, sentinels: boolean): Value {
         continue;
       }
       if (allowSentinel && (x === INT64_MAX_VALUE || x === -INT64_MAX_VALUE)) continue;
-      if (!Number.isInteger(x)) refuse(`result ${x} is not an integer for ${dtypeName(t)}`);
-      refuse(`result ${x} is out of the exact range of ${dtypeName(t)}${t === DataType.INT64 || t === DataType.UINT64 ? " (2^53)" : ""}`);
+      if (!Number.isInteger(x)) notEvaluated(`result ${x} is not an integer for ${dtypeName(t)}`);
+      notEvaluated(`result ${x} is out of the exact range of ${dtypeName(t)}${t === DataType.INT64 || t === DataType.UINT64 ? " (2^53)" : ""}`);
     }
   }
   return v;
@@ -115,15 +122,15 @@ export function finalize(v: Value, sentinels: boolean): Value {
 export function sizeOf(dims: readonly number[], what = "output"): number {
   let n = 1;
   for (const d of dims) {
-    if (!Number.isSafeInteger(d) || d < 0) refuse(`${what} dimension ${d} is not a valid size`);
+    if (!Number.isSafeInteger(d) || d < 0) notEvaluated(`${what} dimension ${d} is not a valid size`);
     n *= d;
-    if (n > MAX_ELEMENTS) refuse(`${what} of shape [${dims}] would exceed ${MAX_ELEMENTS} elements`);
+    if (n > MAX_ELEMENTS) notEvaluated(`${what} of shape [${dims}] would exceed ${MAX_ELEMENTS} elements`);
   }
   return n;
 }
 
 export function checkWork(work: number, what: string, limit = MAX_WORK): void {
-  if (!(work <= limit)) refuse(`${what} needs ${work} steps, more than the ${limit} evaluated`);
+  if (!(work <= limit)) notEvaluated(`${what} needs ${work} steps, more than the ${limit} evaluated`);
 }
 
 export function alloc(dtype: number, dims: readonly number[]): Value {
@@ -156,13 +163,13 @@ export function sameDims(a: readonly number[], b: readonly number[]): boolean {
 
 /** Normalises an axis into [0, rank); refuses out of range. */
 export function normAxis(axis: number, rank: number, what = "axis"): number {
-  if (!Number.isInteger(axis) || axis < -rank || axis >= rank) refuse(`${what} ${axis} is out of range for rank ${rank}`);
+  if (!Number.isInteger(axis) || axis < -rank || axis >= rank) notEvaluated(`${what} ${axis} is out of range for rank ${rank}`);
   return axis < 0 ? axis + rank : axis;
 }
 
 export function normAxes(axes: readonly number[], rank: number, what = "axes"): number[] {
   const out = axes.map((a) => normAxis(a, rank, what));
-  if (new Set(out).size !== out.length) refuse(`${what} [${axes}] repeat an axis`);
+  if (new Set(out).size !== out.length) notEvaluated(`${what} [${axes}] repeat an axis`);
   return out;
 }
 
@@ -178,7 +185,7 @@ export function broadcastDims(shapes: readonly (readonly number[])[]): number[] 
       const d = s[i]!;
       if (d === out[o] || d === 1) continue;
       if (out[o] === 1) out[o] = d;
-      else refuse(`shapes ${shapes.map((x) => `[${x}]`).join(", ")} do not broadcast`);
+      else notEvaluated(`shapes ${shapes.map((x) => `[${x}]`).join(", ")} do not broadcast`);
     }
   return out;
 }
@@ -297,13 +304,13 @@ export function broadcastStrides(dims: readonly number[], outDims: readonly numb
 
 /** An integer list from an int32/int64 tensor (may hold ±2^63 for INT64_MAX/MIN). */
 export function intsOf(v: Value, what: string): number[] {
-  if (!isInt(v.dtype)) refuse(`${what} must be an integer tensor, got ${dtypeName(v.dtype)}`);
-  if (v.dims.length > 1) refuse(`${what} must be 1-D, got shape [${v.dims}]`);
+  if (!isInt(v.dtype)) notEvaluated(`${what} must be an integer tensor, got ${dtypeName(v.dtype)}`);
+  if (v.dims.length > 1) notEvaluated(`${what} must be 1-D, got shape [${v.dims}]`);
   return Array.from(v.data);
 }
 
 export function scalarOf(v: Value, what: string): number {
-  if (v.data.length !== 1) refuse(`${what} must hold one value, got shape [${v.dims}]`);
+  if (v.data.length !== 1) notEvaluated(`${what} must hold one value, got shape [${v.dims}]`);
   return v.data[0]!;
 }
 
@@ -317,10 +324,10 @@ export function tensorUnsupported(t: Tensor): string | undefined {
   return undefined;
 }
 
-/** Decode a tensor exactly. Throws (Unsupported) for string/complex tensors or ones beyond MAX_ELEMENTS. */
+/** Decode a tensor exactly. Throws (NotEvaluated) for string/complex tensors or ones beyond MAX_ELEMENTS. */
 export function valueFromTensor(t: Tensor): Value {
   const why = tensorUnsupported(t);
-  if (why) refuse(`tensor '${t.name}': ${why}`);
+  if (why) notEvaluated(`tensor '${t.name}': ${why}`);
   const dims = [...t.dims];
   const raw = t.data();
   const out = new Float64Array(raw.length);

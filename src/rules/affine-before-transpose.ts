@@ -8,7 +8,7 @@ import { DataType } from "../ir/dtype.js";
 import { Node, attr } from "../ir/graph.js";
 import { Tensor } from "../ir/tensor.js";
 import type { RuleContext } from "../pipeline/context.js";
-import { notCandidate, refuse, type Match, type Rule } from "../pipeline/rule.js";
+import { isRefusal, notCandidate, refuse, type Match, type Rule } from "../pipeline/rule.js";
 import { constantOperand } from "./linear/read.js";
 import { AFFINE_BINARY_OPS, DENSE_OPS } from "./op-traits.js";
 
@@ -62,7 +62,7 @@ export const affineBeforeTranspose: Rule<MoveMatch> = {
     perm.forEach((p, j) => (inverse[p] = j));
     const value = valueFromTensor(c);
     const moved = evaluateNode(new Node("move", "Transpose", ["c"], ["moved"], [attr.ints("perm", inverse)]), [{ ...value, dtype: DataType.DOUBLE, dims: padded }], ctx.opset());
-    if ("unsupported" in moved) return refuse(`its constant could not be permuted: ${moved.unsupported}`);
+    if (isRefusal(moved)) return refuse(`its constant could not be permuted: ${moved.refused}`);
     return { anchor: node, remove: [node, transpose], transpose, ci, moved: moved[0]!, dtype: c.dtype };
   },
   rewrite({ anchor: node, transpose, ci, moved, dtype }, ctx) {

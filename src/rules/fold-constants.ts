@@ -14,7 +14,7 @@ import type { Node } from "../ir/graph.js";
 import type { ShapeMap } from "../ir/shapes.js";
 import type { Tensor } from "../ir/tensor.js";
 import type { RuleContext } from "../pipeline/context.js";
-import { notCandidate, refuse, type Match, type Note, type Refusal, type Rule } from "../pipeline/rule.js";
+import { isRefusal, notCandidate, refuse, type Match, type Note, type Refusal, type Rule } from "../pipeline/rule.js";
 import { foldGrowsTooMuch } from "./policy.js";
 
 interface ConstantRegion extends Match {
@@ -51,7 +51,7 @@ function evaluate(ctx: RuleContext, node: Node, valueOf: (name: string) => Value
     if (inputs.length === 0) return notCandidate("no inputs");
   }
   const result = evaluateNode(node, inputs, ctx.opset());
-  if ("unsupported" in result) return refuse(`constant subgraph not evaluated: ${result.unsupported}`);
+  if (isRefusal(result)) return refuse(`constant subgraph not evaluated: ${result.refused}`);
   return { outputs: result, inputs };
 }
 

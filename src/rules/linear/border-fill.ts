@@ -5,7 +5,7 @@
 // is exactly "pad with a per-channel value": it evaluates the plumbing in float64 for more than one
 // batch size, applies the scatters to a marked tensor, and checks that every border position — and
 // no interior position — ends up holding a value that depends on the channel only.
-import { refuse, type Pads, type Refusal } from "../../algebra/linear-map.js";
+import { isRefusal, refuse, type Pads, type Refusal } from "../../algebra/linear-map.js";
 import { EVALUATED_OPS, evaluateNode, tensorUnsupported, valueFromTensor, type Value } from "../../eval/index.js";
 import { DataType } from "../../ir/dtype.js";
 import type { Node } from "../../ir/graph.js";
@@ -103,7 +103,7 @@ export function readBorderFill(ctx: RuleContext, last: Node, readPad: (n: Node) 
         inputs.push(v);
       }
       const out = evaluateNode(p, inputs, ctx.opset());
-      if ("unsupported" in out) return refuse(`index computation: ${out.unsupported}`);
+      if (isRefusal(out)) return refuse(`index computation: ${out.refused}`);
       p.outputs.forEach((o, k) => o && memo.set(o, out[k]!));
       return memo.get(tensor)!;
     };
@@ -122,7 +122,7 @@ export function readBorderFill(ctx: RuleContext, last: Node, readPad: (n: Node) 
       if ("refused" in upd) return upd;
       if (upd.data.some((v) => !Number.isFinite(v))) return refuse("border values are not finite");
       const out = evaluateNode(s, [current, idx, upd], ctx.opset());
-      if ("unsupported" in out) return refuse(`ScatterND: ${out.unsupported}`);
+      if (isRefusal(out)) return refuse(`ScatterND: ${out.refused}`);
       current = out[0]!;
     }
     // Interior untouched; every border position of channel c holds the same value.
