@@ -236,13 +236,15 @@ async function optimizeOne(input: string, output: string, f: Flags, s: OptimizeS
     const verifyOptions = { shapes, provider: prov, tolerance, atol, rtol, runs, seed, referenceFile: model === loaded ? input : undefined };
     progress.stage(`verifying in onnxruntime (${prov})`);
     verification = await verifyModels(model, optimized, verifyOptions);
-    if (!verification.ok) progress.stage("verification failed: finding the rewrite responsible");
-    if (!verification.ok && f["skip-failing"]) {
+    // Inconclusive (the reference's own noise hides any error): no rewrite is to blame, no bisection.
+    const blame = !verification.ok && !verification.inconclusive;
+    if (blame) progress.stage("verification failed: finding the rewrite responsible");
+    if (blame && f["skip-failing"]) {
       const r = await skipFailing(model, report, passOptions, verifyOptions);
       if (r) [optimized, report, verification, skipped] = [r.model, r.report, r.verification, r.culprits];
     }
     // Name the rewrite responsible (binary search over the rewrite sequence, verifying each prefix).
-    if (!verification.ok) culprit = await findCulprit(model, report.rewrites, passOptions, verifyOptions);
+    if (!verification.ok && !verification.inconclusive) culprit = await findCulprit(model, report.rewrites, passOptions, verifyOptions);
     tVerify = performance.now() - t1;
   }
   const ok = !verification || verification.ok;
@@ -283,8 +285,11 @@ async function optimizeOne(input: string, output: string, f: Flags, s: OptimizeS
   const json = { schema: OPTIMIZE_SCHEMA, input, output: ok ? output : null, ok, report, verification: verification ?? null, verified: !!verification, skipped: skipped.map(asJson), culprit: culprit ? asJson(culprit) : null, approximation: approx, timings, bytes: written?.bytes ?? null };
   let error: string | undefined;
   if (!ok) {
-    const who = culprit ? `rewrite ${describe(culprit)} changes the outputs` : `optimized model differs from the original beyond tolerance (${failure(verification!)})`;
-    error = `${input}: ${who}; nothing written${culprit && !f["skip-failing"] ? " (--skip-failing writes the model without it)" : ""}`;
+    if (verification!.inconclusive) error = `${input}: ${unprovable(verification!)}; nothing written`;
+    else {
+      const who = culprit ? `rewrite ${describe(culprit)} changes the outputs` : `optimized model differs from the original beyond tolerance (${failure(verification!)})`;
+      error = `${input}: ${who}; nothing written${culprit && !f["skip-failing"] ? " (--skip-failing writes the model without it)" : ""}`;
+    }
   }
   return { code: ok ? EXIT.ok : EXIT.verifyFailed, error, lines, json };
 }
@@ -305,6 +310,12 @@ async function approximate(model: Model, f: Flags) {
 function describe(c: Culprit): string {
   const r = c.rewrite;
   return `'${r.node}' [${r.pass}: ${r.summary}; replaced ${r.removed.map((x) => x.name).join(", ") || "nothing"}] (${failure(c.verification)})`;
+}
+
+/** The one-line verdict when the reference's own rounding noise makes the proof impossible (README "Guarantees"). */
+function unprovable(v: VerifyReport): string {
+  const o = v.outputs.find((x) => x.inconclusive);
+  return `the model cannot be proven on these inputs, output '${o?.name}': ${o?.reason?.replace(/^cannot be proven on these inputs: /, "")}; no rewrite is blamed. Give inputs of your own (--input NAME=FILE.npy) or a looser criterion (--atol/--rtol)`;
 }
 
 /** What failed, for one-line errors: the first failing output's reason (a NaN/Inf mismatch or a shape says more than max rel). */
@@ -403,7 +414,7 @@ async function cmdVerify(args: string[], f: Flags): Promise<number> {
   });
   if (save) writeNpz(save, setsToArrays(recordedToSets(recorded!)));
   print(f.json, save ? { ...v, saved: save } : v, [`reparam-onnx verify ${a} vs ${b}`, ...formatVerify(v), ...(save ? [`  saved ${v.inputSets} input sets and ${a}'s outputs to ${save}`] : []), `  time ${ms(v.timeMs)}`]);
-  if (!v.ok) process.stderr.write(`reparam-onnx: error: ${b}: outputs differ from ${a} beyond tolerance\n`);
+  if (!v.ok) process.stderr.write(`reparam-onnx: error: ${v.inconclusive ? `${a}: ${unprovable(v)}` : `${b}: outputs differ from ${a} beyond tolerance`}\n`);
   return v.ok ? EXIT.ok : EXIT.verifyFailed;
 }
 

@@ -35,19 +35,44 @@ export interface RunStats {
   firstExceeding?: string;
   /** Elements compared (reference finite). */
   compared: number;
+  /** Per slice along axis 1 (channels; one slice below rank 2): largest |c − r| where both are finite. */
+  sliceMaxAbs: Float64Array;
+  /** Per slice: largest finite |r|. */
+  sliceScale: Float64Array;
 }
 
-export function compareValues(ref: Float64Array, cand: Float64Array, user?: UserCriterion): RunStats {
+/** Slices of an output along axis 1 (its channels, or classes of [N, K] logits): count and the elements per block. */
+export interface SliceLayout {
+  count: number;
+  /** Consecutive elements of one slice (the product of dims after axis 1). */
+  inner: number;
+}
+
+export function sliceLayout(dims: readonly number[]): SliceLayout {
+  if (dims.length < 2 || dims[1]! < 1) return { count: 1, inner: 1 };
+  let inner = 1;
+  for (const d of dims.slice(2)) inner *= d;
+  return { count: dims[1]!, inner: Math.max(inner, 1) };
+}
+
+function sliceOf(i: number, layout: SliceLayout): number {
+  return layout.count === 1 ? 0 : Math.floor(i / layout.inner) % layout.count;
+}
+
+export function compareValues(ref: Float64Array, cand: Float64Array, user?: UserCriterion, layout: SliceLayout = { count: 1, inner: 1 }): RunStats {
   let maxAbs = 0, scale = 0, referenceNonFinite = 0, candidateNonFinite = 0;
   let firstNonFinite: string | undefined;
+  const sliceMaxAbs = new Float64Array(layout.count), sliceScale = new Float64Array(layout.count);
   for (let i = 0; i < ref.length; i++) {
     const r = ref[i]!, c = cand[i]!;
     if (!Number.isFinite(r)) {
       referenceNonFinite++;
       continue;
     }
+    const s = sliceOf(i, layout);
     const a = Math.abs(r);
     if (a > scale) scale = a;
+    if (a > sliceScale[s]!) sliceScale[s] = a;
     if (!Number.isFinite(c)) {
       candidateNonFinite++;
       firstNonFinite ??= `element ${i}: reference ${r}, candidate ${c}`;
@@ -55,8 +80,9 @@ export function compareValues(ref: Float64Array, cand: Float64Array, user?: User
     }
     const d = Math.abs(r - c);
     if (d > maxAbs) maxAbs = d;
+    if (d > sliceMaxAbs[s]!) sliceMaxAbs[s] = d;
   }
-  const stats: RunStats = { maxAbs, scale, referenceNonFinite, candidateNonFinite, exceeding: 0, compared: ref.length - referenceNonFinite };
+  const stats: RunStats = { maxAbs, scale, referenceNonFinite, candidateNonFinite, exceeding: 0, compared: ref.length - referenceNonFinite, sliceMaxAbs, sliceScale };
   if (firstNonFinite) stats.firstNonFinite = firstNonFinite;
   if (user) {
     const base = user.atol + user.tolerance * scale;
@@ -72,21 +98,35 @@ export function compareValues(ref: Float64Array, cand: Float64Array, user?: User
   return stats;
 }
 
-/** Largest |a − b| over elements where both are finite (the spread of two reference evaluations). */
-export function maxFiniteDifference(a: Float64Array, b: Float64Array): number {
-  let m = 0;
+/**
+ * Per slice (sliceLayout), the largest |a − b| over elements where both are finite: the spread of
+ * two evaluations of the reference. Infinity where rounding alone turned a finite value
+ * non-finite (overflow at the edge of the range): no bound there.
+ */
+export function sliceSpread(a: Float64Array, b: Float64Array, layout: SliceLayout): Float64Array {
+  const m = new Float64Array(layout.count);
   for (let i = 0; i < a.length; i++) {
     const x = a[i]!, y = b[i]!;
+    const s = sliceOf(i, layout);
     if (Number.isFinite(x) && Number.isFinite(y)) {
       const d = Math.abs(x - y);
-      if (d > m) m = d;
-    } else if (Number.isFinite(x) !== Number.isFinite(y)) {
-      // Rounding alone turned a finite value non-finite (overflow at the edge of the range): no bound.
-      return Infinity;
-    }
+      if (d > m[s]!) m[s] = d;
+    } else if (Number.isFinite(x) !== Number.isFinite(y)) m[s] = Infinity;
   }
   return m;
 }
+
+/** Largest |a − b| over elements where both are finite (Infinity where only one is finite). */
+export function maxFiniteDifference(a: Float64Array, b: Float64Array): number {
+  return sliceSpread(a, b, { count: 1, inner: 1 })[0]!;
+}
+
+/**
+ * Floor of the calibrated allowance, in units in the last place of the output's own type at the
+ * slice's scale: where the measured noise is zero (an exact rewrite of a tiny network) a correct
+ * rewrite may still round a few values differently.
+ */
+export const FLOOR_ULPS = 4;
 
 /**
  * The calibrated allowance is this many times the largest spread measured between the reference

@@ -11,9 +11,9 @@ import { toNumber, type ValueInfoProto } from "../ir/proto.js";
 import { product } from "../ir/tensor.js";
 // onnxruntime-node here, onnxruntime-web in the web app: nothing in this file needs Node itself.
 import { cudaLibraries, ort, withModelFile } from "./runtime.js";
-import { CONCLUSIVE_LIMIT, NOISE_FACTOR, compareValues, maxFiniteDifference, type RunStats, type UserCriterion } from "./compare.js";
+import { CONCLUSIVE_LIMIT, FLOOR_ULPS, NOISE_FACTOR, compareValues, sliceLayout, sliceSpread, type RunStats, type UserCriterion } from "./compare.js";
 import { perturbInput, perturbWeights, type FloatFeedData } from "./noise.js";
-import { floorTolerance, outputPrecisions } from "./precision.js";
+import { floorTolerance, outputPrecisions, unitRoundoff } from "./precision.js";
 import { mix32, Rng } from "./rng.js";
 import { planShapes, type ShapeSet } from "./shape-plan.js";
 
@@ -84,6 +84,8 @@ export interface OutputComparison {
   noiseRel?: number;
   /** Input sets on which the reference's own rounding noise was too large to prove anything. */
   inconclusiveSets?: number;
+  /** Every input set was inconclusive: this output cannot be proven on these inputs (a failure, but no evidence against the candidate). */
+  inconclusive?: boolean;
   /** Elements where the reference is finite and the candidate NaN/±Inf (a failure). */
   nonFiniteMismatches: number;
   /** The first of them. */
@@ -119,8 +121,13 @@ export interface VerifyReport {
   tolerance: number;
   atol?: number;
   rtol?: number;
-  /** Whether the reference's rounding noise was measured (some output exceeded its floor). */
+  /** Whether the reference's rounding noise was measured (always, when a reference model is given). */
   calibrated: boolean;
+  /**
+   * Present and true when the only failures are outputs that cannot be proven on these inputs
+   * (the reference's own noise too large): no evidence that the candidate is wrong.
+   */
+  inconclusive?: boolean;
   /** Input patterns per shape set, as asked. */
   runs: number;
   /** Input sets really run (shape sets × patterns; 1 per shape set when every input is given as data). */
@@ -633,11 +640,11 @@ function compareOutput(name: string, ref: ort.Tensor, cand: ort.Tensor | undefin
     const differ = rs.findIndex((v, i) => v !== cs[i]);
     return differ < 0 ? { shape, stats: compareValues(new Float64Array(0), new Float64Array(0)) } : { shape, mismatch: `string element ${differ} differs` };
   }
-  return { shape, stats: compareValues(r, c, user) };
+  return { shape, stats: compareValues(r, c, user, sliceLayout(shape)) };
 }
 
-/** Spread of a re-rounded evaluation of the reference, per run and output (Infinity if it failed to run). */
-type Spread = Map<number, Map<string, number>>;
+/** Spread of a re-rounded evaluation of the reference, per run and output, per slice (Infinity where no bound). */
+type Spread = Map<number, Map<string, Float64Array>>;
 
 /**
  * The reference's own rounding noise on the runs in `runsToCalibrate` (noise.ts): onnxruntime's
@@ -673,11 +680,12 @@ async function measureNoise(reference: Model, options: VerifyOptions, provider: 
         } catch {
           return;
         }
-        const perOutput = new Map<string, number>();
+        const perOutput = new Map<string, Float64Array>();
         for (const name of outputNames) {
           const a = ref.outputs[k]![name], b = out[name];
           const fa = a && tensorToFloat64(a), fb = b && tensorToFloat64(b);
-          perOutput.set(name, fa && fb && fa.length === fb.length ? maxFiniteDifference(fa, fb) : Infinity);
+          const layout = sliceLayout(a ? a.dims.map(Number) : []);
+          perOutput.set(name, fa && fb && fa.length === fb.length ? sliceSpread(fa, fb, layout) : new Float64Array(layout.count).fill(Infinity));
         }
         spread.set(k, perOutput);
       }
@@ -692,20 +700,25 @@ async function measureNoise(reference: Model, options: VerifyOptions, provider: 
 }
 
 /**
- * Each output's verdict from its per-set comparisons (README "Guarantees"): the user's criterion,
- * or the floor of its precision raised to NOISE_FACTOR times the reference's measured spread.
+ * Each output's verdict from its per-set comparisons (README "Guarantees"): the user's criterion;
+ * without a reference model (`samples` undefined: stored outputs) the floor of its precision;
+ * otherwise the calibrated allowance, per slice c along axis 1 (channels) on each input set k:
+ *   |Δ|_c ≤ max(8·N_c, 8·(N/S)·S_c, FLOOR_ULPS·ulp·S_c)
+ * N_c the reference's measured spread in that slice, N and S the largest spread and magnitude
+ * of the whole output, S_c the slice's largest magnitude, ulp that of the output's own type.
  */
-function judge(outputNames: readonly string[], compared: OutputRun[][], floors: number[], precisions: Map<string, number | undefined>, user: UserCriterion | undefined, samples: Spread[], sets: { shapes: Record<string, number[]> }[]): OutputComparison[] {
+function judge(outputNames: readonly string[], compared: OutputRun[][], floors: number[], ulpFloors: number[], precisions: Map<string, number | undefined>, user: UserCriterion | undefined, samples: Spread[] | undefined, sets: { shapes: Record<string, number[]> }[]): OutputComparison[] {
   return outputNames.map((name, j) => {
-    const floor = user ? user.tolerance : floors[j]!;
-    const limit = Math.max(CONCLUSIVE_LIMIT, 4 * floor);
+    const calibrated = !user && samples !== undefined;
+    const floor = user ? user.tolerance : calibrated ? ulpFloors[j]! : floors[j]!;
+    const limit = Math.max(CONCLUSIVE_LIMIT, 4 * floors[j]!);
     const result: OutputComparison = {
       name, shapes: [], maxAbs: 0, maxRel: 0, scale: 0, ok: true, tolerance: floor, allowedRel: floor,
       nonFiniteMismatches: 0, referenceNonFinite: 0, worstRun: 0,
     };
     const precision = precisions.get(name);
     if (precision !== undefined) result.precision = dtypeName(precision);
-    let conclusive = 0, inconclusive = 0, comparedElements = 0, noiseRel = 0;
+    let conclusive = 0, inconclusive = 0, comparedElements = 0, noiseRel = 0, leastInconclusiveNoise = Infinity;
     compared.forEach((row, k) => {
       const o = row[j]!;
       if (!result.shapes.some((s) => fmtDims(s) === fmtDims(o.shape))) result.shapes.push(o.shape);
@@ -733,32 +746,51 @@ function judge(outputNames: readonly string[], compared: OutputRun[][], floors: 
         conclusive++;
         return;
       }
-      let allowed = floor * st.scale;
-      if (st.maxAbs > allowed) {
-        // Calibrate: the largest spread of any re-rounded evaluation of the reference on this run.
-        let noise = -Infinity;
-        for (const s of samples) noise = Math.max(noise, s.get(k)?.get(name) ?? -Infinity);
-        if (noise > -Infinity) {
-          const relNoise = st.scale > 0 ? noise / st.scale : noise > 0 ? Infinity : 0;
-          noiseRel = Math.max(noiseRel, relNoise);
-          allowed = Math.max(allowed, NOISE_FACTOR * noise);
-        }
+      // The reference's spread per slice: the largest over its re-rounded evaluations.
+      const count = st.sliceScale.length;
+      const noise = new Float64Array(count);
+      let measured = false;
+      for (const sample of samples ?? []) {
+        const v = sample.get(k)?.get(name);
+        if (!v || v.length !== count) continue;
+        measured = true;
+        for (let c = 0; c < count; c++) noise[c] = Math.max(noise[c]!, v[c]!);
       }
-      const allowedRel = st.scale > 0 ? allowed / st.scale : allowed > 0 ? Infinity : 0;
-      if (allowedRel > limit) {
+      if (!measured) {
+        // No model to measure (stored outputs), or no re-rounded evaluation could run: the floor alone.
+        const allowed = floors[j]! * st.scale;
+        conclusive++;
+        if (!(st.maxAbs <= allowed)) result.reason ??= `max abs ${st.maxAbs.toExponential(2)} > allowed ${allowed.toExponential(2)} (input set ${k})`;
+        return;
+      }
+      const N = noise.reduce((m, v) => Math.max(m, v), 0);
+      const relNoise = st.scale > 0 ? N / st.scale : N > 0 ? Infinity : 0;
+      noiseRel = Math.max(noiseRel, relNoise);
+      if (NOISE_FACTOR * relNoise > limit) {
         inconclusive++;
+        leastInconclusiveNoise = Math.min(leastInconclusiveNoise, relNoise);
         return;
       }
       conclusive++;
-      result.allowedRel = Math.max(result.allowedRel, allowedRel);
-      if (!(st.maxAbs <= allowed)) result.reason ??= `max abs ${st.maxAbs.toExponential(2)} > allowed ${allowed.toExponential(2)} (input set ${k})`;
+      for (let c = 0; c < count; c++) {
+        const sc = st.sliceScale[c]!;
+        const allowed = Math.max(NOISE_FACTOR * noise[c]!, NOISE_FACTOR * relNoise * sc, floor * sc);
+        if (st.scale > 0) result.allowedRel = Math.max(result.allowedRel, allowed / st.scale);
+        const d = st.sliceMaxAbs[c]!;
+        if (!(d <= allowed))
+          result.reason ??= `max abs ${d.toExponential(2)} > allowed ${allowed.toExponential(2)}${count > 1 ? ` in channel ${c} (its max |ref| ${sc.toExponential(2)})` : ""} (input set ${k}; the reference's own noise there ${noise[c]!.toExponential(2)})`;
+      }
     });
-    if (noiseRel > 0 || samples.length) result.noiseRel = noiseRel;
+    if (calibrated) result.noiseRel = noiseRel;
     if (inconclusive) result.inconclusiveSets = inconclusive;
     if (result.shapeMismatch) result.reason = result.shapeMismatch;
     else if (result.nonFiniteMismatches) result.reason = `${result.nonFiniteMismatches} NaN/Inf value(s) where the reference is finite (${result.nonFinite})`;
     else if (comparedElements === 0 && result.referenceNonFinite > 0) result.reason = "the reference output is NaN/Inf everywhere on every input set: nothing to compare";
-    else if (!user && conclusive === 0) result.reason = `the reference's own rounding noise is above ${(limit * 100).toPrecision(2)}% of this output on every input set (noise ${noiseRel.toExponential(2)} of its scale): equality cannot be proven here (give a tolerance to accept a looser check)`;
+    else if (!user && conclusive === 0) {
+      result.inconclusive = true;
+      const share = Number.isFinite(leastInconclusiveNoise) ? `${(leastInconclusiveNoise * 100).toPrecision(2)}% of this output` : "not zero where this output is all zeros";
+      result.reason = `cannot be proven on these inputs: the reference's own ${dtypeName(precision ?? DataType.FLOAT)} rounding noise is ${share} on every input set (its ${NOISE_FACTOR}x allowance must stay under ${(limit * 100).toPrecision(2)}%), so a wrong value could hide in it`;
+    }
     result.ok = result.reason === undefined;
     return result;
   });
@@ -787,6 +819,7 @@ function report(options: { referenceFile?: string; candidateFile?: string; provi
     maxAbs: outputs.reduce((m, o) => Math.max(m, o.maxAbs), 0),
     maxRel: outputs.reduce((m, o) => Math.max(m, o.maxRel), 0),
     outputs,
+    ...(outputs.some((o) => !o.ok) && outputs.every((o) => o.ok || o.inconclusive) ? { inconclusive: true } : {}),
     timeMs: performance.now() - start,
   };
 }
@@ -823,20 +856,16 @@ export async function verifyModels(reference: Model, candidate: Model, options: 
     await candSession.release();
   }
 
-  // Default criterion: the floor of each output's lowest compute precision; where a set exceeds
-  // it, the allowance becomes NOISE_FACTOR times the reference's own rounding spread.
+  // Default criterion: NOISE_FACTOR times the reference's own rounding spread, measured on every
+  // input set (three re-rounded evaluations: 3 more runs of the reference per set), per channel.
   const precisions = outputPrecisions(reference);
   const floors = floorsOf(outputNames, precisions, (name) => ref.outputs[0]![name]?.type);
-  const toCalibrate: number[] = [];
-  if (!user)
-    compared.forEach((row, k) => {
-      if (row.some((o, j) => o.stats && o.stats.maxAbs > floors[j]! * o.stats.scale)) toCalibrate.push(k);
-    });
-  const samples = toCalibrate.length ? await measureNoise(reference, options, provider, ref, toCalibrate, outputNames) : [];
+  const ulpFloors = outputNames.map((name) => FLOOR_ULPS * 2 * unitRoundoff(ORT_DTYPE[ref.outputs[0]![name]?.type ?? ""] ?? 0));
+  const samples = user ? undefined : await measureNoise(reference, options, provider, ref, ref.sets.map((_, k) => k), outputNames);
   ref.outputs.length = 0;
-  const outputs = judge(outputNames, compared, floors, precisions, user, samples, ref.sets);
+  const outputs = judge(outputNames, compared, floors, ulpFloors, precisions, user, samples, ref.sets);
   return report(options, options.referenceFile ?? reference.path ?? null, options.candidateFile ?? candidate.path ?? null, user, "calibrated", outputs, {
-    calibrated: samples.length > 0, runs, inputSets: ref.sets.length, shapeSets: ref.plan.sets, notes: ref.plan.notes,
+    calibrated: (samples?.length ?? 0) > 0, runs, inputSets: ref.sets.length, shapeSets: ref.plan.sets, notes: ref.plan.notes,
   }, start);
 }
 
@@ -912,7 +941,7 @@ export async function verifyAgainstOutputs(candidate: Model, stored: StoredRefer
   }
   const precisions = outputPrecisions(candidate);
   const floors = floorsOf(outputNames, precisions, (name) => stored[0]!.outputs[name]?.dtype);
-  const outputs = judge(outputNames, compared, floors, precisions, user, [], sets);
+  const outputs = judge(outputNames, compared, floors, floors, precisions, user, undefined, sets);
   return report(options, options.referenceFile ?? null, options.candidateFile ?? candidate.path ?? null, user, "floor", outputs, {
     calibrated: false, runs: 1, inputSets: stored.length, shapeSets: sets.map((s) => s.shapes), notes: [],
   }, start);

@@ -1,0 +1,49 @@
+// Verdicts of the proof through the real binary: a model that cannot be proven on these inputs is
+// not blamed on a rewrite; a candidate onnxruntime cannot run is a failed rewrite; bad values and
+// broken pipes end in one line.
+import { spawnSync } from "node:child_process";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { GraphBuilder } from "../src/ir/builder.js";
+import { saveModel } from "../src/ir/io.js";
+
+const ROOT = path.resolve(import.meta.dirname, "..");
+const CLI = path.join(ROOT, "dist", "src", "cli", "main.js");
+const work = fs.mkdtempSync(path.join(os.tmpdir(), "reparam-cli-verdicts-"));
+afterAll(() => fs.rmSync(work, { recursive: true, force: true }));
+
+function cli(...args: string[]) {
+  const r = spawnSync(process.execPath, [CLI, ...args], { cwd: work, encoding: "utf8", timeout: 60_000 });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+beforeAll(() => {
+  if (!fs.existsSync(CLI)) spawnSync("npx", ["tsc", "-p", "tsconfig.json"], { cwd: ROOT, encoding: "utf8" });
+  // Conv + BN (a fold to do), then (· + 1e8) − 1e8: the reference's float32 rounding is most of the output.
+  const b = new GraphBuilder(13);
+  b.input("x", ["N", 2, "H", "W"]);
+  const conv = b.op("Conv", ["x", b.constant("w", [2, 2, 3, 3], Array.from({ length: 36 }, (_, i) => Math.sin(i)))], { pads: [1, 1, 1, 1] });
+  const bn = b.op("BatchNormalization", [conv, b.constant("g", [2], [1.5, 0.5]), b.constant("be", [2], [0.1, -0.2]), b.constant("m", [2], [0.3, 0.1]), b.constant("v", [2], [2, 0.5])]);
+  const big = b.op("Add", [bn, b.constant("c", [1], [1e8])]);
+  b.output(b.op("Sub", [big, b.constant("d", [1], [1e8])], {}, "y"));
+  saveModel(b.build(), path.join(work, "noisy.onnx"));
+}, 120_000);
+
+describe("proof verdicts", () => {
+  it("a model whose reference noise hides everything is not proven, and no rewrite is blamed", () => {
+    const r = cli("optimize", "noisy.onnx", "out.onnx");
+    expect(r.code).toBe(1);
+    const err = r.stderr.trim().split("\n").filter((l) => l.startsWith("reparam-onnx: error"));
+    expect(err).toHaveLength(1);
+    expect(err[0]).toMatch(/noisy\.onnx: the model cannot be proven on these inputs, output '[^']+': the reference's own float32 rounding noise is .*% of this output on every input set/);
+    expect(err[0]).toMatch(/--input NAME=FILE\.npy.*--atol\/--rtol/);
+    expect(r.stderr + r.stdout).not.toMatch(/changes the outputs|skip-failing|finding the rewrite/);
+    expect(fs.existsSync(path.join(work, "out.onnx"))).toBe(false);
+    const v = cli("verify", "noisy.onnx", "noisy.onnx", "--json");
+    expect(v.code).toBe(1);
+    expect(JSON.parse(v.stdout)).toMatchObject({ ok: false, inconclusive: true });
+    expect(v.stderr).toMatch(/cannot be proven on these inputs/);
+  });
+});
