@@ -29,6 +29,11 @@ beforeAll(() => {
   const big = b.op("Add", [bn, b.constant("c", [1], [1e8])]);
   b.output(b.op("Sub", [big, b.constant("d", [1], [1e8])], {}, "y"));
   saveModel(b.build(), path.join(work, "noisy.onnx"));
+  // y = x / 0: ±Inf or NaN everywhere, and nothing to rewrite.
+  const inf = new GraphBuilder(13);
+  inf.input("x", [1, 2, 3, 3]);
+  inf.output(inf.op("Div", ["x", inf.constant("z", [1], [0])], {}, "y"));
+  saveModel(inf.build(), path.join(work, "all_inf.onnx"));
 }, 120_000);
 
 describe("proof verdicts", () => {
@@ -45,5 +50,15 @@ describe("proof verdicts", () => {
     expect(v.code).toBe(1);
     expect(JSON.parse(v.stdout)).toMatchObject({ ok: false, inconclusive: true });
     expect(v.stderr).toMatch(/cannot be proven on these inputs/);
+  });
+
+  it("a model whose outputs are NaN/Inf everywhere: one line, exit 1, no crash (also with --json)", () => {
+    for (const json of [[], ["--json"]]) {
+      const r = cli("optimize", "all_inf.onnx", "out.onnx", ...json);
+      expect(r.code).toBe(1);
+      expect(r.stderr).not.toMatch(/TypeError|    at /);
+      expect(r.stderr).toMatch(/^reparam-onnx: error: all_inf\.onnx: the model cannot be proven on these inputs, output '[^']+': the reference output is NaN\/Inf everywhere/m);
+      if (json.length) expect(JSON.parse(r.stdout)).toMatchObject({ ok: false, culprit: null });
+    }
   });
 });

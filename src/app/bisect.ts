@@ -20,6 +20,7 @@ async function attempt(model: Model, options: OptimizeOptions, allowed: Set<stri
 
 /** The first rewrite in `records` whose inclusion makes verification fail, or undefined. */
 export async function findCulprit(model: Model, records: RewriteRecord[], options: OptimizeOptions, verify: VerifyOptions, denied = new Set<string>()): Promise<Culprit | undefined> {
+  if (records.length === 0) return undefined; // nothing rewritten: no rewrite to blame
   let lo = 0, hi = records.length; // invariant: prefix lo passes, prefix hi fails
   let failing: VerifyReport | undefined;
   while (hi - lo > 1) {

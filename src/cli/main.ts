@@ -315,7 +315,8 @@ function describe(c: Culprit): string {
 /** The one-line verdict when the reference's own rounding noise makes the proof impossible (README "Guarantees"). */
 function unprovable(v: VerifyReport): string {
   const o = v.outputs.find((x) => x.inconclusive);
-  return `the model cannot be proven on these inputs, output '${o?.name}': ${o?.reason?.replace(/^cannot be proven on these inputs: /, "")}; no rewrite is blamed. Give inputs of your own (--input NAME=FILE.npy) or a looser criterion (--atol/--rtol)`;
+  const nonFinite = !!o?.reason?.startsWith("the reference output is NaN/Inf");
+  return `the model cannot be proven on these inputs, output '${o?.name}': ${o?.reason?.replace(/^cannot be proven on these inputs: /, "")}; no rewrite is blamed. Give inputs of your own (--input NAME=FILE.npy)${nonFinite ? " on which the original's outputs are finite" : " or a looser criterion (--atol/--rtol)"}`;
 }
 
 /** What failed, for one-line errors: the first failing output's reason (a NaN/Inf mismatch or a shape says more than max rel). */

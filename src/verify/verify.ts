@@ -785,7 +785,11 @@ function judge(outputNames: readonly string[], compared: OutputRun[][], floors: 
     if (inconclusive) result.inconclusiveSets = inconclusive;
     if (result.shapeMismatch) result.reason = result.shapeMismatch;
     else if (result.nonFiniteMismatches) result.reason = `${result.nonFiniteMismatches} NaN/Inf value(s) where the reference is finite (${result.nonFinite})`;
-    else if (comparedElements === 0 && result.referenceNonFinite > 0) result.reason = "the reference output is NaN/Inf everywhere on every input set: nothing to compare";
+    else if (comparedElements === 0 && result.referenceNonFinite > 0) {
+      // A property of the reference, not of the candidate: nothing can be proven, no rewrite is to blame.
+      result.inconclusive = true;
+      result.reason = "the reference output is NaN/Inf everywhere on every input set: nothing to compare";
+    }
     else if (!user && conclusive === 0) {
       result.inconclusive = true;
       const share = Number.isFinite(leastInconclusiveNoise) ? `${(leastInconclusiveNoise * 100).toPrecision(2)}% of this output` : "not zero where this output is all zeros";
