@@ -8,6 +8,8 @@ import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { GraphBuilder } from "../src/ir/builder.js";
 import { saveModel } from "../src/ir/io.js";
+import { writeNpy } from "../src/verify/npy.js";
+import { writeNpz } from "../src/verify/npz.js";
 
 const ROOT = path.resolve(import.meta.dirname, "..");
 const CLI = path.join(ROOT, "dist", "src", "cli", "main.js");
@@ -34,6 +36,15 @@ beforeAll(() => {
   inf.input("x", [1, 2, 3, 3]);
   inf.output(inf.op("Div", ["x", inf.constant("z", [1], [0])], {}, "y"));
   saveModel(inf.build(), path.join(work, "all_inf.onnx"));
+  // Two models with different input names; data files of the wrong type and with an extra name.
+  for (const [file, input] of [["a.onnx", "x"], ["b.onnx", "z"]] as const) {
+    const m = new GraphBuilder(13);
+    m.input(input, [1, 3]);
+    m.output(m.op("Relu", [input], {}, "y"));
+    saveModel(m.build(), path.join(work, file));
+  }
+  writeNpy(path.join(work, "x64.npy"), [1, 3], Float64Array.from([1, 2, 3]));
+  writeNpz(path.join(work, "extra.npz"), new Map([["x", { dims: [1, 3], dtype: "float32", data: Float32Array.from([1, 2, 3]) }], ["extra", { dims: [1], dtype: "float32", data: Float32Array.from([1]) }]]));
 }, 120_000);
 
 describe("proof verdicts", () => {
@@ -59,6 +70,45 @@ describe("proof verdicts", () => {
       expect(r.stderr).not.toMatch(/TypeError|    at /);
       expect(r.stderr).toMatch(/^reparam-onnx: error: all_inf\.onnx: the model cannot be proven on these inputs, output '[^']+': the reference output is NaN\/Inf everywhere/m);
       if (json.length) expect(JSON.parse(r.stdout)).toMatchObject({ ok: false, culprit: null });
+    }
+  });
+
+  it("errors about given data or a candidate name the file", () => {
+    const npy = cli("verify", "a.onnx", "a.onnx", "--input", "x=x64.npy");
+    expect(npy.code).toBe(2);
+    expect(npy.stderr).toMatch(/^reparam-onnx: error: x64\.npy: input 'x': the given data is float64, the model expects float32$/m);
+    const npz = cli("verify", "a.onnx", "a.onnx", "--input", "extra.npz");
+    expect(npz.code).toBe(2);
+    expect(npz.stderr).toMatch(/^reparam-onnx: error: extra\.npz: data for 'extra', which is not an input of the model/m);
+    const cand = cli("verify", "a.onnx", "b.onnx");
+    expect(cand.stderr).toMatch(/^reparam-onnx: error: b\.onnx: its inputs differ from the reference's \(a\.onnx\): missing 'x'; extra 'z'$/m);
+  });
+
+  it("--shape with no elements or too many is a one-line usage error", () => {
+    for (const shape of ["x=0x2x8x8", "x=1x2x99999999x99999999"]) {
+      const r = cli("optimize", "noisy.onnx", "out.onnx", "--shape", shape);
+      expect(r.code).toBe(2);
+      expect(r.stderr).not.toMatch(/RangeError|    at /);
+      expect(r.stderr.trim().split("\n")).toHaveLength(1);
+      expect(r.stderr).toMatch(/has no elements: a proof needs every dim ≥ 1|elements: verify generates at most/);
+    }
+  });
+});
+
+describe("rewrite records of unnamed nodes", () => {
+  it("show opType(first output), not ''", async () => {
+    const { optimize } = await import("../src/app/optimize.js");
+    const b = new GraphBuilder(13);
+    b.input("x", [1, 2, 4, 4]);
+    const conv = b.op("Conv", ["x", b.constant("w", [2, 2, 3, 3], Array.from({ length: 36 }, (_, i) => Math.cos(i)))], { pads: [1, 1, 1, 1] });
+    b.output(b.op("BatchNormalization", [conv, b.constant("g", [2], [1.5, 0.5]), b.constant("be", [2], [0.1, -0.2]), b.constant("m", [2], [0.3, 0.1]), b.constant("v", [2], [2, 0.5])]));
+    const m = b.build();
+    for (const n of m.graph.nodes) n.name = "";
+    const { report } = optimize(m);
+    expect(report.rewrites.length).toBeGreaterThan(0);
+    for (const r of report.rewrites) {
+      expect(r.node).not.toBe("");
+      for (const x of r.removed) expect(x.name).toMatch(/^\w+\(.+\)$/);
     }
   });
 });

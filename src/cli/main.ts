@@ -330,7 +330,7 @@ function readFeeds(specs: string[] | undefined): Record<string, Feed> {
   const feeds: Record<string, Feed> = {};
   const put = (name: string, a: NpyArray, from: string) => {
     if (feeds[name]) throw new UsageError(`--input ${from}: input '${name}' is given twice`);
-    feeds[name] = { dims: a.dims, data: a.data, dtype: a.dtype };
+    feeds[name] = { dims: a.dims, data: a.data, dtype: a.dtype, source: from.replace(/^[^=]*=/, "") };
   };
   for (const spec of specs ?? []) {
     const m = /^([^=]+)=(.+)$/.exec(spec);

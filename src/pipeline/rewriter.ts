@@ -82,8 +82,9 @@ export class Rewriter implements RewriterView {
     this.collectGarbage(touched, change);
     const record: RewriteRecord = {
       key: rewriteKey(rule, anchor, remove),
-      pass: rule, node: add[0]?.name ?? anchor.name, summary: r.summary,
-      removed: remove.map((n) => ({ name: n.name, op: n.opType })),
+      // Unnamed nodes are shown as opType(first output), as refusals show them.
+      pass: rule, node: shownName(add[0] ?? anchor), summary: r.summary,
+      removed: remove.map((n) => ({ name: shownName(n), op: n.opType })),
       macsBefore: r.macsBefore, macsAfter: r.macsAfter,
     };
     this.records.push(record);
@@ -141,4 +142,8 @@ export class Rewriter implements RewriterView {
     for (const n of graph.nodes) for (const o of n.outputs) produced.add(o);
     graph.valueInfo = graph.valueInfo.filter((v) => produced.has(v.name ?? "") || graph.initializers.has(v.name ?? ""));
   }
+}
+
+function shownName(n: Node): string {
+  return n.name || `${n.opType}(${n.outputs[0] ?? ""})`;
 }

@@ -26,6 +26,8 @@ export interface Feed {
   dims: number[];
   data: FeedData;
   dtype: string;
+  /** The file it was read from (named in every error about it). */
+  source?: string;
 }
 
 export interface VerifyOptions {
@@ -213,10 +215,13 @@ function checkAgainstDeclared(spec: InputSpec, dims: number[], what: string): vo
   });
 }
 
-function checkNames(specs: InputSpec[], names: string[], what: string): void {
+function checkNames(specs: InputSpec[], names: string[], what: string, feeds?: Record<string, Feed>): void {
   const known = new Set(specs.map((s) => s.name));
-  for (const n of names)
-    if (!known.has(n)) throw new UsageError(`${what} names '${n}', which is not an input of the model (inputs: ${[...known].join(", ") || "none"})`);
+  for (const n of names) {
+    if (known.has(n)) continue;
+    const source = feeds?.[n]?.source;
+    throw new UsageError(`${source ? `${source}: data for '${n}'` : `${what} names '${n}'`}, which is not an input of the model (inputs: ${[...known].join(", ") || "none"})`);
+  }
 }
 
 function resolveShape(spec: InputSpec, options: InputOptions): number[] {
@@ -237,6 +242,15 @@ const FEED_ARRAY: Record<string, Function> = {
 };
 
 function feedTensor(spec: InputSpec, feed: Feed): ort.Tensor {
+  try {
+    return feedTensorOf(spec, feed);
+  } catch (e) {
+    if (e instanceof UsageError && feed.source && !e.message.startsWith(`${feed.source}:`)) throw new UsageError(`${feed.source}: ${e.message}`);
+    throw e;
+  }
+}
+
+function feedTensorOf(spec: InputSpec, feed: Feed): ort.Tensor {
   const want = ORT_TYPE[spec.elemType];
   if (feed.dtype !== want)
     throw new UsageError(`input '${spec.name}': the given data is ${feed.dtype}, the model expects ${want ?? dtypeName(spec.elemType)}`);
@@ -294,7 +308,7 @@ function floatPattern(dims: readonly number[], run: number, rng: Rng): Float64Ar
 export function makeInputs(model: Model, run: number, options: InputOptions = {}): Record<string, ort.Tensor> {
   const specs = inputSpecs(model);
   checkNames(specs, Object.keys(options.shapes ?? {}), "shapes");
-  checkNames(specs, Object.keys(options.feeds ?? {}), "feeds");
+  checkNames(specs, Object.keys(options.feeds ?? {}), "feeds", options.feeds);
   const seed = options.seed ?? 1;
   const result: Record<string, ort.Tensor> = {};
   specs.forEach((spec, index) => {
@@ -522,16 +536,18 @@ function checkSameInputs(reference: Model, candidate: Model): void {
   const refNames = ref.map((s) => s.name);
   const missing = refNames.filter((n) => !cand.has(n));
   const extra = [...cand.keys()].filter((n) => !refNames.includes(n));
+  const who = candidate.path ? `${candidate.path}: its` : "candidate model's";
+  const than = reference.path ? ` (${reference.path})` : "";
   if (missing.length || extra.length)
     throw new ModelError(
-      `candidate model's inputs differ from the reference's` +
+      `${who} inputs differ from the reference's${than}` +
         (missing.length ? `: missing ${missing.map((n) => `'${n}'`).join(", ")}` : "") +
         (extra.length ? `${missing.length ? ";" : ":"} extra ${extra.map((n) => `'${n}'`).join(", ")}` : ""),
     );
   for (const r of ref) {
     const c = cand.get(r.name)!;
     if (c.elemType !== r.elemType)
-      throw new ModelError(`candidate model's input '${r.name}' is ${dtypeName(c.elemType)}, the reference's is ${dtypeName(r.elemType)}`);
+      throw new ModelError(`${who} input '${r.name}' is ${dtypeName(c.elemType)}, the reference's${than} is ${dtypeName(r.elemType)}`);
   }
 }
 
@@ -547,7 +563,7 @@ function userCriterion(options: VerifyOptions): UserCriterion | undefined {
 /** Checks given shapes and data against the model before any session is made. */
 function checkGiven(specs: InputSpec[], options: InputOptions): void {
   checkNames(specs, Object.keys(options.shapes ?? {}), "shapes");
-  checkNames(specs, Object.keys(options.feeds ?? {}), "feeds");
+  checkNames(specs, Object.keys(options.feeds ?? {}), "feeds", options.feeds);
   for (const spec of specs) {
     const feed = options.feeds?.[spec.name];
     const shape = options.shapes?.[spec.name];
@@ -555,7 +571,14 @@ function checkGiven(specs: InputSpec[], options: InputOptions): void {
       if (shape && fmtDims(shape) !== fmtDims(feed.dims))
         throw new UsageError(`input '${spec.name}': shape ${fmtDims(shape)} conflicts with the given data's shape ${fmtDims(feed.dims)}`);
       feedTensor(spec, feed);
-    } else if (shape) checkAgainstDeclared(spec, shape, "shape");
+    } else if (shape) {
+      checkAgainstDeclared(spec, shape, "shape");
+      // A zero-size input compares no element: it would be reported as proven having proven nothing.
+      if (shape.some((d) => d === 0)) throw new UsageError(`shape ${fmtDims(shape)} for input '${spec.name}' has no elements: a proof needs every dim ≥ 1`);
+      const n = product(shape);
+      if (n > MAX_GENERATED_ELEMENTS)
+        throw new UsageError(`shape ${fmtDims(shape)} for input '${spec.name}' has ${n.toExponential(2)} elements: verify generates at most ${MAX_GENERATED_ELEMENTS.toExponential(2)} values per input (give a smaller shape)`);
+    }
     else if (!spec.declared) throw new UsageError(`input '${spec.name}' has no declared shape in the model: give its shape explicitly`);
   }
 }
@@ -877,6 +900,9 @@ function checkRuns(runs = 3): number {
   if (!Number.isInteger(runs) || runs < 1) throw new UsageError(`runs must be a positive integer, got ${runs}`);
   return runs;
 }
+
+/** Largest input verify generates values for (2^28 elements: 1 GiB of float32, 2 GiB while generated in float64). */
+const MAX_GENERATED_ELEMENTS = 2 ** 28;
 
 /** One input set's inputs and a model's outputs on them (what --save-outputs writes). */
 export interface RecordedSet {
