@@ -112,3 +112,42 @@ describe("rewrite records of unnamed nodes", () => {
     }
   });
 });
+
+describe("a candidate onnxruntime cannot run is a failed rewrite, not bad input", () => {
+  it("bisection names the rewrite and --skip-failing leaves it out", async () => {
+    const { optimize } = await import("../src/app/optimize.js");
+    const { findCulprit, skipFailing } = await import("../src/app/bisect.js");
+    const { verifyModels } = await import("../src/verify/verify.js");
+    const { Node } = await import("../src/ir/graph.js");
+    const { Tensor } = await import("../src/ir/tensor.js");
+    const { DataType } = await import("../src/ir/dtype.js");
+    const b = new GraphBuilder(13);
+    b.input("x", [1, 6]);
+    b.output(b.op("Abs", [b.op("Relu", ["x"], {}, "r")], {}, "a"));
+    const model = b.build();
+    // A broken rule: Relu → Reshape to [4, 4] (6 values: onnxruntime fails at run time); an exact one: Abs → Abs.
+    const rewriteTo = (op: string, broken: boolean) => ({
+      name: broken ? "broken-reshape" : "same-abs", description: "test", rootOps: [op], benefit: broken ? 2 : 1,
+      match: (root: InstanceType<typeof Node>) => (["r", "a"].includes(root.name) ? { anchor: root, remove: [root] } : { refused: "made by a rewrite", quiet: true }),
+      rewrite: (m: { anchor: InstanceType<typeof Node> }, ctx: { uniqueName(base: string): string }) => {
+        if (!broken) return { add: [new Node(ctx.uniqueName("abs2"), "Abs", [...m.anchor.inputs], [...m.anchor.outputs], [])], summary: "Abs again" };
+        const shape = ctx.uniqueName("shape");
+        return {
+          add: [new Node(ctx.uniqueName("reshape"), "Reshape", [m.anchor.inputs[0]!, shape], [...m.anchor.outputs], [])],
+          initializers: [Tensor.fromData(shape, DataType.INT64, [2], BigInt64Array.of(4n, 4n))], summary: "Relu as an impossible Reshape",
+        };
+      },
+    });
+    const options = { rules: [rewriteTo("Relu", true), rewriteTo("Abs", false)] } as never;
+    const { model: out, report } = optimize(model, options);
+    expect(report.rewrites.map((r) => r.pass).sort()).toEqual(["broken-reshape", "same-abs"]);
+    const v = await verifyModels(model, out, { runs: 1 });
+    expect(v.ok).toBe(false);
+    expect(v.candidateError).toMatch(/onnxruntime failed to run it/);
+    const culprit = await findCulprit(model, report.rewrites, options, { runs: 1 });
+    expect(culprit?.rewrite.pass).toBe("broken-reshape");
+    const skipped = await skipFailing(model, report, options, { runs: 1 });
+    expect(skipped?.verification.ok).toBe(true);
+    expect(skipped?.report.rewrites.map((r) => r.pass)).toEqual(["same-abs"]);
+  });
+});

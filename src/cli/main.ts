@@ -287,7 +287,7 @@ async function optimizeOne(input: string, output: string, f: Flags, s: OptimizeS
   if (!ok) {
     if (verification!.inconclusive) error = `${input}: ${unprovable(verification!)}; nothing written`;
     else {
-      const who = culprit ? `rewrite ${describe(culprit)} changes the outputs` : `optimized model differs from the original beyond tolerance (${failure(verification!)})`;
+      const who = culprit ? `rewrite ${describe(culprit)} ${culprit.verification.candidateError ? "makes a model onnxruntime cannot run" : "changes the outputs"}` : `optimized model differs from the original beyond tolerance (${failure(verification!)})`;
       error = `${input}: ${who}; nothing written${culprit && !f["skip-failing"] ? " (--skip-failing writes the model without it)" : ""}`;
     }
   }
@@ -415,7 +415,7 @@ async function cmdVerify(args: string[], f: Flags): Promise<number> {
   });
   if (save) writeNpz(save, setsToArrays(recordedToSets(recorded!)));
   print(f.json, save ? { ...v, saved: save } : v, [`reparam-onnx verify ${a} vs ${b}`, ...formatVerify(v), ...(save ? [`  saved ${v.inputSets} input sets and ${a}'s outputs to ${save}`] : []), `  time ${ms(v.timeMs)}`]);
-  if (!v.ok) process.stderr.write(`reparam-onnx: error: ${v.inconclusive ? `${a}: ${unprovable(v)}` : `${b}: outputs differ from ${a} beyond tolerance`}\n`);
+  if (!v.ok) process.stderr.write(`reparam-onnx: error: ${v.inconclusive ? `${a}: ${unprovable(v)}` : v.candidateError ? `${b}: onnxruntime cannot load or run it where ${a} runs: ${v.candidateError.replace(/^candidate model( \S+)?: /, "")}` : `${b}: outputs differ from ${a} beyond tolerance`}\n`);
   return v.ok ? EXIT.ok : EXIT.verifyFailed;
 }
 

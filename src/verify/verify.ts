@@ -130,6 +130,8 @@ export interface VerifyReport {
    * (the reference's own noise too large): no evidence that the candidate is wrong.
    */
   inconclusive?: boolean;
+  /** onnxruntime could not load or run the candidate (the reference ran): its one-line error. A failure of the candidate, not bad input. */
+  candidateError?: string;
   /** Input patterns per shape set, as asked. */
   runs: number;
   /** Input sets really run (shape sets × patterns; 1 per shape set when every input is given as data). */
@@ -873,14 +875,28 @@ export async function verifyModels(reference: Model, candidate: Model, options: 
     await refSession.release();
   }
   const compared: OutputRun[][] = []; // [input set][output]
-  const candSession = await createSession(candidate, provider, "candidate", options.candidateFile, "disabled");
   try {
-    for (let k = 0; k < ref.sets.length; k++) {
-      const candOut = await runSession(candSession, ref.inputsOf(ref.sets[k]!), candidate, "candidate");
-      compared.push(outputNames.map((name) => compareOutput(name, ref.outputs[k]![name]!, candOut[name], user)));
+    const candSession = await createSession(candidate, provider, "candidate", options.candidateFile, "disabled");
+    try {
+      for (let k = 0; k < ref.sets.length; k++) {
+        const candOut = await runSession(candSession, ref.inputsOf(ref.sets[k]!), candidate, "candidate");
+        compared.push(outputNames.map((name) => compareOutput(name, ref.outputs[k]![name]!, candOut[name], user)));
+      }
+    } finally {
+      await candSession.release();
     }
-  } finally {
-    await candSession.release();
+  } catch (e) {
+    // The reference loads and runs on these inputs, the candidate does not: the candidate is wrong
+    // (a broken rewrite), which is a failed proof, not bad input.
+    if (!(e instanceof ModelError)) throw e;
+    const reason = `onnxruntime cannot load or run the candidate: ${e.message}`;
+    const outputs: OutputComparison[] = outputNames.map((name) => ({
+      name, shapes: [], maxAbs: Infinity, maxRel: Infinity, scale: 0, ok: false, tolerance: 0, allowedRel: 0, nonFiniteMismatches: 0, referenceNonFinite: 0, reason,
+    }));
+    const r = report(options, options.referenceFile ?? reference.path ?? null, options.candidateFile ?? candidate.path ?? null, user, "calibrated", outputs, {
+      calibrated: false, runs, inputSets: ref.sets.length, shapeSets: ref.plan.sets, notes: ref.plan.notes,
+    }, start);
+    return { ...r, candidateError: e.message };
   }
 
   // Default criterion: NOISE_FACTOR times the reference's own rounding spread, measured on every
