@@ -151,3 +151,20 @@ describe("a candidate onnxruntime cannot run is a failed rewrite, not bad input"
     expect(skipped?.report.rewrites.map((r) => r.pass)).toEqual(["same-abs"]);
   });
 });
+
+describe("a reader that closes the pipe early", () => {
+  const piped = (cmd: string) => spawnSync("bash", ["-c", `${cmd}; echo "exit=\${PIPESTATUS[0]}" >&2`], { cwd: work, encoding: "utf8", timeout: 60_000 });
+  it("--help | head -1: quiet, exit 0", () => {
+    const r = piped(`"${process.execPath}" "${CLI}" optimize --help | head -1`);
+    expect(r.stdout).toMatch(/^Usage: reparam-onnx optimize/);
+    expect(r.stderr).not.toMatch(/EPIPE|    at /);
+    expect(r.stderr).toMatch(/exit=0/);
+  });
+  it("optimize M.onnx - | head -c 10: one line, exit 2", () => {
+    const demo = path.join(ROOT, "fixtures", "models", "demo_repvgg_net.onnx");
+    const r = piped(`"${process.execPath}" "${CLI}" optimize "${demo}" - | head -c 10 > /dev/null`);
+    expect(r.stderr).not.toMatch(/    at /);
+    expect(r.stderr).toMatch(/^reparam-onnx: error: .*demo_repvgg_net\.onnx: stdout was closed before the whole model was written \(EPIPE\)/m);
+    expect(r.stderr).toMatch(/exit=2/);
+  });
+});

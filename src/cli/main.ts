@@ -259,7 +259,15 @@ async function optimizeOne(input: string, output: string, f: Flags, s: OptimizeS
       const stamped = optimized.withMetadata(provenance(report, verification, toolVersion(), `onnxruntime-node ${onnxruntimeVersion()} ${verification?.provider ?? prov}`, approximation && { replaced: approximation.replaced, error: approxError }));
       if (output === "-") {
         const bytes = modelToBytes(stamped);
-        await new Promise<void>((resolve, reject) => process.stdout.write(bytes, (e) => (e ? reject(e) : resolve())));
+        writingModelToStdout = true;
+        try {
+          await new Promise<void>((resolve, reject) => process.stdout.write(bytes, (e) => (e ? reject(e) : resolve())));
+        } catch (e) {
+          if ((e as NodeJS.ErrnoException).code === "EPIPE") throw new UsageError(`${input}: stdout was closed before the whole model was written (EPIPE): the reader got a partial model`);
+          throw e;
+        } finally {
+          writingModelToStdout = false;
+        }
         written = { bytes: bytes.length, dataBytes: 0 };
       } else written = about(input, () => saveModel(stamped, output, { externalData: f["external-data"] }));
     }
@@ -459,6 +467,9 @@ async function cmdInspect(args: string[], f: Flags): Promise<number> {
   return EXIT.ok;
 }
 
+/** True while `-` output is being written: an EPIPE then is that write's failure, reported by it. */
+let writingModelToStdout = false;
+
 export async function main(argv: string[]): Promise<number> {
   const { program, result } = buildProgram(async (name, args, f) => {
     switch (name) {
@@ -492,4 +503,12 @@ export async function main(argv: string[]): Promise<number> {
 }
 
 const invokedDirectly = process.argv[1] && fs.realpathSync(process.argv[1]) === fs.realpathSync(new URL(import.meta.url).pathname);
-if (invokedDirectly) main(process.argv.slice(2)).then((code) => { process.exitCode = code; });
+if (invokedDirectly) {
+  // A reader that closes the pipe early (`reparam-onnx optimize --help | head -1`) ends the output
+  // quietly, not with a stack trace; a model being written to stdout says so (one line, exit 2).
+  process.stdout.on("error", (e: NodeJS.ErrnoException) => {
+    if (e.code !== "EPIPE") throw e;
+    if (!writingModelToStdout) process.exit(typeof process.exitCode === "number" ? process.exitCode : EXIT.ok);
+  });
+  main(process.argv.slice(2)).then((code) => { process.exitCode = code; });
+}
