@@ -138,7 +138,7 @@ export const NOISE_FACTOR = 8;
 
 /**
  * An input set proves an output only if its allowance is at most this fraction of the output's
- * scale (or 4 floors, for low precisions): above it, the reference's own rounding is so large that
+ * scale (or 10 precision floors, for float16/bfloat16): above it, the reference's own rounding is so large that
  * a wrong value could hide in it. Such sets are reported as inconclusive.
  */
 export const CONCLUSIVE_LIMIT = 0.01;
