@@ -7,7 +7,7 @@
 // Two re-rounded evaluations are measured (README "Guarantees"):
 //  - onnxruntime with its graph optimizations on: its own fusions (Conv+BN, Conv+Add, Gemm…) sum
 //    the same products in another order: a real float32 re-association of the reference;
-//  - the reference with every weight and every float input moved by at most one unit in the last
+//  - the reference with every weight and every float input moved by exactly one unit in the last
 //    place of its type, in a random direction: the rounding a fold introduces, applied at every
 //    layer, so that whatever the network amplifies is amplified here too.
 // Weights are moved only where they are arithmetic operands (conv/matmul weights, biases,
@@ -31,14 +31,23 @@ function isArithmeticSlot(op: string, index: number): boolean {
   return slots === "all" || (slots !== undefined && slots.includes(index));
 }
 
-/** Move each value by a uniform random fraction of ±1 ulp (of its type), rounding in that type. */
+/**
+ * Move each non-zero value by exactly one ulp of its type, up or down at random. A fraction of an
+ * ulp would often round back to the same value, and a parameter met once per channel (a BN mean)
+ * would then go unmoved in every sample: that channel's noise would miss the rounding a fold makes there.
+ */
 function perturbValues(dtype: number, values: Float64Array, next: () => number): Float64Array {
-  const step = 2 * unitRoundoff(dtype);
-  for (let i = 0; i < values.length; i++) values[i] = values[i]! * (1 + step * (2 * next() - 1));
+  const ulpOfOne = 2 * unitRoundoff(dtype);
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i]!;
+    const sign = next() < 0.5 ? -1 : 1;
+    if (v === 0 || !Number.isFinite(v)) continue;
+    values[i] = v + sign * 2 ** Math.floor(Math.log2(Math.abs(v))) * ulpOfOne;
+  }
   return values;
 }
 
-/** A copy of `model` whose arithmetic weights are moved by at most one ulp each (seeded). */
+/** A copy of `model` whose arithmetic weights are moved by exactly one ulp each (seeded). */
 export function perturbWeights(model: Model, seed: number): Model {
   const copy = model.clone();
   const g = copy.graph;
@@ -64,7 +73,7 @@ export function perturbWeights(model: Model, seed: number): Model {
 
 export type FloatFeedData = Float32Array | Float64Array | Uint16Array;
 
-/** Float input values moved by at most one ulp each (float32, float64, float16 half bits). */
+/** Float input values moved by exactly one ulp each (float32, float64, float16 half bits). */
 export function perturbInput(type: string, data: FloatFeedData, seed: number): FloatFeedData {
   const next = mulberry32(seed);
   if (type === "float32" || type === "float64") {

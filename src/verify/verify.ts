@@ -728,7 +728,7 @@ async function measureNoise(reference: Model, options: VerifyOptions, provider: 
  * Each output's verdict from its per-set comparisons (README "Guarantees"): the user's criterion;
  * without a reference model (`samples` undefined: stored outputs) the floor of its precision;
  * otherwise the calibrated allowance, per slice c along axis 1 (channels) on each input set k:
- *   |Δ|_c ≤ max(8·N_c, 8·(N/S)·S_c, FLOOR_ULPS·ulp·S_c)
+ *   |Δ|_c ≤ max(8·N_c, 8·(N/S)·max(S_c, S/100), FLOOR_ULPS·ulp·S_c)
  * N_c the reference's measured spread in that slice, N and S the largest spread and magnitude
  * of the whole output, S_c the slice's largest magnitude, ulp that of the output's own type.
  */
@@ -799,7 +799,9 @@ function judge(outputNames: readonly string[], compared: OutputRun[][], floors: 
       conclusive++;
       for (let c = 0; c < count; c++) {
         const sc = st.sliceScale[c]!;
-        const allowed = Math.max(NOISE_FACTOR * noise[c]!, NOISE_FACTOR * relNoise * sc, floor * sc);
+        // The channel's own scale, down to 1/LOCAL_RANGE of the output's: a channel that a Relu, a gate or a
+        // cancellation made tiny still carries the rounding of the larger values it was computed from.
+        const allowed = Math.max(NOISE_FACTOR * noise[c]!, NOISE_FACTOR * relNoise * Math.max(sc, st.scale / LOCAL_RANGE), floor * sc);
         if (st.scale > 0) result.allowedRel = Math.max(result.allowedRel, allowed / st.scale);
         const d = st.sliceMaxAbs[c]!;
         if (!(d <= allowed))
@@ -824,6 +826,9 @@ function judge(outputNames: readonly string[], compared: OutputRun[][], floors: 
     return result;
   });
 }
+
+/** Channels are judged at their own scale down to this fraction of the output's largest magnitude. */
+const LOCAL_RANGE = 100;
 
 /** Each output's default floor: its lowest compute precision's, else its own type's. */
 function floorsOf(outputNames: readonly string[], precisions: Map<string, number | undefined>, types: (name: string) => string | undefined): number[] {
