@@ -3,7 +3,7 @@
 //    contract (counted, never compared); an element where the reference is finite and the
 //    candidate is not is a NaN/Inf mismatch, reported apart from the numeric error;
 //  - the criterion: by default, per channel c (sliceLayout), the candidate's largest error must be
-//    within max(NOISE_FACTOR·N_c, NOISE_FACTOR·(N/S)·max(S_c, S/100), FLOOR_ULPS·ulp·S_c), N_c the
+//    within max(NOISE_FACTOR·N_c, NOISE_FACTOR·(N/S)·max(S_c, S/10), FLOOR_ULPS·ulp·S_c), N_c the
 //    reference's own rounding noise in that channel (measured on every input set, see noise.ts),
 //    N and S the output's largest noise and magnitude (verify.ts judge); with user tolerances (atol, rtol, tolerance)
 //    every element must satisfy |c − r| ≤ atol + rtol·|r| + tolerance·S, as numpy.isclose does

@@ -728,7 +728,7 @@ async function measureNoise(reference: Model, options: VerifyOptions, provider: 
  * Each output's verdict from its per-set comparisons (README "Guarantees"): the user's criterion;
  * without a reference model (`samples` undefined: stored outputs) the floor of its precision;
  * otherwise the calibrated allowance, per slice c along axis 1 (channels) on each input set k:
- *   |Δ|_c ≤ max(8·N_c, 8·(N/S)·max(S_c, S/100), FLOOR_ULPS·ulp·S_c)
+ *   |Δ|_c ≤ max(8·N_c, 8·(N/S)·max(S_c, S/10), FLOOR_ULPS·ulp·S_c)
  * N_c the reference's measured spread in that slice, N and S the largest spread and magnitude
  * of the whole output, S_c the slice's largest magnitude, ulp that of the output's own type.
  */
@@ -828,7 +828,7 @@ function judge(outputNames: readonly string[], compared: OutputRun[][], floors: 
 }
 
 /** Channels are judged at their own scale down to this fraction of the output's largest magnitude. */
-const LOCAL_RANGE = 100;
+const LOCAL_RANGE = 10;
 
 /** Each output's default floor: its lowest compute precision's, else its own type's. */
 function floorsOf(outputNames: readonly string[], precisions: Map<string, number | undefined>, types: (name: string) => string | undefined): number[] {
