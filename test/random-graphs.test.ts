@@ -3,22 +3,15 @@
 // tool never saw, input files are never modified, refusals name the right file, nothing crashes.
 import { describe, expect, it } from "vitest";
 import { runGraphCase, runGraphFuzz, type CaseResult } from "../bench/graph-fuzz.js";
-import { ALL_FEATURES, FAULTS, type GraphFeatures } from "../bench/random-graphs.js";
+import { ALL_FEATURES, type GraphFeatures } from "../bench/random-graphs.js";
 
-// Generator features whose failure class is still open in issue 11 are off here, each saying why
-// (the long fuzz runs them all and counts them).
-const OPEN: Record<string, string> = {
-  ifBodies: "issue 11 class 2: reads of outer tensors from If bodies are not uses yet",
-  "alias-data": "issue 11 class 3: an output whose weights file is the input's overwrites it",
-};
-const features: GraphFeatures = { ...ALL_FEATURES, faults: FAULTS.filter((f) => !(f in OPEN)) };
-for (const k of Object.keys(OPEN)) if (k in features && k !== "faults") (features as unknown as Record<string, boolean>)[k] = false;
+// Every generator feature is on: If bodies reading outer tensors, dynamic H/W, --shape and
+// --fix-shapes, external data, float16 bodies, injected faults (issue 11's classes 1–4 all land here).
+const features: GraphFeatures = ALL_FEATURES;
 
 const summary = (rs: CaseResult[]) => rs.map((r) => `${r.verdict} seed ${r.seed} [${r.tags.join(" ")}]: ${r.detail}\n  args: ${r.args.slice(3).join(" ")}\n  ops: ${r.ops.join(" · ")}`).join("\n");
 
 describe("random whole graphs through the CLI", () => {
-  for (const [k, why] of Object.entries(OPEN)) it.skip(`${k} (off: ${why})`, () => {});
-
   // Every failure verdict counts here: silent mismatches, modified inputs, crashes, wrong files,
   // valid models rejected, false refusals, and outputs costlier than the growth bound at some shape.
   it("a spawned CLI per graph: no failure of any kind", async () => {
