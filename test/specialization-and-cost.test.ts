@@ -151,3 +151,15 @@ describe("found by the graph fuzz", () => {
     }
   });
 });
+
+describe("found by the graph fuzz (2)", () => {
+  it("a region part memoized for one candidate is not read by the next after its scratch kernels were recycled", async () => {
+    // Seed 4599 of `npm run fuzz -- --family graph`: a 16-channel 5x5 branch sum (kernels ≥ 4096
+    // values come from the scratch arena) was folded with kernels another candidate had overwritten.
+    const { randomGraph } = await import("../bench/random-graphs.js");
+    const model = randomGraph(4599).model;
+    const { model: out, report } = optimize(model, { maxMacGrowth: 4 });
+    expect(report.rewrites.length).toBeGreaterThan(0);
+    for (const x of [[1, 4, 8, 16], [2, 4, 9, 11]]) await expectEqualAt(model, out, x);
+  });
+});

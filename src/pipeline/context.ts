@@ -100,6 +100,7 @@ export class RuleContext {
   private readonly live = new Map<string, LiveShapes>();
   /** Per-graph-version results of whole-graph analyses (dropped at every change). */
   private memos = new Map<string, unknown>();
+  private scratchMemos = new Map<string, unknown>();
   /** A rule read a layer whose weights other nodes share, allowed because every use is the same layer. */
   readSharedWeights = false;
 
@@ -198,6 +199,23 @@ export class RuleContext {
   }
 
   /**
+   * As memo(), for results that hold arrays from the scratch arena (a rule with `scratch: true`):
+   * dropped also when the driver recycles the arena before the next candidate, whose arrays would
+   * otherwise overwrite them (a part's kernel computed for one candidate, then read by the next).
+   */
+  scratchMemo<T>(key: string, compute: () => T): T {
+    if (this.scratchMemos.has(key)) return this.scratchMemos.get(key) as T;
+    const value = compute();
+    this.scratchMemos.set(key, value);
+    return value;
+  }
+
+  /** The driver recycled the scratch arena: forget what lives in it. */
+  recycled(): void {
+    this.scratchMemos.clear();
+  }
+
+  /**
    * After a rewrite: producers, consumers and memoized analyses are recomputed when next read (one
    * pass over the nodes); shape facts are inferred again only from the first node the change
    * affects (LiveShapes), not for the whole graph.
@@ -205,6 +223,7 @@ export class RuleContext {
   private changed(change: Change): void {
     this.cache = {};
     this.memos.clear();
+    this.scratchMemos.clear();
     for (const live of this.live.values()) live.changed(change);
   }
 }

@@ -109,6 +109,7 @@ export function runRules(model: Model, rules: readonly Rule[], options: DriverOp
       if (removedHere.has(root) || !alive.has(root)) continue;
       if (rule.rootOps && !(root.isDefaultDomain && rule.rootOps.includes(root.opType))) continue;
       recycle();
+      ctx.recycled();
       const key = `${rule.name}\u0000${nodeName(root)}`;
       let found: ReturnType<Rule["match"]>;
       if (checked) {

@@ -97,7 +97,8 @@ class RegionBuilder {
 
   constructor(private readonly ctx: RuleContext) {
     this.ops = ctx.memo("collapse-linear-regions:ops", () => new Map<Node, LinearOp | Refusal>());
-    this.parts = ctx.memo("collapse-linear-regions:parts", () => [new Map<string, Part>(), new Map<string, Part>()] as const);
+    // Parts hold kernels from the scratch arena: valid for one candidate only (graph fuzz, seed 4599).
+    this.parts = ctx.scratchMemo("collapse-linear-regions:parts", () => [new Map<string, Part>(), new Map<string, Part>()] as const);
     this.hopeless = ctx.memo("collapse-linear-regions:hopeless", () => new Set<Node>());
   }
 
