@@ -14,7 +14,7 @@ import { onnx, type AttributeProto, type GraphProto } from "../src/ir/proto.js";
 import { optimize } from "../src/app/optimize.js";
 import type { Rule } from "../src/pipeline/rule.js";
 import { Rewriter } from "../src/pipeline/rewriter.js";
-import { runModel, tensorToFloat64 } from "../src/verify/verify.js";
+import { runModel, tensorToFloat64, verifyModels } from "../src/verify/verify.js";
 import { Net } from "./helpers/graphs.js";
 import { randomArray, rng } from "./helpers/random.js";
 
@@ -162,6 +162,21 @@ describe("outer-scope reads of subgraphs are uses", () => {
     n.output(branch, [4, 3, 3, 3]);
     const { model } = await optimizeAndCompare(n.build());
     expect(model.graph.initializers.has(W)).toBe(true);
+  });
+});
+
+describe("verification takes both branches", () => {
+  it("a candidate wrong only in the else branch fails, one wrong only in the then branch too", async () => {
+    const make = (thenOp: string, elseOp: string) => {
+      const { n, x, cond } = start(5);
+      const branch = addIf(n, cond, body("then", (b) => b.op(thenOp, [x], {}, "then_op"), X_DIMS), body("else", (b) => b.op(elseOp, [x], {}, "else_op"), X_DIMS), "if");
+      n.output(branch, X_DIMS);
+      return n.build();
+    };
+    const reference = make("Relu", "Neg");
+    expect((await verifyModels(reference, make("Relu", "Neg"))).ok).toBe(true);
+    expect((await verifyModels(reference, make("Relu", "Identity"))).ok).toBe(false);
+    expect((await verifyModels(reference, make("Identity", "Neg"))).ok).toBe(false);
   });
 });
 

@@ -317,7 +317,7 @@ async function approximate(model: Model, f: Flags) {
 
 function describe(c: Culprit): string {
   const r = c.rewrite;
-  return `'${r.node}' [${r.pass}: ${r.summary}; replaced ${r.removed.map((x) => x.name).join(", ") || "nothing"}] (${failure(c.verification)})`;
+  return `'${r.node}' [${r.pass}: ${r.summary}; replaced ${listed(r.removed.map((x) => x.name)) || "nothing"}] (${failure(c.verification)})`;
 }
 
 /** The one-line verdict when the reference's own rounding noise makes the proof impossible (README "Guarantees"). */
@@ -328,6 +328,11 @@ function unprovable(v: VerifyReport): string {
 }
 
 /** What failed, for one-line errors: the first failing output's reason (a NaN/Inf mismatch or a shape says more than max rel). */
+/** The first names of a long list, then how many more (a rewrite of a 100,000-node chain lists them all otherwise). */
+function listed(names: string[], shown = 8): string {
+  return names.length <= shown ? names.join(", ") : `${names.slice(0, shown).join(", ")} and ${names.length - shown} more`;
+}
+
 function failure(v: VerifyReport): string {
   const o = v.outputs.find((x) => !x.ok);
   return `max rel ${v.maxRel.toExponential(2)}, max abs ${v.maxAbs.toExponential(2)}${o?.reason ? `; output '${o.name}': ${o.reason}` : ""}`;

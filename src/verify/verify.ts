@@ -352,8 +352,11 @@ export function makeInputs(model: Model, run: number, options: InputOptions = {}
         break;
       }
       case DataType.BOOL: {
+        // A one-element bool is typically an If's condition: it alternates with the run, so both
+        // branches are taken across the runs (random draws could take one branch in every run).
         const a = new Uint8Array(n);
-        for (let i = 0; i < n; i++) a[i] = rng.uniform() < 0.5 ? 1 : 0;
+        if (n === 1) a[0] = (run + index) % 2;
+        else for (let i = 0; i < n; i++) a[i] = rng.uniform() < 0.5 ? 1 : 0;
         result[spec.name] = new ort.Tensor("bool", a, dims);
         break;
       }
