@@ -13,6 +13,7 @@ import * as ort from "onnxruntime-node";
 import { loadModel, saveModel } from "../src/ir/io.js";
 import { verifyModels } from "../src/verify/verify.js";
 import { repvgg, SPECS } from "./models.js";
+import { medianLatencies } from "./latency.js";
 
 const { values } = parseArgs({ options: { models: { type: "string" }, iterations: { type: "string" }, out: { type: "string" }, cli: { type: "string" } } });
 const here = path.dirname(new URL(import.meta.url).pathname);
@@ -50,25 +51,8 @@ function slope(xs: number[], ys: number[]): number {
   return num / den;
 }
 
-/**
- * Median batch-1 latency of several models, measured round-robin (one run of each in turn) so that
- * load from other processes spreads evenly over the models being compared.
- */
-async function latencies(files: string[], shape: number[]): Promise<number[]> {
-  const sessions = await Promise.all(files.map((f) => ort.InferenceSession.create(f, { graphOptimizationLevel: "all", logSeverityLevel: 3 })));
-  const x = new Float32Array(shape.reduce((a, b) => a * b, 1)).map((_, i) => Math.sin(i));
-  const feeds = sessions.map((s) => ({ [s.inputNames[0]!]: new ort.Tensor("float32", x, shape) }));
-  for (let i = 0; i < 3; i++) for (const [k, s] of sessions.entries()) await s.run(feeds[k]!);
-  const times: number[][] = sessions.map(() => []);
-  for (let i = 0; i < iterations; i++)
-    for (const [k, s] of sessions.entries()) {
-      const t = performance.now();
-      await s.run(feeds[k]!);
-      times[k]!.push(performance.now() - t);
-    }
-  for (const s of sessions) await s.release();
-  return times.map((ts) => ts.sort((a, b) => a - b)[Math.floor(ts.length / 2)]!);
-}
+/** Median batch-1 latency of several models (bench/latency.ts: round-robin, medians). */
+const latencies = (files: string[], shape: number[]) => medianLatencies(files, shape, { rounds: iterations, warmup: 3, phase: 1, amplitude: 1 });
 
 const rows: Record<string, unknown>[] = [];
 console.log(`machine: ${os.cpus()[0]?.model} x${os.cpus().length}, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, node ${process.version}, onnxruntime-node ${ort.env.versions.common}`);

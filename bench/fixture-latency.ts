@@ -15,6 +15,7 @@ import type { Model } from "../src/ir/graph.js";
 import { loadModel, saveModel } from "../src/ir/io.js";
 import { optimize } from "../src/app/optimize.js";
 import { verifyModels } from "../src/verify/verify.js";
+import { medianLatencies } from "./latency.js";
 
 const { values } = parseArgs({
   options: {
@@ -64,24 +65,8 @@ function excess(out: Model, deploy: Model): string[] {
   return [...histogram(out)].filter(([op, k]) => k > (d.get(op) ?? 0)).map(([op, k]) => `${op}+${k - (d.get(op) ?? 0)}`);
 }
 
-/** Median latency of each file, measured round-robin (one run of each in turn per round). */
-async function latencies(files: string[], shape: number[]): Promise<number[]> {
-  const sessions = await Promise.all(files.map((f) => ort.InferenceSession.create(f, {
-    graphOptimizationLevel: "all", intraOpNumThreads: 1, interOpNumThreads: 1, executionMode: "sequential", logSeverityLevel: 3,
-  })));
-  const x = new Float32Array(shape.reduce((a, b) => a * b, 1)).map((_, i) => Math.sin(i * 0.37) * 2);
-  const feeds = sessions.map((s) => ({ [s.inputNames[0]!]: new ort.Tensor("float32", x, shape) }));
-  for (let i = 0; i < 10; i++) for (const [k, s] of sessions.entries()) await s.run(feeds[k]!);
-  const times: number[][] = sessions.map(() => []);
-  for (let i = 0; i < rounds; i++)
-    for (const [k, s] of sessions.entries()) {
-      const t = performance.now();
-      await s.run(feeds[k]!);
-      times[k]!.push(performance.now() - t);
-    }
-  for (const s of sessions) await s.release();
-  return times.map((ts) => ts.sort((a, b) => a - b)[Math.floor(ts.length / 2)]!);
-}
+const latencies = (files: string[], shape: number[]) =>
+  medianLatencies(files, shape, { rounds, warmup: 10, oneThread: true, phase: 0.37, amplitude: 2 });
 
 const entries: Entry[] = manifests.flatMap((name) => {
   const p = path.join(fixtures, name);

@@ -3,17 +3,11 @@
 // pads, odd sizes, non-square kernels.
 import { beforeAll, describe, expect, it } from "vitest";
 import { selectBackend, tf } from "../src/trainer/backend.js";
+import { Rng } from "../src/trainer/rng.js";
 
 function rand(n: number, seed: number): Float32Array {
-  let a = seed >>> 0;
-  const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = Math.imul(a ^ (a >>> 15), a | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    out[i] = ((t ^ (t >>> 14)) >>> 0) / 4294967296 - 0.5;
-  }
-  return out;
+  const rng = new Rng(seed);
+  return Float32Array.from({ length: n }, () => rng.next() - 0.5);
 }
 
 interface Case {
