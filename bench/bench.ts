@@ -101,6 +101,10 @@ for (const name of names) {
     optimizeMs: Math.round(opt.totalMs!), ortOptimizeMs: Math.round(ortRun.ortOptimizeMs!),
     optimizeVsOrt: +(opt.totalMs! / ortRun.ortOptimizeMs!).toFixed(2),
     peakRssMB: Math.round(opt.maxRssBytes! / 2 ** 20), peakVsModel: +(opt.maxRssBytes! / fileBytes).toFixed(2),
+    // Above what the process held before reading the model (Node and the modules, ~55 MB): the
+    // memory the model costs; onnxruntime's own offline optimization measured the same way beside it.
+    peakAboveStartVsModel: +((opt.maxRssBytes! - opt.startRssBytes!) / fileBytes).toFixed(2),
+    ortPeakAboveStartVsModel: +((ortRun.maxRssBytes! - ortRun.startRssBytes!) / fileBytes).toFixed(2),
     verifyMs: Math.round(verifyMs), ortLoadBothMs: Math.round(ortLoad.ortLoadMs!), verifyVsOrtLoad: +(verifyMs / ortLoad.ortLoadMs!).toFixed(2),
     verifyMaxRel: verification.maxRel,
     cliVerifiedMs: run ? Math.round(run.wallMs) : "-", cliPeakMB: run ? Math.round(run.peakBytes / 2 ** 20) : "-",
@@ -125,6 +129,7 @@ const TARGETS = [
   { key: "optimizeVsOrt", what: "optimize ÷ onnxruntime offline optimize", limit: 1.0 },
   // The demo (0.2 MB) is left out of the memory target: Node's own ~60 MB floor is its whole peak.
   { key: "peakVsModel", what: "optimize peak memory ÷ model size", limit: 2.5, sizedOnly: true },
+  { key: "peakAboveStartVsModel", what: "optimize peak memory above the process's start ÷ model size", limit: 2.5, sizedOnly: true },
   { key: "verifyVsOrtLoad", what: "verification ÷ onnxruntime loading both models", limit: 1.5 },
 ] as const;
 console.log("targets:");

@@ -6,6 +6,7 @@ import * as ort from "onnxruntime-node";
 import { peakRssBytes } from "./peak-memory.js";
 
 const args = process.argv.slice(2);
+const startRssBytes = process.memoryUsage().rss;
 if (args[0] === "--load") {
   const t0 = performance.now();
   for (const file of args.slice(1, 3)) {
@@ -24,5 +25,5 @@ if (args[0] === "--load") {
   });
   const t1 = performance.now();
   await session.release();
-  process.stdout.write(JSON.stringify({ ortOptimizeMs: t1 - t0, maxRssBytes: peakRssBytes() }) + "\n");
+  process.stdout.write(JSON.stringify({ ortOptimizeMs: t1 - t0, maxRssBytes: peakRssBytes(), startRssBytes }) + "\n");
 }
