@@ -1,6 +1,7 @@
 // Model statistics for reports: op histogram, Conv weight elements, multiply-accumulates, bytes.
 import type { Model } from "../ir/graph.js";
 import { inferShapes, knownProduct } from "../ir/shapes.js";
+import { shapeValues } from "../ir/constants.js";
 import { dtypeName, isFloatType } from "../ir/dtype.js";
 
 export interface ModelStats {
@@ -20,7 +21,7 @@ export function modelStats(model: Model, shapes?: Record<string, number[]>): Mod
   const sorted = Object.fromEntries(Object.entries(ops).sort(([a], [b]) => a.localeCompare(b)));
   const shapeMap = inferShapes(g, { overrides: shapes, symbolicDim: 1, constant: (name) => {
     const t = g.initializers.get(name);
-    return t ? Array.from(t.toFloat64()) : undefined;
+    return t ? shapeValues(t) : undefined;
   } });
   let convWeights = 0, macs = 0;
   for (const n of g.nodes) {

@@ -19,6 +19,19 @@ export function constantTensor(graph: Graph, producers: Map<string, Node>, name:
   return undefined;
 }
 
+/**
+ * A constant's values as shape inference reads them (Reshape targets, Pad amounts, values it
+ * follows through Shape arithmetic), or undefined for a tensor of rank ≥ 2 with more than 64
+ * values: inference keeps values only for tensors of rank ≤ 1 and at most 64 entries, and no op
+ * it follows turns a rank-≥2 tensor of more than 64 values into one (Squeeze keeps the count,
+ * Gather needs a 1-D input), so such a weight cannot matter — and listing a conv kernel's
+ * millions of values as a JS array is what made inference slow on models with weights in Mul/Add.
+ */
+export function shapeValues(t: Tensor): number[] | undefined {
+  if (t.dims.length >= 2 && t.size > 64) return undefined;
+  return Array.from(t.toFloat64());
+}
+
 /** Shapes of every tensor, reading constants' values (Reshape targets, Pad amounts). */
 export function shapesWithConstants(graph: Graph, overrides?: Record<string, number[]>): ShapeMap {
   const producers = graph.producers();
@@ -26,7 +39,7 @@ export function shapesWithConstants(graph: Graph, overrides?: Record<string, num
     overrides,
     constant: (name) => {
       const t = constantTensor(graph, producers, name);
-      return t ? Array.from(t.toFloat64()) : undefined;
+      return t ? shapeValues(t) : undefined;
     },
   });
 }

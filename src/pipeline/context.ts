@@ -1,7 +1,7 @@
 // What a rule sees: the graph through cheap derived views (producers, consumers, shapes,
 // constants), the run's options, and fresh names for what it creates. Nothing here changes the
 // graph: rules describe changes in a Replacement and the Rewriter applies them.
-import { constantTensor } from "../ir/constants.js";
+import { constantTensor, shapeValues } from "../ir/constants.js";
 import type { Graph, Model, Node } from "../ir/graph.js";
 import { inferShapes, ShapeInference, type ShapeInfo, type ShapeMap, type ShapeOptions } from "../ir/shapes.js";
 import type { Tensor } from "../ir/tensor.js";
@@ -177,7 +177,7 @@ export class RuleContext {
 
   private readonly constantValues = (name: string): number[] | undefined => {
     const t = this.constant(name);
-    return t ? Array.from(t.toFloat64()) : undefined;
+    return t ? shapeValues(t) : undefined;
   };
 
   /** A tensor whose value is fixed: an initializer no graph input can override, or a Constant's output. */
