@@ -4,17 +4,34 @@
 // Speed comes only from reuse, never from reassociation: 4x4 blocks of C live in registers while
 // k runs (16 products per 8 loads instead of 1 per 2), and K and M are cut into blocks that keep the
 // operands in cache; a block's partial sums go back to C and continue from there in the same order.
+// Where WebAssembly SIMD runs, products that are not tiny go to gemm-wasm.ts: the same blocking and
+// the same per-element order, two columns per instruction, the same bits (docs/rules.md §7.6).
+import { gemmAccumulateWasm } from "./gemm-wasm.js";
 
 /** Rows of A (and C) one cache block holds. */
 const MC = 64;
 /** Depth of one block of the sum: a 4-column strip of B (KC x 4) stays in L1. */
 const KC = 256;
 
+/** Below this many multiply-adds the JS kernel runs (copying into the WebAssembly kernel's memory costs more). */
+const WASM_WORK = 1 << 12;
+
+/** Which kernel gemmAccumulate uses: REPARAM_GEMM=js forces the JS kernel (for A/B timing). */
+const forceJs = typeof process !== "undefined" && process.env?.REPARAM_GEMM === "js";
+
 /**
  * C[cOff + i·N + j] += Σ_k A[aOff + i·K + k] · B[bOff + k·N + j] (row-major, contiguous), each sum
  * accumulated in order k = 0…K−1 onto C's current value.
  */
 export function gemmAccumulate(
+  A: Float64Array, aOff: number, B: Float64Array, bOff: number, C: Float64Array, cOff: number, M: number, K: number, N: number,
+): void {
+  if (!forceJs && M * K * N >= WASM_WORK && N > 1 && gemmAccumulateWasm(A, aOff, B, bOff, C, cOff, M, K, N)) return;
+  gemmAccumulateJs(A, aOff, B, bOff, C, cOff, M, K, N);
+}
+
+/** gemmAccumulate on the JS kernel alone (the reference the WebAssembly kernel is tested against). */
+export function gemmAccumulateJs(
   A: Float64Array, aOff: number, B: Float64Array, bOff: number, C: Float64Array, cOff: number, M: number, K: number, N: number,
 ): void {
   M |= 0; K |= 0; N |= 0;
