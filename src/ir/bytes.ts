@@ -3,7 +3,7 @@
 // model and its external data are Blobs) share, so both read and write exactly the same bytes.
 import { ModelError, UsageError } from "./errors.js";
 import { Graph, Model, graphFromProto } from "./graph.js";
-import { copyWireInfo, decodeModel, encodeGraph, encodeModel, encodeTensor, onnx, type ModelProto, type TensorProto } from "./proto.js";
+import { copyWireInfo, decodeModel, encodeGraph, encodeModel, encodeTensor, onnx, storedRawData, type ModelProto, type StoredBytes, type TensorProto } from "./proto.js";
 import { Tensor, rawBytes, type ExternalReader } from "./tensor.js";
 
 /** A single protobuf message cannot exceed 2 GiB; larger models must put weights in a data file. */
@@ -25,7 +25,7 @@ export interface ExternalFiles {
  * Decode and validate a model. `file` names it in errors; `external` gives its external data
  * (without it, a model with external tensors fails when one is read).
  */
-export function decodeModelBytes(bytes: Uint8Array, file = "<memory>", external?: ExternalFiles): Model {
+export function decodeModelBytes(bytes: Uint8Array, file = "<memory>", external?: ExternalFiles, prepare?: (proto: ModelProto) => void): Model {
   let proto: ModelProto;
   try {
     proto = decodeModel(bytes);
@@ -36,6 +36,7 @@ export function decodeModelBytes(bytes: Uint8Array, file = "<memory>", external?
     throw new ModelError(`${file}: not an ONNX model (no graph)`);
   if (!proto.opsetImport || proto.opsetImport.length === 0)
     throw new ModelError(`${file}: not an ONNX model (no opset_import)`);
+  prepare?.(proto);
   const reader = external ? externalReader(external) : undefined;
   let graph: Graph;
   try {
@@ -123,8 +124,16 @@ export function validateGraph(graph: Graph): void {
 export function modelToBytes(model: Model): Uint8Array {
   const proto = model.toProto();
   inlineExternal(proto.graph!, model);
-  return encodeModel(proto);
+  return encodeModel(withStoredRead(proto));
 }
+
+/**
+ * A piece of an encoded model: bytes, or raw data still in the input file (read when written, so
+ * the writer holds one weight of it at a time).
+ */
+export type Part = Uint8Array | StoredBytes;
+
+export const partBytes = (p: Part): Uint8Array => (p instanceof Uint8Array ? p : p.read());
 
 /**
  * The bytes of a single-file model exactly as saveModel writes them (no external data), in parts:
@@ -132,12 +141,40 @@ export function modelToBytes(model: Model): Uint8Array {
  * `file` names the output in the error for models over protobuf's 2 GiB.
  */
 export function modelToParts(model: Model, file = "<memory>"): Uint8Array[] {
+  return modelParts(model, file).map(partBytes);
+}
+
+/** modelToParts, leaving the raw data of untouched weights in the input file until written. */
+export function modelParts(model: Model, file = "<memory>"): Part[] {
   const proto = model.toProto();
   inlineExternal(proto.graph!, model);
   const total = [...model.graph.initializers.values()].reduce((s, t) => s + t.byteLength, 0);
   if (total > PROTOBUF_LIMIT)
     throw new UsageError(`${file}: weights are ${(total / 2 ** 30).toFixed(2)} GiB, over protobuf's 2 GiB limit: use --external-data`);
   return encodeParts(proto);
+}
+
+/** The raw data of `t`: in memory, or still in the input file. */
+function rawDataOf(t: TensorProto): Part | undefined {
+  if (t.rawData && t.rawData.length > 0) return t.rawData;
+  return storedRawData(t);
+}
+
+/** `proto` with the raw data its graph's initializers left in the file read in (for encoding it whole). */
+function withStoredRead(proto: ModelProto): ModelProto {
+  const inits = proto.graph?.initializer ?? [];
+  if (!inits.some((t) => !(t.rawData && t.rawData.length > 0) && storedRawData(t))) return proto;
+  const graph = shallow(proto.graph!);
+  graph.initializer = inits.map((t) => {
+    const stored = !(t.rawData && t.rawData.length > 0) && storedRawData(t);
+    if (!stored) return t;
+    const copy = shallow(t);
+    copy.rawData = stored.read();
+    return copy;
+  });
+  const model = shallow(proto);
+  model.graph = graph;
+  return model;
 }
 
 /** Replace external initializers by inline copies of their data. */
@@ -154,9 +191,9 @@ export function inlineExternal(graph: NonNullable<ModelProto["graph"]>, model: M
 const STREAM_THRESHOLD = 16 * 2 ** 20;
 
 /** The encoding of `proto` in parts to write one after the other (one part for small models). */
-export function encodeParts(proto: ModelProto): Uint8Array[] {
-  const weightBytes = (proto.graph?.initializer ?? []).reduce((sum, t) => sum + (t.rawData?.length ?? 0), 0);
-  return weightBytes >= STREAM_THRESHOLD ? streamedParts(proto) : [encodeModel(proto)];
+export function encodeParts(proto: ModelProto): Part[] {
+  const weightBytes = (proto.graph?.initializer ?? []).reduce((sum, t) => sum + (rawDataOf(t)?.length ?? 0), 0);
+  return weightBytes >= STREAM_THRESHOLD ? streamedParts(proto) : [encodeModel(withStoredRead(proto))];
 }
 
 function varint(n: number): Uint8Array {
@@ -175,11 +212,11 @@ function varint(n: number): Uint8Array {
  * Protobuf allows fields in any order, so the graph's initializers go last (ModelProto.graph = 7,
  * GraphProto.initializer = 5, TensorProto.raw_data = 9; length-delimited).
  */
-function streamedParts(proto: ModelProto): Uint8Array[] {
+function streamedParts(proto: ModelProto): Part[] {
   const graph = proto.graph!;
   const initializers = graph.initializer ?? [];
-  const pieces: Uint8Array[][] = initializers.map((t) => {
-    const raw = t.rawData && t.rawData.length > 0 ? t.rawData : undefined;
+  const pieces: Part[][] = initializers.map((t) => {
+    const raw = rawDataOf(t);
     const header = encodeTensorHeader(t, !!raw);
     const body = raw ? [header, Uint8Array.of(0x4a), varint(raw.length), raw] : [header];
     const length = body.reduce((n, b) => n + b.length, 0);

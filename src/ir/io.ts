@@ -3,32 +3,128 @@
 // The bytes themselves are decoded and encoded by bytes.ts, which the web app shares.
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { decodeModelBytes, encodeParts, externalLocation, modelToParts, type ExternalFiles } from "./bytes.js";
+import { decodeModelBytes, encodeParts, externalLocation, modelParts, partBytes, type ExternalFiles, type Part } from "./bytes.js";
 import { ModelError, UsageError } from "./errors.js";
 import { Model } from "./graph.js";
-import { onnx, type TensorProto } from "./proto.js";
+import { onnx, setStoredRawData, type ModelProto, type StoredBytes, type TensorProto } from "./proto.js";
+import { scanSkeleton } from "./skeleton.js";
 import { Tensor, rawBytes } from "./tensor.js";
 
 export { PROTOBUF_LIMIT, modelToBytes, validateGraph } from "./bytes.js";
 
+/** Initializers whose raw_data is at least this large stay in the model file until read (skeleton.ts). */
+const STORED_MIN_BYTES = 64 * 1024;
+
+/**
+ * Load a model file. Large weights are not read here: each is read from the file when a pass or
+ * the writer needs it (peak memory holds no copy of the whole input). The file must therefore stay
+ * as it is while the model is in use; a file replaced or deleted meanwhile is still read (the model
+ * keeps it open), one changed in place makes the next read fail with a ModelError saying so.
+ */
 export function loadModel(file: string): Model {
-  let bytes: Uint8Array;
-  try {
-    bytes = fs.readFileSync(file);
-  } catch (e) {
+  const cannotRead = (e: unknown): never => {
     const code = (e as NodeJS.ErrnoException).code;
     if (code === "ENOENT") throw new ModelError(`${file}: no such file`);
     if (code === "EISDIR") throw new ModelError(`${file}: is a directory, not an ONNX file`);
     throw new ModelError(`${file}: cannot read (${code ?? (e as Error).message})`);
+  };
+  let fd: number;
+  try {
+    fd = fs.openSync(file, "r");
+  } catch (e) {
+    return cannotRead(e);
   }
-  return modelFromBytes(bytes, file);
+  let keepOpen = false;
+  try {
+    const opened = openedFile(fd, file);
+    const skeleton = opened.isFile ? scanSkeleton(opened.source, STORED_MIN_BYTES) : undefined;
+    if (skeleton) {
+      let m: Model | undefined;
+      try {
+        // As a Buffer, like readFileSync's: the decoder then takes the same path for both.
+        const bytes = Buffer.from(skeleton.bytes.buffer, skeleton.bytes.byteOffset, skeleton.bytes.byteLength);
+        m = modelFromBytes(bytes, file, (proto) => {
+          const inits = proto.graph?.initializer ?? [];
+          if (inits.length !== skeleton.stored.length) throw new Error("initializers do not match the scan");
+          inits.forEach((t, i) => {
+            const range = skeleton.stored[i];
+            if (range) setStoredRawData(t, opened.stored(range.offset, range.length));
+          });
+        });
+      } catch {
+        // Read whole below: the ordinary decoder words the error.
+      }
+      if (m) {
+        keepOpen = skeleton.stored.some((r) => r);
+        if (keepOpen) opened.closeWhenUnreachable();
+        return m;
+      }
+    }
+    let bytes: Uint8Array;
+    try {
+      bytes = fs.readFileSync(fd);
+    } catch (e) {
+      return cannotRead(e);
+    }
+    return modelFromBytes(bytes, file);
+  } finally {
+    if (!keepOpen) fs.closeSync(fd);
+  }
 }
 
-/** Decode and validate; `file` names the model in errors and anchors external data (in its folder). */
-export function modelFromBytes(bytes: Uint8Array, file = "<memory>"): Model {
-  if (file === "<memory>") return decodeModelBytes(bytes, file);
+/** An open model file: random access for the scan, and reads of the raw data left in it. */
+function openedFile(fd: number, file: string) {
+  const at = fs.fstatSync(fd);
+  // A file kept open is still read after a rename or unlink replaces it; a write in place would
+  // change the bytes under the model: every read checks that the file's size and modification
+  // time are the ones scanned (not its ctime: an unlink or rename over it changes that).
+  const same = (st: fs.Stats) => st.size === at.size && st.mtimeMs === at.mtimeMs;
+  const holder = { fd };
+  const readAt = (offset: number, length: number): Uint8Array => {
+    const out = new Uint8Array(length);
+    let done = 0;
+    while (done < length) {
+      const n = fs.readSync(holder.fd, out, done, length - done, offset + done);
+      if (n === 0) throw new ModelError(`${file}: ended after ${offset + done} bytes while reading a weight (changed since it was loaded?)`);
+      done += n;
+    }
+    return out;
+  };
+  return {
+    isFile: at.isFile(),
+    source: { size: at.size, read: readAt },
+    stored(offset: number, length: number): StoredBytes {
+      return {
+        length,
+        read() {
+          if (!same(fs.fstatSync(holder.fd))) throw new ModelError(`${file}: changed since it was loaded (its weights are read from it when needed): load it again`);
+          return readAt(offset, length);
+        },
+      };
+    },
+    closeWhenUnreachable(): void {
+      // The fd lives as long as a tensor that can read from it: every read() holds `holder`.
+      fileCloser.register(holder, fd);
+    },
+  };
+}
+
+const fileCloser = new FinalizationRegistry<number>((fd) => {
+  try {
+    fs.closeSync(fd);
+  } catch {
+    // Already closed: nothing to release.
+  }
+});
+
+/**
+ * Decode and validate; `file` names the model in errors and anchors external data (in its folder).
+ * `prepare` sees the decoded proto before anything reads it (loadModel: the raw data left in the file).
+ */
+export function modelFromBytes(bytes: Uint8Array, file = "<memory>", prepare?: (proto: ModelProto) => void): Model {
+  if (file === "<memory>") return decodeModelBytes(bytes, file, undefined, prepare);
   const baseDir = path.dirname(path.resolve(file));
-  const m = decodeModelBytes(bytes, file, folderFiles(baseDir, file));
+  const m = decodeModelBytes(bytes, file, folderFiles(baseDir, file), prepare);
   // The files its data comes from (checked to exist at decode), so no output is written over one.
   const sources = new Set([path.resolve(file)]);
   for (const t of m.graph.initializers.values()) if (t.external) sources.add(path.join(baseDir, externalLocation(t.external.location, t.name)));
@@ -158,7 +254,7 @@ export function saveModel(model: Model, file: string, options: SaveOptions = {})
   const tmpFiles: string[] = [];
   const renames: [string, string][] = [];
   try {
-    let parts: Uint8Array[];
+    let parts: Part[];
     if (options.externalData) {
       const proto = model.toProto();
       const threshold = options.externalThreshold ?? 1024;
@@ -191,7 +287,7 @@ export function saveModel(model: Model, file: string, options: SaveOptions = {})
       renames.push([dataTmp, dataPath]);
       parts = encodeParts(proto);
     } else {
-      parts = modelToParts(model, file);
+      parts = modelParts(model, file);
     }
     const tmp = tempName(file);
     tmpFiles.push(tmp);
@@ -224,14 +320,21 @@ function testPauseMidWrite(): void {
   if (ms > 0) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
 }
 
-/** Write `parts` one after the other and fsync; returns the byte count. */
-function writeSynced(file: string, parts: Uint8Array[]): number {
+/** Writes of at most this many bytes (one very large write is slower here than several). */
+const WRITE_CHUNK = 8 << 20;
+
+/**
+ * Write `parts` one after the other (raw data still in the input file is read one part at a time)
+ * and fsync (the rename that follows must not publish a file whose bytes are not on disk yet);
+ * returns the byte count.
+ */
+function writeSynced(file: string, parts: Part[]): number {
   const total = parts.reduce((n, b) => n + b.length, 0);
   const half = total >> 1;
   const fd = fs.openSync(file, "w");
   const writeAll = (b: Uint8Array) => {
     let done = 0;
-    while (done < b.length) done += fs.writeSync(fd, b, done, b.length - done);
+    while (done < b.length) done += fs.writeSync(fd, b, done, Math.min(WRITE_CHUNK, b.length - done));
   };
   try {
     let written = 0;
@@ -240,7 +343,8 @@ function writeSynced(file: string, parts: Uint8Array[]): number {
       if (!paused) testPauseMidWrite();
       paused = true;
     };
-    for (const b of parts) {
+    for (const part of parts) {
+      const b = partBytes(part);
       if (written >= half) pause();
       const cut = half - written;
       if (cut > 0 && cut < b.length) {

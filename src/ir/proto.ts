@@ -25,6 +25,28 @@ export type ValueInfoProto = OnnxNs.IValueInfoProto;
 const UNKNOWN = "$unknown";
 /** Per decoded message: field number -> whether that repeated scalar field was written packed. */
 const PACKING = "$packing";
+/** Per TensorProto loaded from a file: its raw_data, left in the file (see StoredBytes). */
+const STORED = "$stored";
+
+/**
+ * Bytes a decoded message refers to without holding them: a large initializer's raw_data left in
+ * the model file at load (io.ts), read when a pass or the writer needs it. Shallow copies of the
+ * message keep the reference (copyWireInfo), so an untouched weight is written straight from the file.
+ */
+export interface StoredBytes {
+  readonly length: number;
+  /** A fresh buffer of `length` bytes (offset 0: aligned for any typed array view). */
+  read(): Uint8Array;
+}
+
+/** The raw_data `t` leaves in its file, if any (its rawData field is then empty). */
+export function storedRawData(t: object): StoredBytes | undefined {
+  return (t as Record<string, unknown>)[STORED] as StoredBytes | undefined;
+}
+
+export function setStoredRawData(t: object, stored: StoredBytes): void {
+  Object.defineProperty(t, STORED, { value: stored, enumerable: false, writable: true, configurable: true });
+}
 
 // onnx-proto's generated encoder packs every repeated scalar (proto3 style), but onnx.proto is
 // proto2: only TensorProto's *_data fields are [packed = true]; dims, AttributeProto.ints/floats
@@ -164,7 +186,7 @@ function ensurePatched(): void {
 
 /** Copy what a decoded message remembers of its wire form (unknown fields, packing) onto a copy of it. */
 export function copyWireInfo(from: object, to: object): void {
-  for (const key of [UNKNOWN, PACKING]) {
+  for (const key of [UNKNOWN, PACKING, STORED]) {
     const value = (from as Record<string, unknown>)[key];
     if (value !== undefined) Object.defineProperty(to, key, { value, enumerable: false, writable: true, configurable: true });
   }

@@ -1,7 +1,7 @@
 // Tensors: dims, element type and data as typed arrays. Data is decoded lazily from the original
 // TensorProto; a tensor that no pass touched is written back from that proto unchanged.
 import { DataType, bfloat16ToFloat, dtypeName, dtypeSize, floatToBfloat16, floatToHalf, halfToFloat, isKnownDtype } from "./dtype.js";
-import { copyWireInfo, onnx, toNumber, type TensorProto } from "./proto.js";
+import { copyWireInfo, onnx, storedRawData, toNumber, type TensorProto } from "./proto.js";
 import { ModelError } from "./errors.js";
 
 export type TensorData = Float32Array | Float64Array | Uint16Array | Int32Array | Uint32Array | BigInt64Array | BigUint64Array | Int8Array | Uint8Array | Int16Array;
@@ -143,6 +143,7 @@ export class Tensor {
     try {
       if (this.external) data = viewRaw(this.dtype, this.readExternal!({ ...this.external, length: expectBytes }, this.name));
       else if (p.rawData && p.rawData.length > 0) data = viewRaw(this.dtype, p.rawData);
+      else if (storedRawData(p)) data = viewRaw(this.dtype, storedRawData(p)!.read()); // left in the file at load
       else data = fromTypedFields(p);
     } catch (e) {
       // viewRaw/fromTypedFields do not know the tensor: name it (the reader's messages already do).
@@ -151,8 +152,8 @@ export class Tensor {
     }
     if (data.length !== this.size)
       throw new ModelError(`initializer '${this.name}' holds ${data.length} values but its shape [${this.dims}] needs ${this.size}`);
-    // A large copy of misaligned raw data is not kept (it is cheap to make again): passes read each weight a few
-    // times, and holding copies of every weight of a large model is what drives peak memory.
+    // A large copy (of misaligned raw data, or read from the file) is not kept (it is cheap to make again): passes
+    // read each weight a few times, and holding copies of every weight of a large model is what drives peak memory.
     const copied = !this.external && data.buffer !== p?.rawData?.buffer;
     if (!copied || data.byteLength < UNCACHED_COPY_BYTES) this.cached = data;
     return data;
@@ -176,7 +177,7 @@ export class Tensor {
       if (this.dtype !== DataType.STRING) throw new ModelError(`initializer '${this.name}' has unsupported dtype ${dtypeName(this.dtype)}`);
       return;
     }
-    const raw = p.rawData?.length ?? 0;
+    const raw = p.rawData?.length || storedRawData(p)?.length || 0;
     const count = raw > 0 ? raw / elem : typedFieldCount(p);
     if (count !== this.size)
       throw new ModelError(`initializer '${this.name}' holds ${count} values but its shape [${this.dims}] needs ${this.size}`);
