@@ -7,14 +7,15 @@ import * as path from "node:path";
 import * as ort from "onnxruntime-node";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { GraphBuilder } from "../src/ir/builder.js";
-import { DataType } from "../src/ir/dtype.js";
+import { DataType, floatToHalf, halfToFloat } from "../src/ir/dtype.js";
 import { ModelError } from "../src/ir/errors.js";
-import type { Model } from "../src/ir/graph.js";
+import { Node, type Model } from "../src/ir/graph.js";
 import { loadModel, saveModel } from "../src/ir/io.js";
+import { onnx } from "../src/ir/proto.js";
 import { findCulprit } from "../src/app/bisect.js";
 import { optimize } from "../src/app/optimize.js";
 import { makeInputs, runModel, verifyModels } from "../src/verify/verify.js";
-import { perturbWeights } from "../src/verify/noise.js";
+import { liftedModel, moveByOneUlp, perturbableWeights, WeightFeeds, type RandomBits } from "../src/verify/noise.js";
 import { planShapes } from "../src/verify/shape-plan.js";
 import { deepTrainedNet } from "./helpers/deep.js";
 import { Net } from "./helpers/graphs.js";
@@ -56,12 +57,20 @@ describe("too lenient no more", () => {
 
   describe("the reference and the candidate run as written", () => {
     afterEach(() => vi.restoreAllMocks());
-    it("onnxruntime's graph optimizations are off for both sessions (only one noise sample turns them on)", async () => {
+    it("onnxruntime's graph optimizations are off for both sessions, and the noise samples run in the reference's", async () => {
       const create = vi.spyOn(ort.InferenceSession, "create");
-      await verifyModels(scaledConv(1), scaledConv(1));
+      const run = vi.spyOn(ort.InferenceSession.prototype, "run");
+      const r = await verifyModels(scaledConv(1), scaledConv(1), { runs: 1 });
       const levels = create.mock.calls.map((c) => (c[1] as ort.InferenceSession.SessionOptions).graphOptimizationLevel);
-      // reference, candidate, then the noise samples: onnxruntime-optimized reference, two perturbed ones.
-      expect(levels).toEqual(["disabled", "disabled", "all", "disabled", "disabled"]);
+      // Two loads in all: the reference (its literal runs and three noise samples), then the candidate.
+      expect(levels).toEqual(["disabled", "disabled"]);
+      expect(r.inputSets).toBe(2);
+      expect(run).toHaveBeenCalledTimes(2 * (1 + 3 + 1));
+      // The arithmetic weights are fed as inputs: the loaded bytes hold none of them.
+      const loaded = create.mock.calls.map((c) => onnx.ModelProto.decode(c[0] as Uint8Array));
+      expect(loaded.map((p) => p.graph!.initializer!.length)).toEqual([0, 0]);
+      const feeds = run.mock.calls.map((c) => Object.keys(c[0] as Record<string, unknown>).sort().join());
+      expect(new Set(feeds)).toEqual(new Set(["w_0,x"]));
     });
   });
 
@@ -301,7 +310,7 @@ describe("shape planning (no onnxruntime)", () => {
 });
 
 describe("re-rounding the reference (noise.ts)", () => {
-  it("moves arithmetic weights by at most one ulp and never a structural constant", () => {
+  it("moves arithmetic weights by exactly one ulp each and never a structural constant", () => {
     const b = new GraphBuilder(13);
     b.input("x", [1, 2, 4, 4]);
     const w = b.constant("w", [2, 2, 1, 1], [0.1, 0.2, 0.3, 0.4]);
@@ -309,13 +318,64 @@ describe("re-rounding the reference (noise.ts)", () => {
     const y = b.op("Pow", [b.op("Conv", ["x", w]), two]);
     b.output(b.op("Mul", [y, b.constant("k", [1], [0.5])]));
     const m = b.build();
-    const p = perturbWeights(m, 5);
-    const before = m.graph.initializers.get(w)!.toFloat64(), after = p.graph.initializers.get(w)!.toFloat64();
-    expect(Array.from(after)).not.toEqual(Array.from(before));
-    after.forEach((v, i) => expect(Math.abs(v - before[i]!)).toBeLessThanOrEqual(Math.abs(before[i]!) * 2 ** -22));
-    expect(Array.from(p.graph.initializers.get(two)!.toFloat64())).toEqual([2]);
-    // The source model is untouched.
+    const k = m.graph.nodes.find((n) => n.opType === "Mul")!.inputs[1]!;
+    const weights = perturbableWeights(m);
+    expect(weights.map((t) => t.name).sort()).toEqual([k, w].sort());
+    const before = Float32Array.from(m.graph.initializers.get(w)!.toFloat64());
+    const feeds = new WeightFeeds(weights);
+    const after = feeds.perturbed(5).find((f) => f.name === w)!.data as Float32Array;
+    for (let i = 0; i < before.length; i++) {
+      const v = before[i]!, ulp = 2 ** (Math.floor(Math.log2(v)) - 23);
+      expect(Math.abs(after[i]! - v)).toBe(ulp);
+    }
+    // Another seed, other directions; the weights as written come back; the source model is untouched.
+    expect(Array.from(feeds.perturbed(6)[0]!.data)).not.toEqual(Array.from(feeds.perturbed(5)[0]!.data));
+    expect(Array.from(feeds.original().find((f) => f.name === w)!.data)).toEqual(Array.from(before));
     expect(Array.from(m.graph.initializers.get(w)!.toFloat64())).toEqual(Array.from(before));
+    // Lifted: the weights become inputs; the exponent stays an initializer.
+    const lifted = liftedModel(m, weights);
+    expect([...lifted.graph.initializers.keys()]).toEqual([two]);
+    expect(lifted.graph.inputs.map((v) => v.name).sort()).toEqual(["x", w, k].sort());
+    expect([...m.graph.initializers.keys()].sort()).toEqual([k, two, w].sort());
+  });
+
+  it("one ulp of the value's binade: down from a power of two, at the edges of the range, float16 and float64", () => {
+    const f32 = Float32Array.from([1, -1, 0, 3.4028234663852886e38, 2 ** -149, 2 ** -126, Infinity, NaN]);
+    const up = f32.slice(), down = f32.slice();
+    const ones = { word: () => 0xffffffff } as unknown as RandomBits, zeros = { word: () => 0 } as unknown as RandomBits;
+    moveByOneUlp("float32", up, ones);
+    moveByOneUlp("float32", down, zeros);
+    expect(Array.from(up)).toEqual([1 + 2 ** -23, -1 - 2 ** -23, 0, Infinity, 2 ** -148, 2 ** -126 + 2 ** -149, Infinity, NaN]);
+    expect(Array.from(down)).toEqual([1 - 2 ** -23, -1 + 2 ** -23, 0, 3.4028234663852886e38 - 2 ** 104, 0, 2 ** -126 - 2 ** -149, Infinity, NaN]);
+    const half = Uint16Array.from([floatToHalf(1), floatToHalf(2), floatToHalf(1.5)]);
+    moveByOneUlp("float16", half, zeros);
+    expect(Array.from(half).map(halfToFloat)).toEqual([1 - 2 ** -10, 2 - 2 ** -9, 1.5 - 2 ** -10]);
+    const f64 = Float64Array.from([1, 0.1, -3]);
+    moveByOneUlp("float64", f64, ones);
+    expect(Array.from(f64)).toEqual([1 + 2 ** -52, 0.1 + 2 ** -56, -3 - 2 ** -51]);
+  });
+
+  it("a weight read inside an If branch, or by a non-arithmetic slot, stays as written", () => {
+    const b = new GraphBuilder(13);
+    b.input("x", [4]);
+    b.input("c", [1], DataType.BOOL);
+    const w = b.constant("w", [4], [1, 2, 3, 4]);
+    const v = b.constant("v", [4], [5, 6, 7, 8]);
+    // Each branch adds w to x: a read of the outer w that no input of the If lists.
+    const branch = (out: string) => {
+      const g = new GraphBuilder(13);
+      g.op("Add", ["x", w], {}, out);
+      g.output(out, [4]);
+      const p = g.build().graph.toProto();
+      p.name = out;
+      return onnx.AttributeProto.create({ name: out === "t" ? "then_branch" : "else_branch", type: onnx.AttributeProto.AttributeType.GRAPH, g: p });
+    };
+    const sum = b.op("Add", ["x", w]);
+    const picked = "picked";
+    b.nodes.push(new Node("if", "If", ["c"], [picked], [branch("t"), branch("e")]));
+    b.output(b.op("Add", [b.op("Mul", [sum, v]), picked], {}, "y"));
+    const m = b.build();
+    expect(perturbableWeights(m).map((t) => t.name)).toEqual([v]);
   });
 });
 

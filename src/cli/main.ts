@@ -231,8 +231,8 @@ async function optimizeOne(input: string, output: string, f: Flags, s: OptimizeS
   let skipped: Culprit[] = [];
   if (!f["no-verify"]) {
     const t1 = performance.now();
-    // When the reference is the model as loaded from `input` (passes work on a copy), onnxruntime
-    // reads the file itself; an approximated reference (--approx-attention) exists only in memory.
+    // When the reference is the model as loaded from `input` (passes work on a copy), the report
+    // names that file; an approximated reference (--approx-attention) exists only in memory.
     const verifyOptions = { shapes, provider: prov, tolerance, atol, rtol, runs, seed, referenceFile: model === loaded ? input : undefined };
     progress.stage(`verifying in onnxruntime (${prov})`);
     verification = await verifyModels(model, optimized, verifyOptions);
@@ -422,7 +422,7 @@ async function cmdVerify(args: string[], f: Flags): Promise<number> {
   }
   const cand = loadModel(b);
   const recorded: RecordedSet[] | undefined = save ? [] : undefined;
-  // Both as loaded from their files: onnxruntime reads the files itself.
+  // Both as loaded from their files (the report names them).
   const v = await verifyModels(ref, cand, {
     feeds, shapes, provider: prov, tolerance, atol, rtol, runs, seed, referenceFile: a, candidateFile: b, record: recorded,
   });

@@ -4,19 +4,21 @@
 // products are summed in another order), so its error is of the same size as this spread, at any
 // depth and output scale; a wrong fold changes what is computed and lands far outside it.
 //
-// Two re-rounded evaluations are measured (README "Guarantees"):
-//  - onnxruntime with its graph optimizations on: its own fusions (Conv+BN, Conv+Add, Gemm…) sum
-//    the same products in another order: a real float32 re-association of the reference;
-//  - the reference with every weight and every float input moved by exactly one unit in the last
-//    place of its type, in a random direction: the rounding a fold introduces, applied at every
-//    layer, so that whatever the network amplifies is amplified here too.
+// Three re-rounded evaluations are measured (README "Guarantees"): the reference with every
+// arithmetic weight and every float input moved by exactly one unit in the last place of its
+// type, in a random direction (three seeds): the rounding a fold introduces, applied at every
+// layer, so that whatever the network amplifies is amplified here too.
 // Weights are moved only where they are arithmetic operands (conv/matmul weights, biases,
 // normalization parameters, elementwise constants), never where a value is structural (a Pow
 // exponent, a Range bound, Resize scales, a comparison threshold).
-import { DataType, floatToHalf, halfToFloat, floatToBfloat16, bfloat16ToFloat } from "../ir/dtype.js";
-import type { Model } from "../ir/graph.js";
-import { Tensor } from "../ir/tensor.js";
-import { unitRoundoff } from "./precision.js";
+//
+// The moved weights are not written into a copy of the model: verify loads the model once with
+// those weights lifted to graph inputs (liftedModel) and feeds either the weights as written or a
+// moved copy (WeightFeeds), so one onnxruntime session serves the literal runs and every sample.
+import { DataType } from "../ir/dtype.js";
+import { Model } from "../ir/graph.js";
+import { onnx, type ValueInfoProto } from "../ir/proto.js";
+import type { Tensor, TensorData } from "../ir/tensor.js";
 import { mulberry32 } from "./rng.js";
 
 /** Input slots whose constant operand is arithmetic (perturbing it by an ulp is rounding, not a change of meaning). */
@@ -32,61 +34,191 @@ function isArithmeticSlot(op: string, index: number): boolean {
 }
 
 /**
- * Move each non-zero value by exactly one ulp of its type, up or down at random. A fraction of an
- * ulp would often round back to the same value, and a parameter met once per channel (a BN mean)
- * would then go unmoved in every sample: that channel's noise would miss the rounding a fold makes there.
+ * Float types a weight can be moved in and handed to onnxruntime as an input. bfloat16 is not
+ * among them: onnxruntime's JavaScript API has no bfloat16 tensors, so such weights stay as written.
  */
-function perturbValues(dtype: number, values: Float64Array, next: () => number): Float64Array {
-  const ulpOfOne = 2 * unitRoundoff(dtype);
-  for (let i = 0; i < values.length; i++) {
-    const v = values[i]!;
-    const sign = next() < 0.5 ? -1 : 1;
-    if (v === 0 || !Number.isFinite(v)) continue;
-    values[i] = v + sign * 2 ** Math.floor(Math.log2(Math.abs(v))) * ulpOfOne;
-  }
-  return values;
-}
+const FEED_TYPE: Partial<Record<number, "float32" | "float64" | "float16">> = {
+  [DataType.FLOAT]: "float32", [DataType.DOUBLE]: "float64", [DataType.FLOAT16]: "float16",
+};
 
-/** A copy of `model` whose arithmetic weights are moved by exactly one ulp each (seeded). */
-export function perturbWeights(model: Model, seed: number): Model {
-  const copy = model.clone();
-  const g = copy.graph;
-  const next = mulberry32(seed);
-  // A weight is moved only if every use of it is an arithmetic slot.
+/**
+ * The weights a noise sample moves: main-graph float initializers every use of which is an
+ * arithmetic slot of a default-domain node. Weights read inside a subgraph (If/Loop/Scan bodies,
+ * at any depth) or that are graph outputs are left as written.
+ */
+export function perturbableWeights(model: Model): Tensor[] {
+  const g = model.graph;
   const arithmetic = new Map<string, boolean>();
-  for (const n of g.nodes)
+  const excluded = new Set<string>(g.outputs.map((o) => o.name ?? ""));
+  for (const n of g.nodes) {
     n.inputs.forEach((name, index) => {
       if (!name) return;
       const ok = n.isDefaultDomain && isArithmeticSlot(n.opType, index);
       arithmetic.set(name, (arithmetic.get(name) ?? true) && ok);
     });
-  // Subgraphs may read outer tensors: those reads are not arithmetic slots we can see.
-  const readInSubgraphs = new Set<string>();
-  for (const n of g.nodes)
-    for (const a of n.attributes) for (const sub of [a.g, ...(a.graphs ?? [])]) if (sub) for (const sn of sub.node ?? []) for (const i of sn.input ?? []) readInSubgraphs.add(i);
-  for (const [name, t] of g.initializers) {
-    if (!unitRoundoff(t.dtype) || !arithmetic.get(name) || readInSubgraphs.has(name)) continue;
-    g.initializers.set(name, Tensor.fromFloat64(name, t.dtype, t.dims, perturbValues(t.dtype, t.toFloat64(), next)));
+    for (const name of n.subgraphReads()) excluded.add(name);
+  }
+  return [...g.initializers.values()].filter((t) => FEED_TYPE[t.dtype] !== undefined && arithmetic.get(t.name) === true && !excluded.has(t.name));
+}
+
+/**
+ * `model` with `weights` turned into graph inputs (declared with their type and shape) instead of
+ * initializers: the model without those weights' bytes, to be loaded once and fed them (WeightFeeds).
+ * A shallow copy: `model` is not changed.
+ */
+export function liftedModel(model: Model, weights: readonly Tensor[]): Model {
+  const clone = model.clone();
+  // Errors about it name the file it came from: it is that model, loaded differently.
+  const copy = new Model(clone.original, clone.graph, model.path, model.sources);
+  const g = copy.graph;
+  const declared = new Set(g.inputs.map((v) => v.name ?? ""));
+  for (const t of weights) {
+    g.initializers.delete(t.name);
+    // An initializer already listed as an input (IR < 4 exporters) keeps its declaration.
+    if (!declared.has(t.name)) g.inputs.push(weightInput(t));
   }
   return copy;
 }
 
+function weightInput(t: Tensor): ValueInfoProto {
+  return onnx.ValueInfoProto.create({
+    name: t.name,
+    type: { tensorType: { elemType: t.dtype, shape: { dim: t.dims.map((d) => ({ dimValue: d })) } } },
+  });
+}
+
+/** One weight as onnxruntime is fed it: its type name, dims and the buffer its values are put in. */
+export interface WeightFeed {
+  name: string;
+  type: "float32" | "float64" | "float16";
+  dims: readonly number[];
+  data: Float32Array | Float64Array | Uint16Array;
+}
+
+/**
+ * Buffers holding the lifted weights' values: as written (original) or moved by one ulp each
+ * (perturbed). The same buffers are refilled for every sample, so at most one copy of the weights
+ * exists beside the model at any time.
+ */
+export class WeightFeeds {
+  readonly feeds: WeightFeed[];
+  constructor(private readonly weights: readonly Tensor[]) {
+    this.feeds = weights.map((t) => {
+      const type = FEED_TYPE[t.dtype]!;
+      const n = t.size;
+      const data = type === "float32" ? new Float32Array(n) : type === "float64" ? new Float64Array(n) : new Uint16Array(n);
+      return { name: t.name, type, dims: t.dims, data };
+    });
+  }
+
+  /** The weights as written. */
+  original(): WeightFeed[] {
+    this.weights.forEach((t, i) => copyValues(t, this.feeds[i]!.data));
+    return this.feeds;
+  }
+
+  /** Every non-zero finite weight moved by one ulp, in a direction drawn from `seed`. */
+  perturbed(seed: number): WeightFeed[] {
+    const bits = new RandomBits(seed);
+    this.weights.forEach((t, i) => {
+      const f = this.feeds[i]!;
+      copyValues(t, f.data);
+      moveByOneUlp(f.type, f.data, bits);
+    });
+    return this.feeds;
+  }
+}
+
+/** `t`'s values into `into`: straight from the stored bytes where it has them (no decoded copy in between). */
+function copyValues(t: Tensor, into: Float32Array | Float64Array | Uint16Array): void {
+  const raw = t.external ? undefined : t.original?.rawData;
+  if (raw && raw.byteLength === into.byteLength) new Uint8Array(into.buffer, into.byteOffset, into.byteLength).set(raw);
+  else into.set(t.data() as ArrayLike<number>);
+}
+
+/** Random directions: 32 from each draw of mulberry32(seed). */
+export class RandomBits {
+  private readonly next: () => number;
+  constructor(seed: number) {
+    this.next = mulberry32(seed);
+  }
+  /** 32 random bits. */
+  word(): number {
+    return (this.next() * 4294967296) >>> 0;
+  }
+}
+
+/**
+ * Move each non-zero finite value by exactly one ulp of its binade, up or down in magnitude at
+ * random (one bit per value), in place. float32/float16 on the bit pattern (IEEE 754: the next
+ * magnitude is the pattern ± 1; down from a power of two the lower binade's ulp is half as large,
+ * so 2 steps); subnormals move by one step of their spacing; the largest finite magnitude moved up
+ * becomes ±Inf, as adding one ulp to it rounds to.
+ * A fraction of an ulp would often round back to the same value, and a parameter met once per
+ * channel (a BN mean) would then go unmoved in every sample: that channel's noise would miss the
+ * rounding a fold makes there.
+ */
+export function moveByOneUlp(type: "float32" | "float64" | "float16", data: Float32Array | Float64Array | Uint16Array, bits: RandomBits): void {
+  if (type === "float32") moveBits32(new Uint32Array(data.buffer, data.byteOffset, data.length), bits);
+  else if (type === "float16") moveBits16(data as Uint16Array, bits);
+  else moveFloat64(data as Float64Array, bits);
+}
+
+function moveBits32(u: Uint32Array, bits: RandomBits): void {
+  const n = u.length;
+  for (let start = 0; start < n; start += 32) {
+    let word = bits.word();
+    const end = Math.min(n, start + 32);
+    for (let i = start; i < end; i++, word >>>= 1) {
+      const x = u[i]!;
+      const magnitude = x & 0x7fffffff;
+      if (magnitude === 0 || magnitude >= 0x7f800000) continue; // zero, Inf, NaN
+      if (word & 1) u[i] = x + 1;
+      else u[i] = x - ((magnitude & 0x7fffff) === 0 && magnitude >= 0x01000000 ? 2 : 1);
+    }
+  }
+}
+
+function moveBits16(u: Uint16Array, bits: RandomBits): void {
+  const n = u.length;
+  for (let start = 0; start < n; start += 32) {
+    let word = bits.word();
+    const end = Math.min(n, start + 32);
+    for (let i = start; i < end; i++, word >>>= 1) {
+      const x = u[i]!;
+      const magnitude = x & 0x7fff;
+      if (magnitude === 0 || magnitude >= 0x7c00) continue;
+      if (word & 1) u[i] = x + 1;
+      else u[i] = x - ((magnitude & 0x3ff) === 0 && magnitude >= 0x0800 ? 2 : 1);
+    }
+  }
+}
+
+/** float64 by arithmetic: v ± ulp of its binade is exact in float64. */
+function moveFloat64(v: Float64Array, bits: RandomBits): void {
+  const n = v.length;
+  for (let start = 0; start < n; start += 32) {
+    let word = bits.word();
+    const end = Math.min(n, start + 32);
+    for (let i = start; i < end; i++, word >>>= 1) {
+      const x = v[i]!;
+      if (x === 0 || !Number.isFinite(x)) continue;
+      const a = Math.abs(x);
+      let binade = 2 ** Math.floor(Math.log2(a));
+      if (binade > a) binade /= 2; // log2 rounded up just below a power of two
+      else if (binade * 2 <= a) binade *= 2;
+      const ulp = Math.max(binade * 2 ** -52, Number.MIN_VALUE);
+      v[i] = Math.sign(x) * (word & 1 ? a + ulp : a - ulp);
+    }
+  }
+}
+
 export type FloatFeedData = Float32Array | Float64Array | Uint16Array;
 
-/** Float input values moved by exactly one ulp each (float32, float64, float16 half bits). */
+/** Float input values moved by exactly one ulp each (float32, float64, float16 half bits): a moved copy. */
 export function perturbInput(type: string, data: FloatFeedData, seed: number): FloatFeedData {
-  const next = mulberry32(seed);
-  if (type === "float32" || type === "float64") {
-    const dtype = type === "float32" ? DataType.FLOAT : DataType.DOUBLE;
-    const values = perturbValues(dtype, Float64Array.from(data), next);
-    return type === "float32" ? Float32Array.from(values) : values;
-  }
-  if (type === "float16" || type === "bfloat16") {
-    const half = type === "float16";
-    const bits = data as Uint16Array;
-    const values = Float64Array.from(bits, (h) => (half ? halfToFloat(h) : bfloat16ToFloat(h)));
-    perturbValues(half ? DataType.FLOAT16 : DataType.BFLOAT16, values, next);
-    return Uint16Array.from(values, (v) => (half ? floatToHalf(v) : floatToBfloat16(v)));
-  }
-  return data;
+  if (type !== "float32" && type !== "float64" && type !== "float16") return data;
+  const copy = data.slice();
+  moveByOneUlp(type, copy, new RandomBits(seed));
+  return copy;
 }

@@ -12,7 +12,8 @@ import { product } from "../ir/tensor.js";
 // onnxruntime-node here, onnxruntime-web in the web app: nothing in this file needs Node itself.
 import { cudaLibraries, ort, withModelFile } from "./runtime.js";
 import { CONCLUSIVE_LIMIT, FLOOR_ULPS, NOISE_FACTOR, compareValues, sliceLayout, sliceSpread, type RunStats, type UserCriterion } from "./compare.js";
-import { perturbInput, perturbWeights, type FloatFeedData } from "./noise.js";
+import { liftedModel, perturbInput, perturbableWeights, WeightFeeds, type FloatFeedData } from "./noise.js";
+import type { Tensor } from "../ir/tensor.js";
 import { floorTolerance, outputPrecisions, unitRoundoff } from "./precision.js";
 import { mix32, Rng } from "./rng.js";
 import { planShapes, type ShapeSet } from "./shape-plan.js";
@@ -34,11 +35,12 @@ export interface VerifyOptions {
   /** Input patterns per shape set (default 3: normal; large borders + channel offsets; uniform + large channel constants). */
   runs?: number;
   /**
-   * The file the reference model was loaded from, unmodified since: onnxruntime then reads it
-   * itself (no serialized copy in memory, and it takes less memory loading a file than bytes).
+   * The file the reference model was loaded from, unmodified since: the report names it, and
+   * runInputSets has onnxruntime read it itself (no serialized copy in memory). verifyModels loads
+   * both models with their arithmetic weights lifted to inputs (noise.ts), from the models in memory.
    */
   referenceFile?: string;
-  /** The same for the candidate model. */
+  /** The same for the candidate model (verifyAgainstOutputs loads it from there). */
   candidateFile?: string;
   /** PRNG seed (default 1). */
   seed?: number;
@@ -479,12 +481,58 @@ export async function createSession(model: Model, provider: Provider = "cpu", ro
 /** Above this, sessions load from a temporary file with external data instead of bytes. */
 const LARGE_MODEL_BYTES = 1.5 * 2 ** 30;
 
-async function runSession(session: ort.InferenceSession, feeds: Record<string, ort.Tensor>, model: Model, role: string): Promise<Record<string, ort.Tensor>> {
+async function runSession(session: ort.InferenceSession, feeds: Record<string, ort.Tensor>, model: Model, role: string, weights?: Record<string, ort.Tensor>): Promise<Record<string, ort.Tensor>> {
   try {
-    return (await session.run(feeds)) as Record<string, ort.Tensor>;
+    return (await session.run(weights ? { ...feeds, ...weights } : feeds)) as Record<string, ort.Tensor>;
   } catch (e) {
     const shapes = Object.entries(feeds).map(([k, t]) => `${k}=${t.dims.join("x")}`).join(" ");
     throw new ModelError(`${modelLabel(model, role)}: onnxruntime failed to run it${shapes ? ` at ${shapes}` : ""}: ${errorText(e)}`);
+  }
+}
+
+/**
+ * `model` loaded once with its perturbable weights lifted to graph inputs (noise.ts): runs feed the
+ * weights as written (the literal runs) or moved by one ulp (noise samples), without a second
+ * session, a copy of the model or its serialized bytes. Optimizations disabled: run as written.
+ */
+class LiftedSession {
+  private readonly buffers: WeightFeeds;
+  /** The weights fed with every run: onnxruntime tensors over the buffers, which are refilled in place. */
+  private readonly tensors: Record<string, ort.Tensor> = {};
+
+  private constructor(readonly session: ort.InferenceSession, private readonly model: Model, private readonly role: string, weights: readonly Tensor[]) {
+    this.buffers = new WeightFeeds(weights);
+    for (const f of this.buffers.feeds) this.tensors[f.name] = new ort.Tensor(f.type as "float32", f.data as Float32Array, f.dims);
+    this.buffers.original();
+  }
+
+  static async create(model: Model, provider: Provider, role: string): Promise<LiftedSession> {
+    const weights = perturbableWeights(model);
+    const session = await createSession(liftedModel(model, weights), provider, role, undefined, "disabled");
+    return new LiftedSession(session, model, role, weights);
+  }
+
+  get outputNames(): readonly string[] {
+    return this.session.outputNames;
+  }
+
+  /** Feed the weights each moved by one ulp (seeded) from now on. */
+  usePerturbed(seed: number): void {
+    this.buffers.perturbed(seed);
+  }
+
+  /** Run on `inputs` (the model's real inputs), a ModelError naming the model when onnxruntime fails. */
+  run(inputs: Record<string, ort.Tensor>): Promise<Record<string, ort.Tensor>> {
+    return runSession(this.session, inputs, this.model, this.role, this.tensors);
+  }
+
+  /** Run on `inputs`, onnxruntime's exception as it is. */
+  async tryRun(inputs: Record<string, ort.Tensor>): Promise<Record<string, ort.Tensor>> {
+    return (await this.session.run({ ...inputs, ...this.tensors })) as Record<string, ort.Tensor>;
+  }
+
+  release(): Promise<void> {
+    return this.session.release();
   }
 }
 
@@ -603,19 +651,47 @@ interface InputSetSpec {
   run: number;
 }
 
+/** How runReference runs the reference: `run` fails with a ModelError, `tryRun` with onnxruntime's own error. */
+interface Runner {
+  run(inputs: Record<string, ort.Tensor>): Promise<Record<string, ort.Tensor>>;
+  tryRun(inputs: Record<string, ort.Tensor>): Promise<Record<string, ort.Tensor>>;
+}
+
+function plainRunner(session: ort.InferenceSession, model: Model, role: string): Runner {
+  return {
+    run: (inputs) => runSession(session, inputs, model, role),
+    tryRun: async (inputs) => (await session.run(inputs)) as Record<string, ort.Tensor>,
+  };
+}
+
+/** Generated inputs are kept for reuse (every set is run 5 times) up to this many bytes in all; larger ones are made again. */
+const INPUT_CACHE_BYTES = 256 * 2 ** 20;
+
 /**
  * The input sets of a proof and the reference's outputs on them, from the literal reference
  * session: shapes planned (shape-plan.ts), then every pattern at every shape set.
  */
-async function runReference(reference: Model, candidate: Model, session: ort.InferenceSession, options: VerifyOptions, runs: number) {
+async function runReference(reference: Model, candidate: Model, session: Runner, options: VerifyOptions, runs: number) {
   const seed = options.seed ?? 1;
   const specs = inputSpecs(reference);
   const candSpecs = new Map(inputSpecs(candidate).map((s) => [s.name, s]));
   const fed = new Set(Object.keys(options.feeds ?? {}));
   const given: ShapeSet = { ...(options.shapes ?? {}) };
   for (const [name, feed] of Object.entries(options.feeds ?? {})) given[name] = [...feed.dims];
-  const inputsOf = (set: number, shapes: ShapeSet, run: number) =>
-    makeInputs(reference, run, { seed: seed + SET_SEED * set, shapes, feeds: options.feeds });
+  const cache = new Map<string, Record<string, ort.Tensor>>();
+  let cachedBytes = 0;
+  const inputsOf = (set: number, shapes: ShapeSet, run: number) => {
+    const key = `${set} ${run} ${JSON.stringify(shapes)}`;
+    const hit = cache.get(key);
+    if (hit) return hit;
+    const inputs = makeInputs(reference, run, { seed: seed + SET_SEED * set, shapes, feeds: options.feeds });
+    const bytes = Object.values(inputs).reduce((n, t) => n + (t.data as ArrayBufferView).byteLength, 0);
+    if (cachedBytes + bytes <= INPUT_CACHE_BYTES) {
+      cache.set(key, inputs);
+      cachedBytes += bytes;
+    }
+    return inputs;
+  };
   const trials = new Map<string, Record<string, ort.Tensor>>();
   const plan = await planShapes(
     specs.map((s) => ({ name: s.name, reference: s.declared, candidate: candSpecs.get(s.name)?.declared })),
@@ -623,7 +699,7 @@ async function runReference(reference: Model, candidate: Model, session: ort.Inf
     async (shapes, set) => {
       let out: Record<string, ort.Tensor>;
       try {
-        out = (await session.run(inputsOf(set, shapes, 0))) as Record<string, ort.Tensor>;
+        out = await session.tryRun(inputsOf(set, shapes, 0));
       } catch (e) {
         return errorText(e);
       }
@@ -645,7 +721,7 @@ async function runReference(reference: Model, candidate: Model, session: ort.Inf
       const shapes = plan.sets[set]!;
       sets.push({ index: set, shapes, run });
       const cached = run === 0 ? trials.get(`${set} ${JSON.stringify(shapes)}`) : undefined;
-      const out = cached ?? (await runSession(session, inputsOf(set, shapes, run), reference, "reference"));
+      const out = cached ?? (await session.run(inputsOf(set, shapes, run)));
       outputs.push(out);
       options.record?.push({ inputs: inputsOf(set, shapes, run), outputs: out });
     }
@@ -674,56 +750,45 @@ function compareOutput(name: string, ref: ort.Tensor, cand: ort.Tensor | undefin
 /** Spread of a re-rounded evaluation of the reference, per run and output, per slice (Infinity where no bound). */
 type Spread = Map<number, Map<string, Float64Array>>;
 
+/** Seeds of the noise samples (noise.ts): three re-rounded evaluations of the reference. */
+const NOISE_SAMPLES = [1, 2, 3];
+
 /**
- * The reference's own rounding noise on the runs in `runsToCalibrate` (noise.ts): onnxruntime's
- * optimized evaluation of it, and two evaluations with every weight and input moved by ≤ 1 ulp.
- * A sample that onnxruntime cannot load or run is left out.
+ * The reference's own rounding noise on every input set (noise.ts), on the session that ran it:
+ * NOISE_SAMPLES evaluations with every lifted weight and every float input moved by one ulp. A
+ * sample that onnxruntime cannot run is left out.
  */
-async function measureNoise(reference: Model, options: VerifyOptions, provider: Provider, ref: Awaited<ReturnType<typeof runReference>>, runsToCalibrate: number[], outputNames: readonly string[]): Promise<Spread[]> {
+async function measureNoise(session: LiftedSession, options: VerifyOptions, ref: Awaited<ReturnType<typeof runReference>>, outputNames: readonly string[]): Promise<Spread[]> {
   const samples: Spread[] = [];
   const seed = options.seed ?? 1;
-  const evaluate = async (model: Model, file: string | undefined, level: GraphOptimization, perturb: number | undefined) => {
-    let session: ort.InferenceSession;
-    try {
-      session = await createSession(model, provider, "reference", file, level);
-    } catch {
-      return;
-    }
+  sample: for (const sample of NOISE_SAMPLES) {
+    session.usePerturbed(seed * 104729 + sample);
+    const perturb = seed * 7 + sample * 65537;
     const spread: Spread = new Map();
-    try {
-      for (const k of runsToCalibrate) {
-        let feeds = ref.inputsOf(ref.sets[k]!);
-        if (perturb !== undefined) {
-          const moved: Record<string, ort.Tensor> = {};
-          let i = 0;
-          for (const [name, t] of Object.entries(feeds)) {
-            const data = ORT_DTYPE[t.type] ? perturbInput(t.type, t.data as FloatFeedData, perturb + 31 * k + 1009 * i++) : undefined;
-            moved[name] = data ? new ort.Tensor(t.type as "float32", data as Float32Array, t.dims) : t;
-          }
-          feeds = moved;
-        }
-        let out: Record<string, ort.Tensor>;
-        try {
-          out = (await session.run(feeds)) as Record<string, ort.Tensor>;
-        } catch {
-          return;
-        }
-        const perOutput = new Map<string, Float64Array>();
-        for (const name of outputNames) {
-          const a = ref.outputs[k]![name], b = out[name];
-          const fa = a && tensorToFloat64(a), fb = b && tensorToFloat64(b);
-          const layout = sliceLayout(a ? a.dims.map(Number) : []);
-          perOutput.set(name, fa && fb && fa.length === fb.length ? sliceSpread(fa, fb, layout) : new Float64Array(layout.count).fill(Infinity));
-        }
-        spread.set(k, perOutput);
+    for (let k = 0; k < ref.sets.length; k++) {
+      const moved: Record<string, ort.Tensor> = {};
+      let i = 0;
+      for (const [name, t] of Object.entries(ref.inputsOf(ref.sets[k]!))) {
+        const data = ORT_DTYPE[t.type] ? perturbInput(t.type, t.data as FloatFeedData, perturb + 31 * k + 1009 * i++) : undefined;
+        moved[name] = data ? new ort.Tensor(t.type as "float32", data as Float32Array, t.dims) : t;
       }
-      samples.push(spread);
-    } finally {
-      await session.release();
+      let out: Record<string, ort.Tensor>;
+      try {
+        out = await session.tryRun(moved);
+      } catch {
+        continue sample;
+      }
+      const perOutput = new Map<string, Float64Array>();
+      for (const name of outputNames) {
+        const a = ref.outputs[k]![name], b = out[name];
+        const fa = a && tensorToFloat64(a), fb = b && tensorToFloat64(b);
+        const layout = sliceLayout(a ? a.dims.map(Number) : []);
+        perOutput.set(name, fa && fb && fa.length === fb.length ? sliceSpread(fa, fb, layout) : new Float64Array(layout.count).fill(Infinity));
+      }
+      spread.set(k, perOutput);
     }
-  };
-  await evaluate(reference, options.referenceFile, "all", undefined);
-  for (const sample of [1, 2]) await evaluate(perturbWeights(reference, seed * 104729 + sample), undefined, "disabled", seed * 7 + sample * 65537);
+    samples.push(spread);
+  }
   return samples;
 }
 
@@ -872,22 +937,28 @@ export async function verifyModels(reference: Model, candidate: Model, options: 
   await requireProvider(provider);
 
   // One session at a time (the reference's outputs are kept, not its weights): peak memory holds
-  // one model in onnxruntime, not two. Both run as written (no onnxruntime graph optimizations).
+  // one model's weights beside the models themselves, not two. Both run as written (no onnxruntime
+  // graph optimizations); the reference's session also runs the noise samples (noise.ts): its
+  // arithmetic weights are inputs, fed as written or moved by one ulp.
   let ref: Awaited<ReturnType<typeof runReference>>;
   let outputNames: readonly string[];
-  const refSession = await createSession(reference, provider, "reference", options.referenceFile, "disabled");
+  let samples: Spread[] | undefined;
+  const refSession = await LiftedSession.create(reference, provider, "reference");
   try {
     outputNames = refSession.outputNames;
     ref = await runReference(reference, candidate, refSession, options, runs);
+    // Default criterion: NOISE_FACTOR times the reference's own rounding spread, measured on every
+    // input set, per channel.
+    if (!user) samples = await measureNoise(refSession, options, ref, outputNames);
   } finally {
     await refSession.release();
   }
   const compared: OutputRun[][] = []; // [input set][output]
   try {
-    const candSession = await createSession(candidate, provider, "candidate", options.candidateFile, "disabled");
+    const candSession = await LiftedSession.create(candidate, provider, "candidate");
     try {
       for (let k = 0; k < ref.sets.length; k++) {
-        const candOut = await runSession(candSession, ref.inputsOf(ref.sets[k]!), candidate, "candidate");
+        const candOut = await candSession.run(ref.inputsOf(ref.sets[k]!));
         compared.push(outputNames.map((name) => compareOutput(name, ref.outputs[k]![name]!, candOut[name], user)));
       }
     } finally {
@@ -907,12 +978,9 @@ export async function verifyModels(reference: Model, candidate: Model, options: 
     return { ...r, candidateError: e.message };
   }
 
-  // Default criterion: NOISE_FACTOR times the reference's own rounding spread, measured on every
-  // input set (three re-rounded evaluations: 3 more runs of the reference per set), per channel.
   const precisions = outputPrecisions(reference);
   const floors = floorsOf(outputNames, precisions, (name) => ref.outputs[0]![name]?.type);
   const ulpFloors = outputNames.map((name) => FLOOR_ULPS * 2 * unitRoundoff(ORT_DTYPE[ref.outputs[0]![name]?.type ?? ""] ?? 0));
-  const samples = user ? undefined : await measureNoise(reference, options, provider, ref, ref.sets.map((_, k) => k), outputNames);
   ref.outputs.length = 0;
   const outputs = judge(outputNames, compared, floors, ulpFloors, precisions, user, samples, ref.sets);
   return report(options, options.referenceFile ?? reference.path ?? null, options.candidateFile ?? candidate.path ?? null, user, "calibrated", outputs, {
@@ -943,7 +1011,7 @@ export async function runInputSets(model: Model, options: Omit<VerifyOptions, "c
   checkGiven(inputSpecs(model), options);
   const session = await createSession(model, options.provider ?? "cpu", "", options.referenceFile, "disabled");
   try {
-    const ref = await runReference(model, model, session, options, runs);
+    const ref = await runReference(model, model, plainRunner(session, model, ""), options, runs);
     return { sets: ref.sets.map((s, k) => ({ inputs: ref.inputsOf(s), outputs: ref.outputs[k]! })), shapeSets: ref.plan.sets, notes: ref.plan.notes };
   } finally {
     await session.release();
