@@ -1,7 +1,6 @@
 // docs/rules.md §7.1: BatchNormalization (inference), Mul/Div/Add/Sub by per-channel or scalar constants are
 // all the affine map y = s ⊙ x + t. Normalize them to (s, t), then fold into a LinearMap.
-import { kernelArray } from "./scratch.js";
-import { geometryOf, isPending, lazyMap, type LinearMap } from "./linear-map.js";
+import { channelRows, geometryOf, rowLength, rowMap, type LinearMap } from "./linear-map.js";
 
 export interface Affine {
   scale: Float64Array;
@@ -26,24 +25,35 @@ export function perChannel(values: Float64Array, channels: number): Float64Array
   throw new Error(`vector of ${values.length} values for ${channels} channels`);
 }
 
-/** y = s ⊙ map(x) + t: scales output channel o of the kernel and bias (exact for any pads). */
+/**
+ * y = s ⊙ map(x) + t: scales output channel o of the kernel and bias (exact for any pads). Lazy, by
+ * rows: a branch sum or the writer reads the scaled rows without a scaled copy of the whole kernel,
+ * and after a composition not computed yet nothing is computed until the region is emitted (it
+ * may still be refused for its cost).
+ */
 export function affineAfter(m: LinearMap, a: Affine): LinearMap {
-  // After a composition not computed yet, stay lazy: the region may still be refused for its cost.
-  if (isPending(m)) return lazyMap(geometryOf(m), () => affineAfterNow(m, a), [m]);
-  return affineAfterNow(m, a);
-}
-
-function affineAfterNow(m: LinearMap, a: Affine): LinearMap {
   const s = perChannel(a.scale, m.outChannels), t = perChannel(a.shift, m.outChannels);
-  const per = (m.kernel.length / m.outChannels) | 0; // integer: keeps typed-array access fast
-  const kernel = kernelArray(m.kernel.length);
-  const bias = new Float64Array(m.outChannels);
-  const src = m.kernel;
-  for (let o = 0; o < m.outChannels; o++) {
-    const so = s[o]!;
-    const end = ((o + 1) * per) | 0;
-    for (let i = (o * per) | 0; i < end; i++) kernel[i] = src[i]! * so;
-    bias[o] = m.bias[o]! * s[o]! + t[o]!;
-  }
-  return { ...m, kernel, bias };
+  const per = rowLength(m);
+  return rowMap(geometryOf(m), {
+    row(o, row) {
+      const so = s[o]!;
+      const inner = channelRows(m);
+      if (inner) {
+        // Scaled after the map's own row is computed: the same products as scaling its kernel.
+        inner.row(o, row);
+        for (let i = 0; i < per; i++) row[i] = row[i]! * so;
+        return;
+      }
+      const src = m.kernel;
+      const from = (o * per) | 0;
+      for (let i = 0; i < per; i++) row[i] = src[from + i]! * so;
+    },
+    bias() {
+      const inner = channelRows(m);
+      const b = inner ? inner.bias() : m.bias;
+      const bias = new Float64Array(m.outChannels);
+      for (let o = 0; o < m.outChannels; o++) bias[o] = b[o]! * s[o]! + t[o]!;
+      return bias;
+    },
+  }, [m]);
 }

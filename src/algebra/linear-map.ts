@@ -101,6 +101,54 @@ function computeInputsFirst(m: LinearMap): void {
   }
 }
 
+/**
+ * A map whose kernel can be computed one output channel at a time (affine.ts, sum.ts): a region's
+ * kernel is then written channel by channel into its stored dtype (rules/linear/emit.ts), so no
+ * kernel-sized float64 array is made for it. The whole kernel, when read, is the same rows.
+ */
+export interface ChannelRows {
+  /** The kernel values of output channel `o` (kernel.length / outChannels of them) into `row`. */
+  row(o: number, row: Float64Array): void;
+  /** The bias (reads no kernel). */
+  bias(): Float64Array;
+}
+
+const rowSources = new WeakMap<LinearMap, ChannelRows & { depth: number }>();
+
+/**
+ * How deep a row computation may call into its inputs' rows (a chain of affines as long as the
+ * graph would recurse as deep): past it, the inputs are computed whole first, as a kernel each.
+ */
+const MAX_ROW_DEPTH = 16;
+
+/** A lazy map computed by rows: reading its kernel computes every row (in a kernel-sized array). */
+export function rowMap(geometry: MapGeometry, rows: ChannelRows, inputs: LinearMap[]): LinearMap {
+  let depth = 1 + Math.max(0, ...inputs.map((i) => channelRows(i)?.depth ?? 0));
+  if (depth > MAX_ROW_DEPTH) {
+    for (const i of inputs) if (channelRows(i)) void i.kernel;
+    depth = 1;
+  }
+  const m = lazyMap(geometry, () => {
+    const size = geometry.outChannels * (geometry.inChannels / geometry.groups) * geometry.kh * geometry.kw;
+    const per = (size / geometry.outChannels) | 0;
+    const kernel = kernelArray(size);
+    for (let o = 0; o < geometry.outChannels; o++) rows.row(o, kernel.subarray(o * per, (o + 1) * per));
+    return { ...geometry, kernel, bias: rows.bias() };
+  }, inputs);
+  rowSources.set(m, { row: rows.row, bias: rows.bias, depth });
+  return m;
+}
+
+/** The rows of a map not computed yet, if it is computed by rows (once computed: read its kernel). */
+export function channelRows(m: LinearMap): (ChannelRows & { depth: number }) | undefined {
+  return pending.has(m) ? rowSources.get(m) : undefined;
+}
+
+/** Kernel values per output channel. */
+export function rowLength(m: MapGeometry): number {
+  return ((m.inChannels / m.groups) * m.kh * m.kw) | 0;
+}
+
 /** A lazy map not computed yet (so work on it can be deferred too). */
 export function isPending(m: LinearMap): boolean {
   return pending.has(m);

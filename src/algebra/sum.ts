@@ -3,7 +3,7 @@
 // identical for every input size: same stride, same dilation (on axes with more than one tap) and
 // the same `pad_begin + pad_end − span` per axis, so the windows line up at both borders.
 import { kernelArray } from "./scratch.js";
-import { gcd, makeMap, refuse, regroup, type KernelData, type LinearMap, type Refusal } from "./linear-map.js";
+import { channelRows, gcd, refuse, rowLength, rowMap, type ChannelRows, type KernelData, type LinearMap, type MapGeometry, type Refusal } from "./linear-map.js";
 
 interface AxisPlan {
   dilation: number;
@@ -54,36 +54,76 @@ export function sumMaps(maps: LinearMap[]): LinearMap | Refusal {
   if ("refused" in cols) return cols;
   // Coarsest common grouping: equal groups stay grouped; a grouped + dense sum becomes dense.
   const groups = maps.map((m) => m.groups).reduce(gcd);
-  const out = makeMap({
+  const geometry = {
     outChannels: first.outChannels, inChannels: first.inChannels, groups,
-    kh: rows.taps, kw: cols.taps, stride: [...first.stride],
-    pads: [rows.padBegin, cols.padBegin, rows.padEnd, cols.padEnd],
-    dilation: [rows.dilation, cols.dilation],
-  });
-  addInto(out, maps.map((m) => regroup(m, groups)), rows.offsets, cols.offsets);
-  return out;
+    kh: rows.taps, kw: cols.taps, stride: [...first.stride] as [number, number],
+    pads: [rows.padBegin, cols.padBegin, rows.padEnd, cols.padEnd] as [number, number, number, number],
+    dilation: [rows.dilation, cols.dilation] as [number, number],
+  };
+  // makeMap's normalization (dilation along a one-tap axis is 1), without allocating a kernel.
+  if (geometry.kh === 1) geometry.dilation = [1, geometry.dilation[1]];
+  if (geometry.kw === 1) geometry.dilation = [geometry.dilation[0], 1];
+  return rowMap(geometry, sumRows(geometry, maps, rows.offsets, cols.offsets), maps);
 }
 
-/** Accumulate each map's kernel at its (row, col) tap offset inside `out`'s kernel; add biases. */
-function addInto(out: LinearMap, maps: LinearMap[], rowOffsets: number[], colOffsets: number[]): void {
-  for (let idx = 0; idx < maps.length; idx++) {
-    const m = maps[idx]!;
-    for (let o = 0; o < m.outChannels; o++) out.bias[o] = out.bias[o]! + m.bias[o]!;
-    addKernel(out.kernel, out.kh | 0, out.kw | 0, m.kernel, m.kh | 0, m.kw | 0, (m.outChannels * (out.inChannels / out.groups)) | 0, rowOffsets[idx]! | 0, colOffsets[idx]! | 0);
-  }
+/**
+ * Each map's kernel at its (row, col) tap offset inside the union kernel, one output channel at a
+ * time; biases added. A map with finer groups than the union adds its block of input channels (the
+ * zeros regrouping would put around it add nothing: a row starts at +0 and a sum of terms that
+ * starts at +0 is never −0, so adding +0 leaves it as it is).
+ */
+function sumRows(out: MapGeometry, maps: LinearMap[], rowOffsets: number[], colOffsets: number[]): ChannelRows {
+  const OH = out.kh | 0, OW = out.kw | 0, per = rowLength(out);
+  const outPerGroup = (out.outChannels / out.groups) | 0, inPerGroup = (out.inChannels / out.groups) | 0;
+  let scratch: Float64Array | undefined;
+  return {
+    row(o, row) {
+      row.fill(0);
+      const group = Math.floor(o / outPerGroup);
+      for (let idx = 0; idx < maps.length; idx++) {
+        const m = maps[idx]!;
+        const mPer = rowLength(m);
+        const mInPer = (m.inChannels / m.groups) | 0;
+        // The input channels of m's row for o, as a channel offset inside the union row.
+        const channel0 = (Math.floor(o / (m.outChannels / m.groups)) * mInPer - group * inPerGroup) | 0;
+        const inner = channelRows(m);
+        let src: KernelData, from: number;
+        if (inner) {
+          if (!scratch || scratch.length < mPer) scratch = new Float64Array(Math.max(mPer, per));
+          src = scratch.subarray(0, mPer);
+          inner.row(o, src as Float64Array);
+          from = 0;
+        } else {
+          src = m.kernel;
+          from = (o * mPer) | 0;
+        }
+        addRow(row, OH, OW, src, from, m.kh | 0, m.kw | 0, mInPer, channel0 * OH * OW, rowOffsets[idx]! | 0, colOffsets[idx]! | 0);
+      }
+    },
+    bias() {
+      const bias = new Float64Array(out.outChannels);
+      for (const m of maps) {
+        const inner = channelRows(m);
+        const b = inner ? inner.bias() : m.bias;
+        for (let o = 0; o < out.outChannels; o++) bias[o] = bias[o]! + b[o]!;
+      }
+      return bias;
+    },
+  };
 }
 
 // A monomorphic hot loop on integers (divisions would make doubles and slow V8's indexing).
-function addKernel(dst: KernelData, OH: number, OW: number, src: KernelData, KH: number, KW: number, rows: number, dy: number, dx: number): void {
+function addRow(dst: Float64Array, OH: number, OW: number, src: KernelData, from: number, KH: number, KW: number, channels: number, at: number, dy: number, dx: number): void {
   if (KH === OH && KW === OW) {
-    for (let i = 0; i < src.length; i++) dst[i] = dst[i]! + src[i]!;
+    const n = (channels * KH * KW) | 0;
+    for (let i = 0; i < n; i++) dst[at + i] = dst[at + i]! + src[from + i]!;
     return;
   }
   const srcStride = (KH * KW) | 0, dstStride = (OH * OW) | 0;
-  for (let r = 0; r < rows; r++) {
+  for (let c = 0; c < channels; c++) {
     for (let i = 0; i < KH; i++) {
-      const s0 = (r * srcStride + i * KW) | 0;
-      const d0 = (r * dstStride + (i + dy) * OW + dx) | 0;
+      const s0 = (from + c * srcStride + i * KW) | 0;
+      const d0 = (at + c * dstStride + (i + dy) * OW + dx) | 0;
       for (let j = 0; j < KW; j++) dst[d0 + j] = dst[d0 + j]! + src[s0 + j]!;
     }
   }
