@@ -790,6 +790,53 @@ describe("shape-only inputs and matrix products", () => {
       for (let i = 0; i < M; i++) for (let j = 0; j < N; j++) expect(t[j * M + i]).toBe(want[i * N + j]);
     }
   });
+  it("broadcasting ops read their operands in place: the same bits as the expanded loop (random shapes)", () => {
+    const r = rng(92);
+    const dbl = (dims: number[]): Value => ({
+      dtype: DOUBLE, dims, data: Float64Array.from({ length: size(dims) }, (_, i) => (i % 7 === 3 ? -0 : (r() - 0.5) * 1e3)),
+    });
+    /** Element `flat` of `out` read from `v` broadcast to `out` (numpy rules), by coordinates. */
+    const at = (v: Value, out: number[], flat: number): number => {
+      let off = 0, stride = 1;
+      for (let ax = out.length - 1, rem = flat; ax >= 0; ax--) {
+        const c = rem % out[ax]!;
+        rem = Math.floor(rem / out[ax]!);
+        const i = ax - (out.length - v.dims.length);
+        if (i < 0) continue;
+        if (v.dims[i] !== 1) off += c * stride;
+        stride *= v.dims[i]!;
+      }
+      return v.data[off]!;
+    };
+    const same = (got: Float64Array, want: number[]) => {
+      expect(got.length).toBe(want.length);
+      for (let i = 0; i < want.length; i++) if (!Object.is(got[i], want[i])) throw new Error(`element ${i}: ${got[i]} != ${want[i]}`);
+    };
+    const ops: [string, (x: number, y: number) => number][] = [["Add", (x, y) => x + y], ["Sub", (x, y) => x - y], ["Mul", (x, y) => x * y], ["Div", (x, y) => x / y], ["Max", (x, y) => Math.max(x, y)]];
+    for (let t = 0; t < 40; t++) {
+      const out = shape(r, 0, 5, 5);
+      const a = dbl(broadcastable(r, out)), b = dbl(broadcastable(r, out));
+      const rank = Math.max(a.dims.length, b.dims.length);
+      const dims = Array.from({ length: rank }, (_, i) => Math.max(...[a, b].map((v) => v.dims[i - (rank - v.dims.length)] ?? 1)));
+      for (const [op, f] of ops) same(run(op, [a, b])[0]!.data, Array.from({ length: size(dims) }, (_, i) => f(at(a, dims, i), at(b, dims, i))));
+    }
+    // Einsum with nothing summed: 0 + a·b per element, operands broadcast by index (OREPA's forms).
+    for (const [equation, da, db, dims] of [
+      ["oihw,o->oihw", [5, 3, 3, 3], [5], [5, 3, 3, 3]], ["oihw,hw->oihw", [4, 6, 1, 1], [3, 3], [4, 6, 3, 3]],
+      ["oi,hw->oihw", [4, 6], [3, 3], [4, 6, 3, 3]], ["oihw,hw->oihw", [2, 3, 1, 3], [1, 3], [2, 3, 1, 3]],
+    ] as [string, number[], number[], number[]][]) {
+      const a = dbl(da), b = dbl(db);
+      const [ta, tb, to] = equation.split(/,|->/) as [string, string, string];
+      const flat = (v: Value, term: string, i: number) => {
+        const coords: Record<string, number> = {};
+        for (let ax = to.length - 1, rem = i; ax >= 0; ax--) (coords[to[ax]!] = rem % dims[ax]!), (rem = Math.floor(rem / dims[ax]!));
+        let off = 0;
+        for (let k = 0; k < term.length; k++) off = off * v.dims[k]! + (v.dims[k] === 1 ? 0 : coords[term[k]!]!);
+        return v.data[off]!;
+      };
+      same(run("Einsum", [a, b], { equation }, 12)[0]!.data, Array.from({ length: size(dims) }, (_, i) => 0 + flat(a, ta, i) * flat(b, tb, i)));
+    }
+  });
   it("Einsum beyond the index loop's step budget runs as a matrix product", () => {
     // 700³ ≈ 3.4e8 multiply-adds: more than MAX_WORK, refused before, within the matrix-product budget.
     const n = 700;

@@ -2,7 +2,9 @@
 // and the variadic Min/Max/Sum/Mean.
 import { DataType, dtypeName } from "../ir/dtype.js";
 import type { Node } from "../ir/graph.js";
-import { broadcastDims, expandData, isBool, isFloat, isInt, notEvaluated, sizeOf, type Value } from "./value.js";
+import {
+  broadcastDims, broadcastStrides, expandData, isBool, isFloat, isInt, notEvaluated, sizeOf, stridedBinary, type Combine, type Value,
+} from "./value.js";
 
 export type Unary = (x: number) => number;
 
@@ -18,15 +20,11 @@ export function mapUnary(x: Value, f: Unary, dtype = x.dtype): Value {
   return { dtype, dims: [...x.dims], data: out };
 }
 
-export function mapBinary(a: Value, b: Value, dtype: number, f: (x: number, y: number) => number): Value {
+/** a op b with numpy broadcasting; both operands are read in place (value.ts stridedBinary). */
+export function mapBinary(a: Value, b: Value, dtype: number, f: Combine): Value {
   const dims = broadcastDims([a.dims, b.dims]);
-  const n = sizeOf(dims);
-  const out = new Float64Array(n);
-  if (n > 0) {
-    const da = expandData(a, dims);
-    const db = expandData(b, dims);
-    for (let i = 0; i < n; i++) out[i] = f(da[i]!, db[i]!);
-  }
+  const out = new Float64Array(sizeOf(dims));
+  stridedBinary(out, dims, a.data, broadcastStrides(a.dims, dims), b.data, broadcastStrides(b.dims, dims), f);
   return { dtype, dims, data: out };
 }
 
@@ -147,10 +145,10 @@ export function evalBinary(node: Node, ins: (Value | undefined)[], opset: number
   if (op !== "Pow" && b.dtype !== t) notEvaluated(`${op} mixes ${dtypeName(t)} and ${dtypeName(b.dtype)}`);
   const int = isInt(t);
   switch (op) {
-    case "Add": return [mapBinary(a, b, t, (x, y) => x + y)];
-    case "Sub": return [mapBinary(a, b, t, (x, y) => x - y)];
-    case "Mul": return [mapBinary(a, b, t, (x, y) => x * y)];
-    case "Div": return [mapBinary(a, b, t, int ? intDiv : (x, y) => x / y)];
+    case "Add": return [mapBinary(a, b, t, "add")];
+    case "Sub": return [mapBinary(a, b, t, "sub")];
+    case "Mul": return [mapBinary(a, b, t, "mul")];
+    case "Div": return [mapBinary(a, b, t, int ? intDiv : "div")];
     case "Pow":
       if (isBool(b.dtype)) notEvaluated("Pow with bool exponent");
       return [mapBinary(a, b, t, int ? intPow : Math.pow)];
@@ -249,7 +247,7 @@ export function evalVariadic(node: Node, ins: (Value | undefined)[]): Value[] {
   if (vs.some((v) => v.dtype !== t)) notEvaluated(`${op} mixes dtypes`);
   if (isBool(t)) notEvaluated(`${op} on bool`);
   if (op === "Mean" && !isFloat(t)) notEvaluated(`Mean on ${dtypeName(t)}`);
-  const f = op === "Min" ? nanMin : op === "Max" ? nanMax : (x: number, y: number) => x + y;
+  const f: Combine = op === "Min" ? nanMin : op === "Max" ? nanMax : "add";
   let acc: Value = { dtype: t, dims: [...vs[0]!.dims], data: Float64Array.from(vs[0]!.data) };
   for (let i = 1; i < vs.length; i++) acc = mapBinary(acc, vs[i]!, t, f);
   if (op === "Mean") {

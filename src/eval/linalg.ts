@@ -6,7 +6,7 @@ import { gemmAccumulateParallel as gemmAccumulate } from "../algebra/gemm-parall
 import type { Node } from "../ir/graph.js";
 import {
   alloc, broadcastDims, broadcastStrides, checkWork, expandData, isBool, isFloat, isInt, offsets, product, notEvaluated, sameDims,
-  sizeOf, stridesOf, type Value,
+  sizeOf, stridedBinary, stridesOf, type Value,
 } from "./value.js";
 
 function need(v: Value | undefined, op: string, i = 0): Value {
@@ -187,10 +187,7 @@ function einsumAsMatMul(
   const sizes = (ls: string[]) => ls.map((l) => size.get(l)!);
   if (out.data.length === 0) return;
   if (sumLetters.length === 0) {
-    const a = gatherStrided(vs[0]!.data, out.dims, outLetters.map((l) => stride(0, l)), "Einsum operand 0");
-    const b = gatherStrided(vs[1]!.data, out.dims, outLetters.map((l) => stride(1, l)), "Einsum operand 1");
-    const o = out.data;
-    for (let i = 0; i < o.length; i++) o[i] = 0 + a[i]! * b[i]!;
+    stridedBinary(out.data, out.dims, vs[0]!.data, outLetters.map((l) => stride(0, l)), vs[1]!.data, outLetters.map((l) => stride(1, l)), "zeroPlusProduct");
     return;
   }
   const batch = outLetters.filter((l) => ta.includes(l) && tb.includes(l));

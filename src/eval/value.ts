@@ -267,6 +267,68 @@ export function expandData(v: Value, dims: readonly number[]): Float64Array {
   return axisGather(v.data, dims, tables);
 }
 
+/** What stridedBinary computes per element: the common ones run inline, anything else is called. */
+export type Combine = "add" | "sub" | "mul" | "div" | "zeroPlusProduct" | ((x: number, y: number) => number);
+
+/**
+ * out[i] = combine(a[Σ idx·aStrides], b[Σ idx·bStrides]) over `dims` in row-major order: a
+ * broadcasting binary op that reads both operands in place (stride 0 where one broadcasts) instead
+ * of expanding them to full size first. Axes along which both operands move as one contiguous run
+ * are merged, so the inner loop covers long stretches. Same operation per element, same result.
+ */
+export function stridedBinary(
+  out: Float64Array, dims: readonly number[], a: Float64Array, aStrides: readonly number[], b: Float64Array, bStrides: readonly number[],
+  combine: Combine,
+): void {
+  const d: number[] = [], sa: number[] = [], sb: number[] = [];
+  for (let i = 0; i < dims.length; i++) {
+    const n = dims[i]!;
+    if (n === 1) continue;
+    const k = d.length - 1;
+    if (k >= 0 && sa[k] === aStrides[i]! * n && sb[k] === bStrides[i]! * n) {
+      d[k]! *= n;
+      sa[k] = aStrides[i]!;
+      sb[k] = bStrides[i]!;
+    } else {
+      d.push(n);
+      sa.push(aStrides[i]!);
+      sb.push(bStrides[i]!);
+    }
+  }
+  const total = out.length;
+  if (total === 0) return;
+  if (d.length === 0) {
+    d.push(1);
+    sa.push(0);
+    sb.push(0);
+  }
+  const r = d.length;
+  const inner = d[r - 1]!, ia = sa[r - 1]!, ib = sb[r - 1]!;
+  const idx = new Array<number>(r).fill(0);
+  let ao = 0, bo = 0;
+  for (let o = 0; o < total; o += inner) {
+    const end = o + inner;
+    let i = o, x = ao, y = bo;
+    switch (combine) {
+      case "add": for (; i < end; i++, x += ia, y += ib) out[i] = a[x]! + b[y]!; break;
+      case "sub": for (; i < end; i++, x += ia, y += ib) out[i] = a[x]! - b[y]!; break;
+      case "mul": for (; i < end; i++, x += ia, y += ib) out[i] = a[x]! * b[y]!; break;
+      case "div": for (; i < end; i++, x += ia, y += ib) out[i] = a[x]! / b[y]!; break;
+      case "zeroPlusProduct": for (; i < end; i++, x += ia, y += ib) out[i] = 0 + a[x]! * b[y]!; break;
+      default: for (; i < end; i++, x += ia, y += ib) out[i] = combine(a[x]!, b[y]!);
+    }
+    for (let ax = r - 2; ax >= 0; ax--) {
+      idx[ax]++;
+      ao += sa[ax]!;
+      bo += sb[ax]!;
+      if (idx[ax]! < d[ax]!) break;
+      ao -= sa[ax]! * d[ax]!;
+      bo -= sb[ax]! * d[ax]!;
+      idx[ax] = 0;
+    }
+  }
+}
+
 /** Flat offsets of every element of `outDims` under per-axis `strides` (used for batch loops). */
 export function offsets(outDims: readonly number[], strides: readonly number[]): Float64Array {
   const n = sizeOf(outDims);

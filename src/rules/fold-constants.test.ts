@@ -41,4 +41,21 @@ describe("fold-constants", () => {
     expect([...out.graph.initializers.keys()]).toEqual([out.graph.nodes[0]!.inputs[1]]);
     expect(result.rewrites[0]!.summary).toBe("2 constant node(s) (1 Mul, 1 Add) → 1 initializer(s)");
   });
+
+  it("a growing node that stays keeps its folded inputs, however far its other readers folded (memory release)", async () => {
+    // p = v·c is folded; g = Expand(p) grows 12288x. One reader of g folds (g·s grows too, then + a
+    // full-size constant, which does not grow: that reader is settled); the other reads an
+    // activation, so g stays and p must still be there to be written as an initializer.
+    const n = new Net(8);
+    const x = n.input("x", [1, 3, 64, 64]);
+    const p = n.op("Mul", [n.constant("v", [1], [1.5]), n.constant("c", [1], [2])]);
+    const g = n.op("Expand", [p, n.int64("shape", [1, 3, 64, 64])]);
+    const full = n.constant("full", [1, 3, 64, 64], Array.from({ length: 3 * 64 * 64 }, (_, i) => Math.sin(i)));
+    const settledBranch = n.op("Add", [n.op("Mul", [g, n.constant("s", [1], [0.5])]), full]);
+    const model = n.finish(n.op("Add", [n.op("Add", [x, g]), settledBranch]));
+    const { model: out } = await applyAndProve(model, [rule]);
+    expect(opCounts(out)).toEqual({ Expand: 1, Add: 2 });
+    const expand = nodeOf(out, "Expand");
+    expect(Array.from(out.graph.initializers.get(expand.inputs[0]!)!.toFloat64())).toEqual([3]);
+  });
 });

@@ -117,12 +117,32 @@ export const foldConstants: Rule<ConstantRegion> = {
     const notes: Note[] = [];
     // How many constant values each folded value was computed from (shared ones counted per use).
     const sources = new Map<string, number>();
-    // Memory: a value every reader of which has been folded is dropped (the decoded float64 copy of
-    // an initializer, an intermediate kernel), except the inputs of a node whose output would grow
-    // the model — keepWhatGrows may restore that node, and its inputs are then written.
-    const unread = new Map<string, number>();
-    for (const n of nodes) for (const name of n.inputs) if (name) unread.set(name, (unread.get(name) ?? 0) + 1);
-    const pinned = new Set<string>();
+    // Memory: a value is dropped (the decoded float64 copy of an initializer, an intermediate
+    // kernel) as soon as every node that reads it is folded and settled. keepWhatGrows may restore
+    // a folded node whose written output would grow the model, and a restored node's inputs are
+    // then written: so a node whose output may grow holds its inputs until it is settled — every
+    // reader of its outputs folded and settled in turn (OREPA: `oi,hw->oihw` grows 9x, and so does
+    // the `oihw,o->oihw` after it, until an Add with the origin kernel, which does not grow). A
+    // settled node is never restored: its outputs are read by folded, never-restored nodes only.
+    // `holders`: reads of a tensor by nodes that are not yet folded and settled (a subgraph's read
+    // counts once and is never released: nodes with subgraphs are not folded).
+    const holders = new Map<string, number>();
+    for (const n of nodes) for (const name of [...n.inputs, ...n.subgraphReads()]) if (name) holders.set(name, (holders.get(name) ?? 0) + 1);
+    const producer = new Map<string, Node>();
+    const settled = (node: Node) => node.outputs.every((o) => !o || holders.get(o) === undefined || holders.get(o) === 0);
+    const settle = (node: Node): void => {
+      for (const name of node.inputs) {
+        if (!name) continue;
+        const left = holders.get(name)! - 1;
+        holders.set(name, left);
+        if (left !== 0) continue;
+        values.delete(name);
+        produced.delete(name);
+        const p = producer.get(name);
+        if (p && growing.has(p) && settled(p)) settle(p);
+      }
+    };
+    const growing = new Set<Node>();
     const keep = (node: Node, outputs: Value[], inputs: (Value | undefined)[]) => {
       const shapeOnly = node.opType === "Shape" || node.opType === "Size";
       let from = 0;
@@ -132,20 +152,13 @@ export const foldConstants: Rule<ConstantRegion> = {
           values.set(o, outputs[i]!);
           produced.set(o, outputs[i]!);
           sources.set(o, shapeOnly ? outputs[i]!.data.length : from);
+          producer.set(o, node);
         }
       });
       removed.push(node);
       const mayGrow = node.outputs.some((o) => o && foldGrowsTooMuch(sources.get(o)!, produced.get(o)!.data.length));
-      for (const name of node.inputs) {
-        if (!name) continue;
-        if (mayGrow) pinned.add(name);
-        const left = unread.get(name)! - 1;
-        unread.set(name, left);
-        if (left === 0 && !pinned.has(name)) {
-          values.delete(name);
-          produced.delete(name);
-        }
-      }
+      if (mayGrow) growing.add(node);
+      if (!mayGrow || settled(node)) settle(node);
     };
     keep(root, first.outputs, first.inputs);
     for (let i = nodes.indexOf(root) + 1; i < nodes.length; i++) {
