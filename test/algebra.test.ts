@@ -130,12 +130,20 @@ describe("sequential composition (rule 4)", () => {
   it("1x1 → KxK composes bit for bit as the documented sum: Σ over the intermediate channels in order", () => {
     // gemm.ts blocks the product for speed; every tap of the result must still be
     // ((0 + W2[o,0,p,q]·W1[0,c]) + W2[o,1,p,q]·W1[1,c]) + …, bias b2 + Σ in the reference's order.
-    for (const [o, mid, c, g, k, s] of [[9, 6, 5, 1, 3, 1], [8, 12, 4, 4, 3, 2], [70, 13, 11, 1, 5, 1], [6, 4, 4, 2, 1, 1]] as const) {
-      const first = randomMap(mid, c, g, 1, 1, [s, s], [0, 0, 0, 0]);
-      const second = randomMap(o, mid, g, k, k, [1, 1], [0, 0, 0, 0]);
+    // [outputs, intermediate, inputs, first's groups, second's groups, k, first's stride]; a second
+    // layer with one intermediate channel per group is DBB's and OREPA's 1x1 → pool (a depthwise
+    // KxK after a dense 1x1: the composite is dense, its first layer's missing groups are zeros).
+    const cases = [[9, 6, 5, 1, 1, 3, 1], [8, 12, 4, 4, 4, 3, 2], [70, 13, 11, 1, 1, 5, 1], [6, 4, 4, 2, 2, 1, 1],
+      [12, 12, 7, 1, 12, 3, 1], [12, 6, 7, 1, 6, 3, 2], [8, 8, 8, 2, 8, 3, 1]] as const;
+    for (const [o, mid, c, g1, g2, k, s] of cases) {
+      const first = randomMap(mid, c, g1, 1, 1, [s, s], [0, 0, 0, 0]);
+      const second = randomMap(o, mid, g2, k, k, [1, 1], [0, 0, 0, 0]);
       const m = composeMaps(first, second);
       if (isRefusal(m)) throw new Error(m.refused);
-      const midPer = mid / g, inPer = c / g, outPer = o / g, kh = 1 + (k - 1) * s;
+      const g = m.groups, midPer = mid / g2, inPer = c / g, outPer = o / g2, kh = 1 + (k - 1) * s;
+      /** W1[mc, c] with W1's block-diagonal zeros. */
+      const w1 = (mc: number, cg: number): number =>
+        Math.floor(cg / (c / g1)) === Math.floor(mc / (mid / g1)) ? first.kernel[mc * (c / g1) + (cg % (c / g1))]! : 0;
       for (let oc = 0; oc < o; oc++)
         for (let ci = 0; ci < inPer; ci++)
           for (let p = 0; p < k; p++)
@@ -143,7 +151,7 @@ describe("sequential composition (rule 4)", () => {
               let acc = 0;
               for (let ml = 0; ml < midPer; ml++) {
                 const mc = Math.floor(oc / outPer) * midPer + ml;
-                acc += second.kernel[((oc * midPer + ml) * k + p) * k + q]! * first.kernel[mc * inPer + ci]!;
+                acc += second.kernel[((oc * midPer + ml) * k + p) * k + q]! * w1(mc, Math.floor(oc / (o / g)) * inPer + ci);
               }
               expect(m.kernel[((oc * inPer + ci) * kh + p * s) * kh + q * s]).toBe(acc);
             }

@@ -7,7 +7,7 @@
 // layer that always holds (the intermediate is literally layer 1 applied to the padded input). With
 // padding it holds only for a pointwise, unpadded first layer whose border output (its bias) equals
 // the pad value — DBB's "BN-value padding"; zero padding after a non-zero bias is not one conv.
-import { gemmAccumulateParallel } from "./gemm-parallel.js";
+import { gemmWorkspace } from "./gemm-parallel.js";
 import { gcd, isRefusal, lazyMap, makeMap, refuse, regroup, type LinearMap, type MapGeometry, type Pads, type Refusal } from "./linear-map.js";
 
 /** Pad value vs bias agreement: both come from stored parameters, so equal up to storage rounding. */
@@ -148,32 +148,57 @@ function composePointwiseFirst(a: LinearMap, b: LinearMap, out: LinearMap, inPer
   const taps = (BH * BW) | 0;
   const aK = a.kernel, bK = b.kernel, oK = out.kernel;
   pointwiseBias(a, b, out, midPer, outPer);
+  if (midPer === 1) return composeOneIntermediate(a, b, out, inPer, outPer, s1h, s1w);
   const groups = (b.outChannels / outPer) | 0;
   // Outputs per block: ~2048 rows of the product at a time keep the packed operands small and
   // give the threads of gemm-parallel.ts enough rows to share.
   const chunk = Math.max(1, Math.min(outPer, Math.floor(2048 / taps))) | 0;
-  const packedB = new Float64Array(midPer * inPer);
-  const packedA = new Float64Array(chunk * taps * midPer);
-  const acc = new Float64Array(chunk * taps * inPer);
   for (let group = 0; group < groups; group++) {
     const bBase = (group * midPer * inPer) | 0;
-    for (let i = 0; i < midPer * inPer; i++) packedB[i] = aK[bBase + i]!;
     for (let o0 = group * outPer; o0 < (group + 1) * outPer; o0 += chunk) {
       const n = Math.min(chunk, (group + 1) * outPer - o0) | 0;
-      // Row (o, t) of the product: W2[o, :, t].
-      if (bK instanceof Float32Array) packRows32(bK, packedA, o0, n, midPer, taps);
-      else packRows64(bK, packedA, o0, n, midPer, taps);
       const rows = (n * taps) | 0;
-      acc.fill(0, 0, rows * inPer);
-      gemmAccumulateParallel(packedA, 0, packedB, 0, acc, 0, rows, midPer, inPer);
+      // The operands are built where the kernel reads them (no copies, no fresh arrays per block).
+      const product = gemmWorkspace(rows, midPer, inPer);
+      const acc = product.C;
+      product.B.set(aK.subarray(bBase, bBase + midPer * inPer));
+      // Row (o, t) of the product: W2[o, :, t].
+      if (bK instanceof Float32Array) packRows32(bK, product.A, o0, n, midPer, taps);
+      else packRows64(bK, product.A, o0, n, midPer, taps);
+      acc.fill(0);
+      product.run();
+      // Into the kernel in its own order (each output's taps are contiguous): sequential writes.
       for (let ol = 0; ol < n; ol++) {
         const o = o0 + ol;
-        for (let p = 0; p < BH; p++)
-          for (let q = 0; q < BW; q++) {
-            const base = (((ol * taps) + p * BW + q) * inPer) | 0;
-            for (let c = 0; c < inPer; c++) oK[(((o * inPer + c) * kh + p * s1h) * kw + q * s1w) | 0] = acc[base + c]!;
-          }
+        for (let c = 0; c < inPer; c++) {
+          const dst = ((o * inPer + c) * kh) | 0, src = (ol * taps * inPer + c) | 0;
+          for (let p = 0; p < BH; p++)
+            for (let q = 0; q < BW; q++) oK[((dst + p * s1h) * kw + q * s1w) | 0] = acc[(src + (p * BW + q) * inPer) | 0]!;
+        }
       }
+    }
+  }
+}
+
+/**
+ * The product when each output reads one intermediate channel (a depthwise second layer: DBB's
+ * and OREPA's 1x1 → pool): every tap is the single term 0 + W2[o, 0, p, q]·W1[m, c], as the matrix
+ * product computes it from a zeroed accumulator, written in the kernel's order without a product
+ * call per output.
+ */
+function composeOneIntermediate(a: LinearMap, b: LinearMap, out: LinearMap, inPer: number, outPer: number, s1h: number, s1w: number): void {
+  const BH = b.kh | 0, BW = b.kw | 0, kh = out.kh | 0, kw = out.kw | 0;
+  const taps = (BH * BW) | 0;
+  // Both read as float64 (a float32 and a float64 kernel through one loop would make it polymorphic).
+  const aK = a.kernel instanceof Float64Array ? a.kernel : Float64Array.from(a.kernel);
+  const bK = b.kernel instanceof Float64Array ? b.kernel : Float64Array.from(b.kernel);
+  const oK = out.kernel;
+  for (let o = 0; o < b.outChannels; o++) {
+    const src = (Math.floor(o / outPer) * inPer) | 0, w = (o * taps) | 0;
+    for (let c = 0; c < inPer; c++) {
+      const x = aK[src + c]!, dst = ((o * inPer + c) * kh) | 0;
+      for (let p = 0; p < BH; p++)
+        for (let q = 0; q < BW; q++) oK[((dst + p * s1h) * kw + q * s1w) | 0] = 0 + bK[(w + p * BW + q) | 0]! * x;
     }
   }
 }

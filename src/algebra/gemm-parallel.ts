@@ -1,30 +1,87 @@
-// gemm.ts over the machine's cores: large products are cut into blocks of rows of C, and worker
-// threads and the calling thread take blocks from one shared counter until none is left. Every
-// element of C is still computed by one thread with gemm.ts's code, so results are bit-identical
-// to the single-threaded product whatever the split. The caller stays synchronous: it works on
-// blocks itself and then waits (Atomics.wait) for blocks a worker has taken; a worker that has not
-// started yet (or cannot start, e.g. under a TypeScript test runner) simply takes none.
+// gemm.ts over the machine's cores (docs/rules.md §7.6): the operands of a large product sit in one
+// shared WebAssembly memory that every thread's instance of the kernel (gemm-kernel.wat) reads, C
+// is cut into blocks of rows, and worker threads and the calling thread take blocks from one
+// shared counter until none is left. Every element of C is still computed by one thread with the
+// same kernel, so results are bit-identical to the single-threaded product whatever the split.
+// The caller stays synchronous: it works on blocks itself and then waits (Atomics.wait) for blocks
+// a worker has taken. Workers sleep in Atomics.wait between products (no message per product); a
+// worker that has not started yet (or cannot start, e.g. under a TypeScript test runner) simply
+// takes none.
 import * as fs from "node:fs";
 import * as os from "node:os";
 import { Worker } from "node:worker_threads";
-import { gemmAccumulate } from "./gemm.js";
+import { gemmAccumulate, wasmKernelEnabled } from "./gemm.js";
+import { SHARED_PAGES } from "./gemm-kernel-wasm.js";
+import { ensureBytes, kernelModule, kernelOn, layout, PAGE, runRows, wasmWorkspace, type BlockKernel, type GemmWorkspace } from "./gemm-wasm.js";
 
-/** Below this many multiply-adds a product runs on the calling thread (handing out costs ~0.1 ms). */
-const PARALLEL_WORK = 1 << 24;
+export type { GemmWorkspace } from "./gemm-wasm.js";
+
+/** Below this many multiply-adds a product runs on the calling thread (waking the workers costs ~0.1 ms). */
+const PARALLEL_WORK = 1 << 22;
 /** Rows of C per block. */
 const BLOCK_ROWS = 64;
+/** The shared memory's size limit: a product whose operands need more runs on one thread. */
+const WORKSPACE_BYTES = SHARED_PAGES * PAGE;
 
-let pool: Worker[] | undefined;
+// The control words (Int32 in a SharedArrayBuffer): the job's generation (workers wait on it), the
+// claim word (generation << INDEX_BITS | next block), blocks done, and the job.
+const GEN = 0, CLAIM = 1, DONE = 2, JOB_M = 3, JOB_K = 4, JOB_N = 5, JOB_A = 6, JOB_B = 7, JOB_C = 8, BLOCKS = 9, ROWS = 10;
+const INDEX_BITS = 12;
+const INDEX_MASK = (1 << INDEX_BITS) - 1;
+/** Generations wrap at 2^20 (the claim word's upper bits). */
+const GEN_MASK = (1 << (32 - INDEX_BITS)) - 1;
 
-function workers(): Worker[] {
-  if (pool) return pool;
-  pool = [];
+/** What a worker is started with. */
+export interface TeamSetup {
+  module: WebAssembly.Module;
+  memory: WebAssembly.Memory;
+  control: SharedArrayBuffer;
+}
+
+interface Team {
+  memory: WebAssembly.Memory;
+  control: Int32Array;
+  block: BlockKernel;
+  workers: Worker[];
+  generation: number;
+  /** Products run on several threads, and the blocks workers (not the caller) did. */
+  jobs: number;
+  workerBlocks: number;
+}
+
+let team: Team | null | undefined;
+
+/** The shared memory, the calling thread's kernel on it, and the workers (started on first use). */
+function teamOf(): Team | null {
+  if (team !== undefined) return team;
+  team = null;
+  const module = wasmKernelEnabled() ? kernelModule(true) : null;
+  if (!module) return null;
+  let memory: WebAssembly.Memory;
+  try {
+    memory = new WebAssembly.Memory({ initial: 1, maximum: SHARED_PAGES, shared: true });
+  } catch {
+    return null;
+  }
+  const control = new SharedArrayBuffer(16 * 4);
+  team = {
+    memory, control: new Int32Array(control), block: kernelOn(module, memory), workers: startWorkers({ module, memory, control }),
+    generation: 0, jobs: 0, workerBlocks: 0,
+  };
+  return team;
+}
+
+function startWorkers(setup: TeamSetup): Worker[] {
+  const pool: Worker[] = [];
   const count = Math.min(Number(process.env.REPARAM_THREADS ?? os.availableParallelism()), 8) - 1;
   const script = new URL("./gemm-worker.js", import.meta.url);
-  if (count < 1 || !fs.existsSync(script)) return pool;
+  if (!(count >= 1) || !fs.existsSync(script)) return pool;
   for (let i = 0; i < count; i++) {
     try {
-      const w = new Worker(script);
+      // The parent's flags, less --input-type (a worker started from `node --input-type=module -e`
+      // would otherwise fail to load its file).
+      const execArgv = process.execArgv.filter((a) => !a.startsWith("--input-type"));
+      const w = new Worker(script, { workerData: setup, execArgv });
       w.unref();
       // A worker that fails takes no blocks: the calling thread does them.
       w.on("error", () => undefined);
@@ -36,48 +93,82 @@ function workers(): Worker[] {
   return pool;
 }
 
-/** What a worker is sent: the operands in shared memory and the job's counters. */
-export interface GemmJob {
-  a: SharedArrayBuffer;
-  b: SharedArrayBuffer;
-  c: SharedArrayBuffer;
-  /** [next block to take, blocks done] */
-  counters: SharedArrayBuffer;
-  M: number;
-  K: number;
-  N: number;
-}
-
-/** Take blocks until none is left; returns after the last one taken is done. */
-export function runBlocks(job: GemmJob): void {
-  const A = new Float64Array(job.a), B = new Float64Array(job.b), C = new Float64Array(job.c);
-  const counters = new Int32Array(job.counters);
-  const blocks = Math.ceil(job.M / BLOCK_ROWS);
+/** A worker's life: sleep until a product is published, take its blocks, sleep again. */
+export function serveBlocks(setup: TeamSetup): void {
+  const block = kernelOn(setup.module, setup.memory);
+  const control = new Int32Array(setup.control);
+  let seen = Atomics.load(control, GEN);
   for (;;) {
-    const k = Atomics.add(counters, 0, 1);
-    if (k >= blocks) return;
-    const r0 = k * BLOCK_ROWS, rows = Math.min(BLOCK_ROWS, job.M - r0);
-    gemmAccumulate(A, r0 * job.K, B, 0, C, r0 * job.N, rows, job.K, job.N);
-    Atomics.add(counters, 1, 1);
-    Atomics.notify(counters, 1);
+    Atomics.wait(control, GEN, seen);
+    seen = Atomics.load(control, GEN);
+    takeBlocks(block, control, seen);
   }
 }
 
 /**
- * Shared copies of the operands, in buffers kept from one product to the next (a fresh buffer per
- * product leaves the garbage collector hundreds of MB behind on a DBB model). Reuse is safe: a
- * product returns only after every block taken is done, and a worker that reads a job late finds
- * its counter exhausted before it touches any data.
+ * Take blocks of job `gen` until none is left; returns how many this thread did. The job's words
+ * are read before a block is claimed, and a claim succeeds only while the claim word still carries
+ * `gen` — the caller replaces the claim word before it writes the next job — so a thread that woke
+ * late never runs a block with a mix of two jobs' words.
  */
-const buffers: (SharedArrayBuffer | undefined)[] = [];
-/** Largest operand buffer kept between products. */
-const KEEP_BYTES = 16 << 20;
+function takeBlocks(block: BlockKernel, control: Int32Array, gen: number): number {
+  const M = control[JOB_M]!, K = control[JOB_K]!, N = control[JOB_N]!;
+  const a = control[JOB_A]!, b = control[JOB_B]!, c = control[JOB_C]!, blocks = control[BLOCKS]!, rows = control[ROWS]!;
+  const tag = (gen << INDEX_BITS) | 0;
+  let done = 0;
+  for (;;) {
+    const word = Atomics.load(control, CLAIM);
+    const index = word & INDEX_MASK;
+    if ((word & ~INDEX_MASK) !== tag || index >= blocks) return done;
+    if (Atomics.compareExchange(control, CLAIM, word, word + 1) !== word) continue;
+    const r0 = index * rows;
+    runRows(block, a, b, c, K, N, r0, Math.min(M, r0 + rows));
+    done++;
+    Atomics.add(control, DONE, 1);
+    Atomics.notify(control, DONE);
+  }
+}
 
-function shared(slot: number, x: Float64Array, n: number): SharedArrayBuffer {
-  let buffer = buffers[slot];
-  if (!buffer || buffer.byteLength !== n * 8) buffer = buffers[slot] = new SharedArrayBuffer(n * 8);
-  new Float64Array(buffer).set(x.subarray(0, n));
-  return buffer;
+/** The product laid out at `at` in the shared memory, on every thread that takes a block. */
+function runShared(t: Team, at: { a: number; b: number; c: number }, M: number, K: number, N: number): void {
+  if (t.workers.length === 0 || M * K * N < PARALLEL_WORK || M <= BLOCK_ROWS) return runRows(t.block, at.a, at.b, at.c, K, N, 0, M);
+  const control = t.control;
+  const gen = (t.generation = (t.generation + 1) & GEN_MASK);
+  const rows = Math.max(BLOCK_ROWS, Math.ceil(M / INDEX_MASK));
+  const blocks = Math.ceil(M / rows);
+  Atomics.exchange(control, CLAIM, (gen << INDEX_BITS) | 0);
+  control[JOB_M] = M; control[JOB_K] = K; control[JOB_N] = N;
+  control[JOB_A] = at.a; control[JOB_B] = at.b; control[JOB_C] = at.c;
+  control[BLOCKS] = blocks; control[ROWS] = rows;
+  Atomics.store(control, DONE, 0);
+  Atomics.store(control, GEN, gen);
+  Atomics.notify(control, GEN);
+  const mine = takeBlocks(t.block, control, gen);
+  for (let done = Atomics.load(control, DONE); done < blocks; done = Atomics.load(control, DONE)) Atomics.wait(control, DONE, done, 1000);
+  t.jobs++;
+  t.workerBlocks += blocks - mine;
+}
+
+/**
+ * The operands of one product C += A·B, to be filled in place (no copies on the way in or out):
+ * in the shared memory, run on several threads when large, where the kernel can take it; else in
+ * the one-thread kernel's memory, or plain arrays and the JS kernel. Valid until the next workspace.
+ */
+export function gemmWorkspace(M: number, K: number, N: number): GemmWorkspace {
+  const t = teamOf();
+  const at = layout(M, K, N);
+  if (t && at.end <= WORKSPACE_BYTES) {
+    ensureBytes(t.memory, at.end);
+    const heap = t.memory.buffer;
+    return {
+      A: new Float64Array(heap, at.a, M * K), B: new Float64Array(heap, at.b, K * N), C: new Float64Array(heap, at.c, M * N),
+      run: () => runShared(t, at, M, K, N),
+    };
+  }
+  const single = wasmKernelEnabled() ? wasmWorkspace(M, K, N) : undefined;
+  if (single) return single;
+  const A = new Float64Array(M * K), B = new Float64Array(K * N), C = new Float64Array(M * N);
+  return { A, B, C, run: () => gemmAccumulate(A, 0, B, 0, C, 0, M, K, N) };
 }
 
 /**
@@ -87,18 +178,17 @@ function shared(slot: number, x: Float64Array, n: number): SharedArrayBuffer {
 export function gemmAccumulateParallel(
   A: Float64Array, aOff: number, B: Float64Array, bOff: number, C: Float64Array, cOff: number, M: number, K: number, N: number,
 ): void {
-  const team = M * K * N >= PARALLEL_WORK && M > BLOCK_ROWS ? workers() : [];
-  if (team.length === 0) return gemmAccumulate(A, aOff, B, bOff, C, cOff, M, K, N);
-  const job: GemmJob = {
-    a: shared(0, A.subarray(aOff), M * K), b: shared(1, B.subarray(bOff), K * N), c: shared(2, C.subarray(cOff), M * N),
-    counters: new SharedArrayBuffer(8), M, K, N,
-  };
-  for (const w of team) w.postMessage(job);
-  runBlocks(job);
-  const counters = new Int32Array(job.counters);
-  const blocks = Math.ceil(M / BLOCK_ROWS);
-  for (let done = Atomics.load(counters, 1); done < blocks; done = Atomics.load(counters, 1)) Atomics.wait(counters, 1, done, 1000);
-  C.set(new Float64Array(job.c), cOff);
-  // Small buffers are kept for the next product; large ones are not held for the process's life.
-  for (let slot = 0; slot < buffers.length; slot++) if ((buffers[slot]?.byteLength ?? 0) > KEEP_BYTES) buffers[slot] = undefined;
+  const t = M * K * N >= PARALLEL_WORK && M > BLOCK_ROWS ? teamOf() : null;
+  if (!t || t.workers.length === 0 || layout(M, K, N).end > WORKSPACE_BYTES) return gemmAccumulate(A, aOff, B, bOff, C, cOff, M, K, N);
+  const w = gemmWorkspace(M, K, N);
+  w.A.set(A.subarray(aOff, aOff + M * K));
+  w.B.set(B.subarray(bOff, bOff + K * N));
+  w.C.set(C.subarray(cOff, cOff + M * N));
+  w.run();
+  C.set(w.C, cOff);
+}
+
+/** How many products ran on several threads, and how many blocks of them worker threads did. */
+export function gemmThreadStats(): { workers: number; jobs: number; workerBlocks: number } {
+  return { workers: team?.workers.length ?? 0, jobs: team?.jobs ?? 0, workerBlocks: team?.workerBlocks ?? 0 };
 }

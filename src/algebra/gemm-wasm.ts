@@ -1,9 +1,10 @@
-// gemm.ts's product on the WebAssembly SIMD kernel (gemm-kernel.wat; docs/rules.md §7.6):
-// the operands are copied into the kernel's memory, the same K and M blocking as
-// the JS kernel runs there two columns per instruction, and C is copied back. Every element's sum
-// is taken in the same order with the same IEEE-754 operations as the JS kernel, so the bits are
-// the same; the copies are O(MK + KN + MN) against the product's O(MKN).
-import { GEMM_KERNEL_WASM } from "./gemm-kernel-wasm.js";
+// gemm.ts's product on the WebAssembly SIMD kernel (gemm-kernel.wat; docs/rules.md §7.6): the
+// operands sit in the kernel's memory, the same K and M blocking as the JS kernel runs there two
+// columns per instruction. Every element's sum is taken in the same order with the same IEEE-754
+// operations as the JS kernel, so the bits are the same. A caller either copies its operands in
+// and out (gemmAccumulateWasm: O(MK + KN + MN) against the product's O(MKN)) or builds them in
+// place (wasmWorkspace: the composition packs straight into the kernel's memory).
+import { GEMM_KERNEL_WASM, GEMM_KERNEL_WASM_SHARED } from "./gemm-kernel-wasm.js";
 
 /** Rows of A (and C) one cache block holds. */
 const MC = 64;
@@ -13,45 +14,74 @@ const KC = 256;
 const KEEP_BYTES = 32 << 20;
 /** Largest product the kernel takes (its addresses are 32-bit); larger ones stay in JS. */
 const MAX_BYTES = 1 << 30;
-const PAGE = 65536;
+export const PAGE = 65536;
 
-type Block = (a: number, b: number, c: number, K: number, N: number, i0: number, i1: number, k0: number, k1: number) => void;
+/** The kernel's export: rows i0…i1−1 of C += A·B over depths k0…k1−1 (byte addresses a, b, c). */
+export type BlockKernel = (a: number, b: number, c: number, K: number, N: number, i0: number, i1: number, k0: number, k1: number) => void;
 
-interface Instance {
-  memory: WebAssembly.Memory;
-  block: Block;
-}
+const compiled: (WebAssembly.Module | null | undefined)[] = [undefined, undefined];
 
-let compiled: WebAssembly.Module | null | undefined;
-let kept: Instance | undefined;
-
-/** The compiled kernel, or null where WebAssembly or its SIMD instructions are unavailable. */
-function kernelModule(): WebAssembly.Module | null {
-  if (compiled !== undefined) return compiled;
-  compiled = null;
+/**
+ * The compiled kernel (on a plain or a shared memory), or null where WebAssembly or its SIMD
+ * instructions (or, for `shared`, its threads) are unavailable.
+ */
+export function kernelModule(shared = false): WebAssembly.Module | null {
+  const slot = shared ? 1 : 0;
+  if (compiled[slot] !== undefined) return compiled[slot]!;
+  compiled[slot] = null;
   try {
     if (typeof WebAssembly === "object") {
-      const bytes = Uint8Array.from(atob(GEMM_KERNEL_WASM), (ch) => ch.charCodeAt(0));
-      compiled = new WebAssembly.Module(bytes);
+      const text = atob(shared ? GEMM_KERNEL_WASM_SHARED : GEMM_KERNEL_WASM);
+      compiled[slot] = new WebAssembly.Module(Uint8Array.from(text, (ch) => ch.charCodeAt(0)));
     }
   } catch {
     // No SIMD (an old engine rejects the module): the JS kernel does the work.
   }
-  return compiled;
+  return compiled[slot]!;
 }
 
-function instantiate(module: WebAssembly.Module, bytes: number): Instance {
-  const memory = new WebAssembly.Memory({ initial: Math.ceil(bytes / PAGE) });
-  const instance = new WebAssembly.Instance(module, { env: { memory } });
-  return { memory, block: instance.exports.block as Block };
+export function kernelOn(module: WebAssembly.Module, memory: WebAssembly.Memory): BlockKernel {
+  return new WebAssembly.Instance(module, { env: { memory } }).exports.block as BlockKernel;
 }
+
+/** Rows r0…r1−1 of C += A·B in the kernel's memory, blocked as gemm.ts blocks (K blocks outer). */
+export function runRows(block: BlockKernel, a: number, b: number, c: number, K: number, N: number, r0: number, r1: number): void {
+  for (let k0 = 0; k0 < K; k0 += KC) {
+    const k1 = Math.min(K, k0 + KC);
+    for (let i0 = r0; i0 < r1; i0 += MC) block(a, b, c, K, N, i0, Math.min(r1, i0 + MC), k0, k1);
+  }
+}
+
+const align16 = (bytes: number): number => (bytes + 15) & ~15;
+
+/** Byte addresses of A, B and C for one product, and the bytes they need. */
+export function layout(M: number, K: number, N: number): { a: number; b: number; c: number; end: number } {
+  const b = align16(M * K * 8), c = b + align16(K * N * 8);
+  return { a: 0, b, c, end: c + M * N * 8 };
+}
+
+/** Grow `memory` to at least `bytes`. */
+export function ensureBytes(memory: WebAssembly.Memory, bytes: number): void {
+  const have = memory.buffer.byteLength;
+  if (have < bytes) memory.grow(Math.ceil((bytes - have) / PAGE));
+}
+
+interface Instance {
+  memory: WebAssembly.Memory;
+  block: BlockKernel;
+}
+
+let kept: Instance | undefined;
 
 /** An instance whose memory holds `bytes`: the kept one (grown if needed) or, for a large product, a fresh one. */
 function instanceFor(module: WebAssembly.Module, bytes: number): Instance {
-  if (bytes > KEEP_BYTES) return instantiate(module, bytes);
-  if (!kept) kept = instantiate(module, bytes);
-  const have = kept.memory.buffer.byteLength;
-  if (have < bytes) kept.memory.grow(Math.ceil((bytes - have) / PAGE));
+  const fresh = (): Instance => {
+    const memory = new WebAssembly.Memory({ initial: Math.ceil(bytes / PAGE) });
+    return { memory, block: kernelOn(module, memory) };
+  };
+  if (bytes > KEEP_BYTES) return fresh();
+  kept ??= fresh();
+  ensureBytes(kept.memory, bytes);
   return kept;
 }
 
@@ -60,7 +90,29 @@ export function wasmGemmAvailable(): boolean {
   return kernelModule() !== null;
 }
 
-const align16 = (bytes: number): number => (bytes + 15) & ~15;
+/**
+ * The operands of one product C += A·B (M x K, K x N, M x N, row-major): the caller fills A, B and
+ * C's starting values, calls run(), and reads C. Views are valid until the next workspace is taken.
+ */
+export interface GemmWorkspace {
+  A: Float64Array;
+  B: Float64Array;
+  C: Float64Array;
+  run(): void;
+}
+
+/** A workspace in the kept kernel memory (one thread), or undefined where the kernel cannot take it. */
+export function wasmWorkspace(M: number, K: number, N: number): GemmWorkspace | undefined {
+  const module = kernelModule();
+  const at = layout(M, K, N);
+  if (!module || at.end > KEEP_BYTES) return undefined;
+  const kernel = instanceFor(module, at.end);
+  const heap = kernel.memory.buffer;
+  return {
+    A: new Float64Array(heap, at.a, M * K), B: new Float64Array(heap, at.b, K * N), C: new Float64Array(heap, at.c, M * N),
+    run: () => runRows(kernel.block, at.a, at.b, at.c, K, N, 0, M),
+  };
+}
 
 /**
  * C[cOff + i·N + j] += Σ_k A[aOff + i·K + k] · B[bOff + k·N + j] on the WebAssembly kernel, each sum
@@ -72,18 +124,15 @@ export function gemmAccumulateWasm(
 ): boolean {
   const module = kernelModule();
   if (!module) return false;
-  const a = 0, b = align16(M * K * 8), c = b + align16(K * N * 8), end = c + M * N * 8;
-  if (end > MAX_BYTES) return false;
-  const kernel = instanceFor(module, end);
+  const at = layout(M, K, N);
+  if (at.end > MAX_BYTES) return false;
+  const kernel = instanceFor(module, at.end);
   const heap = kernel.memory.buffer;
-  new Float64Array(heap, a, M * K).set(A.subarray(aOff, aOff + M * K));
-  new Float64Array(heap, b, K * N).set(B.subarray(bOff, bOff + K * N));
-  const c64 = new Float64Array(heap, c, M * N);
+  new Float64Array(heap, at.a, M * K).set(A.subarray(aOff, aOff + M * K));
+  new Float64Array(heap, at.b, K * N).set(B.subarray(bOff, bOff + K * N));
+  const c64 = new Float64Array(heap, at.c, M * N);
   c64.set(C.subarray(cOff, cOff + M * N));
-  for (let k0 = 0; k0 < K; k0 += KC) {
-    const k1 = Math.min(K, k0 + KC);
-    for (let i0 = 0; i0 < M; i0 += MC) kernel.block(a, b, c, K, N, i0, Math.min(M, i0 + MC), k0, k1);
-  }
+  runRows(kernel.block, at.a, at.b, at.c, K, N, 0, M);
   C.set(c64, cOff);
   return true;
 }

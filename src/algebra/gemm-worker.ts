@@ -1,5 +1,5 @@
-// A worker thread of gemm-parallel.ts: takes blocks of each product it is sent.
-import { parentPort } from "node:worker_threads";
-import { runBlocks, type GemmJob } from "./gemm-parallel.js";
+// A worker thread of gemm-parallel.ts: takes blocks of each product the calling thread publishes.
+import { workerData } from "node:worker_threads";
+import { serveBlocks, type TeamSetup } from "./gemm-parallel.js";
 
-parentPort?.on("message", (job: GemmJob) => runBlocks(job));
+serveBlocks(workerData as TeamSetup);

@@ -6,7 +6,7 @@
 // operands in cache; a block's partial sums go back to C and continue from there in the same order.
 // Where WebAssembly SIMD runs, products that are not tiny go to gemm-wasm.ts: the same blocking and
 // the same per-element order, two columns per instruction, the same bits (docs/rules.md §7.6).
-import { gemmAccumulateWasm } from "./gemm-wasm.js";
+import { gemmAccumulateWasm, wasmGemmAvailable } from "./gemm-wasm.js";
 
 /** Rows of A (and C) one cache block holds. */
 const MC = 64;
@@ -18,6 +18,11 @@ const WASM_WORK = 1 << 12;
 
 /** Which kernel gemmAccumulate uses: REPARAM_GEMM=js forces the JS kernel (for A/B timing). */
 const forceJs = typeof process !== "undefined" && process.env?.REPARAM_GEMM === "js";
+
+/** Whether products run on the WebAssembly kernel (available, and not forced off). */
+export function wasmKernelEnabled(): boolean {
+  return !forceJs && wasmGemmAvailable();
+}
 
 /**
  * C[cOff + i·N + j] += Σ_k A[aOff + i·K + k] · B[bOff + k·N + j] (row-major, contiguous), each sum

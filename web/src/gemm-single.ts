@@ -1,11 +1,13 @@
 // The browser's side of src/algebra/gemm-parallel.ts (Node worker threads): web/build.mjs bundles
 // this file in its place. The page's compiler already runs in a Web Worker; its products run on
-// that one thread with gemm.ts's code, which gemm-parallel.ts guarantees gives the same bits as
-// its threaded split, so the page writes the same weights as the CLI.
-import { gemmAccumulate } from "../../src/algebra/gemm.js";
+// that one thread with gemm.ts's kernels (WebAssembly SIMD where the browser has it), which
+// gemm-parallel.ts guarantees give the same bits as its threaded split, so the page writes the
+// same weights as the CLI.
+import { gemmAccumulate, wasmKernelEnabled } from "../../src/algebra/gemm.js";
+import { wasmWorkspace, type GemmWorkspace } from "../../src/algebra/gemm-wasm.js";
 import type * as Threaded from "../../src/algebra/gemm-parallel.js";
 
-export type { GemmJob } from "../../src/algebra/gemm-parallel.js";
+export type { GemmWorkspace, TeamSetup } from "../../src/algebra/gemm-parallel.js";
 
 export function gemmAccumulateParallel(
   A: Float64Array, aOff: number, B: Float64Array, bOff: number, C: Float64Array, cOff: number, M: number, K: number, N: number,
@@ -13,10 +15,21 @@ export function gemmAccumulateParallel(
   gemmAccumulate(A, aOff, B, bOff, C, cOff, M, K, N);
 }
 
+export function gemmWorkspace(M: number, K: number, N: number): GemmWorkspace {
+  const single = wasmKernelEnabled() ? wasmWorkspace(M, K, N) : undefined;
+  if (single) return single;
+  const A = new Float64Array(M * K), B = new Float64Array(K * N), C = new Float64Array(M * N);
+  return { A, B, C, run: () => gemmAccumulate(A, 0, B, 0, C, 0, M, K, N) };
+}
+
 /** Only gemm-worker.ts (a Node worker thread, never bundled) calls it. */
-export function runBlocks(_job: Threaded.GemmJob): void {
+export function serveBlocks(_setup: Threaded.TeamSetup): void {
   throw new Error("gemm worker threads are not used in the browser");
 }
 
-const sameExports: typeof Threaded = { gemmAccumulateParallel, runBlocks };
+export function gemmThreadStats(): { workers: number; jobs: number; workerBlocks: number } {
+  return { workers: 0, jobs: 0, workerBlocks: 0 };
+}
+
+const sameExports: typeof Threaded = { gemmAccumulateParallel, gemmWorkspace, serveBlocks, gemmThreadStats };
 void sameExports;
