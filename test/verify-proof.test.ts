@@ -72,6 +72,25 @@ describe("too lenient no more", () => {
       const feeds = run.mock.calls.map((c) => Object.keys(c[0] as Record<string, unknown>).sort().join());
       expect(new Set(feeds)).toEqual(new Set(["w_0,x"]));
     });
+
+    it("a model onnxruntime will not load with its weights as inputs is loaded as written; the samples then move its inputs only, as the notes say", async () => {
+      const original = ort.InferenceSession.create.bind(ort.InferenceSession) as (...args: unknown[]) => Promise<ort.InferenceSession>;
+      let refuse = 1;
+      const create = vi.spyOn(ort.InferenceSession, "create").mockImplementation((async (...args: unknown[]) => {
+        if (refuse-- > 0) throw new Error("weights must be initializers (simulated)");
+        return original(...args);
+      }) as never);
+      const r = await verifyModels(scaledConv(1), scaledConv(1), { runs: 1 });
+      expect(r.ok).toBe(true);
+      expect(r.calibrated).toBe(true);
+      expect(r.notes.join("\n")).toMatch(/noise samples moved the reference's inputs only.*weights must be initializers \(simulated\)/);
+      // The reference as written holds its weights; the candidate was lifted as usual.
+      const loaded = create.mock.calls.slice(1).map((c) => onnx.ModelProto.decode(c[0] as Uint8Array).graph!.initializer!.length);
+      expect(loaded).toEqual([1, 0]);
+      // A wrong candidate still fails against it.
+      refuse = 1;
+      expect((await verifyModels(scaledConv(1), scaledConv(1.01))).ok).toBe(false);
+    });
   });
 
   it("dynamic dims are proven at a second size: odd batch > 1, the other parity of H and W", async () => {

@@ -87,7 +87,7 @@ function weightInput(t: Tensor): ValueInfoProto {
   });
 }
 
-/** One weight as onnxruntime is fed it: its type name, dims and the buffer its values are put in. */
+/** One weight as onnxruntime is fed it: its type name, dims and values. */
 export interface WeightFeed {
   name: string;
   type: "float32" | "float64" | "float16";
@@ -96,36 +96,34 @@ export interface WeightFeed {
 }
 
 /**
- * Buffers holding the lifted weights' values: as written (original) or moved by one ulp each
- * (perturbed). The same buffers are refilled for every sample, so at most one copy of the weights
- * exists beside the model at any time.
+ * The lifted weights' values as fed to onnxruntime: as written (the tensors' own arrays, no copy)
+ * or moved by one ulp each (perturbed: buffers made at the first sample and refilled for every
+ * other), so at most one copy of the weights exists beside the model at any time.
  */
 export class WeightFeeds {
-  readonly feeds: WeightFeed[];
-  constructor(private readonly weights: readonly Tensor[]) {
-    this.feeds = weights.map((t) => {
+  private buffers: WeightFeed[] | undefined;
+  constructor(private readonly weights: readonly Tensor[]) {}
+
+  /** The weights as written: each tensor's own values (a weight left in the model's file is read from it). */
+  original(): WeightFeed[] {
+    return this.weights.map((t) => ({ name: t.name, type: FEED_TYPE[t.dtype]!, dims: t.dims, data: t.data() as Float32Array | Float64Array | Uint16Array }));
+  }
+
+  /** Every non-zero finite weight moved by one ulp, in a direction drawn from `seed`. */
+  perturbed(seed: number): WeightFeed[] {
+    this.buffers ??= this.weights.map((t) => {
       const type = FEED_TYPE[t.dtype]!;
       const n = t.size;
       const data = type === "float32" ? new Float32Array(n) : type === "float64" ? new Float64Array(n) : new Uint16Array(n);
       return { name: t.name, type, dims: t.dims, data };
     });
-  }
-
-  /** The weights as written. */
-  original(): WeightFeed[] {
-    this.weights.forEach((t, i) => copyValues(t, this.feeds[i]!.data));
-    return this.feeds;
-  }
-
-  /** Every non-zero finite weight moved by one ulp, in a direction drawn from `seed`. */
-  perturbed(seed: number): WeightFeed[] {
     const bits = new RandomBits(seed);
     this.weights.forEach((t, i) => {
-      const f = this.feeds[i]!;
+      const f = this.buffers![i]!;
       copyValues(t, f.data);
       moveByOneUlp(f.type, f.data, bits);
     });
-    return this.feeds;
+    return this.buffers;
   }
 }
 

@@ -12,7 +12,7 @@ import { product } from "../ir/tensor.js";
 // onnxruntime-node here, onnxruntime-web in the web app: nothing in this file needs Node itself.
 import { cudaLibraries, ort, withModelFile } from "./runtime.js";
 import { CONCLUSIVE_LIMIT, FLOOR_ULPS, NOISE_FACTOR, compareValues, sliceLayout, sliceSpread, type RunStats, type UserCriterion } from "./compare.js";
-import { liftedModel, perturbInput, perturbableWeights, WeightFeeds, type FloatFeedData } from "./noise.js";
+import { liftedModel, perturbInput, perturbableWeights, WeightFeeds, type FloatFeedData, type WeightFeed } from "./noise.js";
 import type { Tensor } from "../ir/tensor.js";
 import { floorTolerance, outputPrecisions, unitRoundoff } from "./precision.js";
 import { mix32, Rng } from "./rng.js";
@@ -496,20 +496,27 @@ async function runSession(session: ort.InferenceSession, feeds: Record<string, o
  * session, a copy of the model or its serialized bytes. Optimizations disabled: run as written.
  */
 class LiftedSession {
-  private readonly buffers: WeightFeeds;
-  /** The weights fed with every run: onnxruntime tensors over the buffers, which are refilled in place. */
-  private readonly tensors: Record<string, ort.Tensor> = {};
+  private readonly weights: WeightFeeds;
+  /** The weights fed with every run: onnxruntime tensors over the values as written, or over the perturbed buffers. */
+  private tensors: Record<string, ort.Tensor>;
 
-  private constructor(readonly session: ort.InferenceSession, private readonly model: Model, private readonly role: string, weights: readonly Tensor[]) {
-    this.buffers = new WeightFeeds(weights);
-    for (const f of this.buffers.feeds) this.tensors[f.name] = new ort.Tensor(f.type as "float32", f.data as Float32Array, f.dims);
-    this.buffers.original();
+  private constructor(readonly session: ort.InferenceSession, private readonly model: Model, private readonly role: string, weights: readonly Tensor[], readonly asWritten?: string) {
+    this.weights = new WeightFeeds(weights);
+    this.tensors = tensorsOf(this.weights.original());
   }
 
   static async create(model: Model, provider: Provider, role: string): Promise<LiftedSession> {
     const weights = perturbableWeights(model);
-    const session = await createSession(liftedModel(model, weights), provider, role, undefined, "disabled");
-    return new LiftedSession(session, model, role, weights);
+    try {
+      return new LiftedSession(await createSession(liftedModel(model, weights), provider, role, undefined, "disabled"), model, role, weights);
+    } catch (e) {
+      // onnxruntime refusing a weight as an input where it takes it as an initializer: the model as
+      // written is loaded (its own error is the one reported when that fails too), nothing is lifted,
+      // and the noise samples move the inputs only (asWritten says why, for the report's notes).
+      if (!(e instanceof ModelError) || weights.length === 0) throw e;
+      const session = await createSession(model, provider, role, undefined, "disabled");
+      return new LiftedSession(session, model, role, [], e.message);
+    }
   }
 
   get outputNames(): readonly string[] {
@@ -518,7 +525,8 @@ class LiftedSession {
 
   /** Feed the weights each moved by one ulp (seeded) from now on. */
   usePerturbed(seed: number): void {
-    this.buffers.perturbed(seed);
+    this.tensors = {}; // the values as written can go (a weight read from the file is a copy) before the buffers are made
+    this.tensors = tensorsOf(this.weights.perturbed(seed));
   }
 
   /** Run on `inputs` (the model's real inputs), a ModelError naming the model when onnxruntime fails. */
@@ -534,6 +542,10 @@ class LiftedSession {
   release(): Promise<void> {
     return this.session.release();
   }
+}
+
+function tensorsOf(feeds: readonly WeightFeed[]): Record<string, ort.Tensor> {
+  return Object.fromEntries(feeds.map((f) => [f.name, new ort.Tensor(f.type as "float32", f.data as Float32Array, f.dims)]));
 }
 
 /** One-shot helper: load `model`, run it on `feeds`, release the session. */
@@ -953,6 +965,9 @@ export async function verifyModels(reference: Model, candidate: Model, options: 
   } finally {
     await refSession.release();
   }
+  const notes = [...ref.plan.notes];
+  if (refSession.asWritten && samples)
+    notes.push(`the noise samples moved the reference's inputs only, not its weights: onnxruntime cannot load it with its arithmetic weights as inputs (${refSession.asWritten})`);
   const compared: OutputRun[][] = []; // [input set][output]
   try {
     const candSession = await LiftedSession.create(candidate, provider, "candidate");
@@ -973,7 +988,7 @@ export async function verifyModels(reference: Model, candidate: Model, options: 
       name, shapes: [], maxAbs: Infinity, maxRel: Infinity, scale: 0, ok: false, tolerance: 0, allowedRel: 0, nonFiniteMismatches: 0, referenceNonFinite: 0, reason,
     }));
     const r = report(options, options.referenceFile ?? reference.path ?? null, options.candidateFile ?? candidate.path ?? null, user, "calibrated", outputs, {
-      calibrated: false, runs, inputSets: ref.sets.length, shapeSets: ref.plan.sets, notes: ref.plan.notes,
+      calibrated: false, runs, inputSets: ref.sets.length, shapeSets: ref.plan.sets, notes,
     }, start);
     return { ...r, candidateError: e.message };
   }
@@ -984,7 +999,7 @@ export async function verifyModels(reference: Model, candidate: Model, options: 
   ref.outputs.length = 0;
   const outputs = judge(outputNames, compared, floors, ulpFloors, precisions, user, samples, ref.sets);
   return report(options, options.referenceFile ?? reference.path ?? null, options.candidateFile ?? candidate.path ?? null, user, "calibrated", outputs, {
-    calibrated: (samples?.length ?? 0) > 0, runs, inputSets: ref.sets.length, shapeSets: ref.plan.sets, notes: ref.plan.notes,
+    calibrated: (samples?.length ?? 0) > 0, runs, inputSets: ref.sets.length, shapeSets: ref.plan.sets, notes,
   }, start);
 }
 
