@@ -74,6 +74,21 @@ describe("loadModel leaves large weights in the file", () => {
     expect(Buffer.compare(fs.readFileSync(at("big-out.onnx")), fs.readFileSync(at("big-ref.onnx")))).toBe(0);
   });
 
+  it("large weights read from the file or from external data are not kept (memory): each read is a fresh copy", () => {
+    const m = loadModel(write("fresh.onnx", modelToBytes(model(200, 3)))); // w: 1.44 MB
+    const w = m.graph.initializers.get(names.w)!, g = m.graph.initializers.get(names.g)!;
+    expect(w.data()).not.toBe(w.data());
+    expect([...w.data()]).toEqual([...w.data()]);
+    expect(g.data()).toBe(g.data()); // small: decoded once
+    fs.mkdirSync(at("ext"));
+    saveModel(m, at("ext", "m.onnx"), { externalData: true });
+    const e = loadModel(at("ext", "m.onnx"));
+    const we = e.graph.initializers.get(names.w)!;
+    expect(we.external).toBeDefined();
+    expect(we.data()).not.toBe(we.data());
+    expect([...we.data()]).toEqual([...w.data()]);
+  });
+
   it("a file renamed over or deleted after loading is still read (the model keeps it open)", () => {
     const f = write("moved.onnx", bytes);
     const m = loadModel(f);

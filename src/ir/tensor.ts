@@ -152,9 +152,10 @@ export class Tensor {
     }
     if (data.length !== this.size)
       throw new ModelError(`initializer '${this.name}' holds ${data.length} values but its shape [${this.dims}] needs ${this.size}`);
-    // A large copy (of misaligned raw data, or read from the file) is not kept (it is cheap to make again): passes
-    // read each weight a few times, and holding copies of every weight of a large model is what drives peak memory.
-    const copied = !this.external && data.buffer !== p?.rawData?.buffer;
+    // A large copy (of misaligned raw data, or read from the model file or its external data) is not kept (it is
+    // cheap to make again): passes read each weight about once, and holding copies of every weight of a large
+    // model is what drives peak memory (a 2 GB external-data model held all of it until the end of optimize).
+    const copied = this.external !== undefined || data.buffer !== p?.rawData?.buffer;
     if (!copied || data.byteLength < UNCACHED_COPY_BYTES) this.cached = data;
     return data;
   }
