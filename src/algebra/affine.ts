@@ -34,7 +34,7 @@ export function perChannel(values: Float64Array, channels: number): Float64Array
 export function affineAfter(m: LinearMap, a: Affine): LinearMap {
   const s = perChannel(a.scale, m.outChannels), t = perChannel(a.shift, m.outChannels);
   const per = rowLength(m);
-  return rowMap(geometryOf(m), {
+  const scaled = rowMap(geometryOf(m), {
     row(o, row) {
       const so = s[o]!;
       const inner = channelRows(m);
@@ -56,4 +56,16 @@ export function affineAfter(m: LinearMap, a: Affine): LinearMap {
       return bias;
     },
   }, [m]);
+  scaledMaps.set(scaled, { base: m, scale: s });
+  return scaled;
+}
+
+const scaledMaps = new WeakMap<LinearMap, { base: LinearMap; scale: Float64Array }>();
+
+/**
+ * A map affineAfter made and not computed yet, as the map it scales and the per-channel scale: a
+ * branch sum adds `base · s` in one pass (each product rounded once, as the scaled row holds it).
+ */
+export function scaledView(m: LinearMap): { base: LinearMap; scale: Float64Array } | undefined {
+  return channelRows(m) ? scaledMaps.get(m) : undefined;
 }

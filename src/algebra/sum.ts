@@ -2,6 +2,7 @@
 // where Ŵ_i is W_i embedded in the union window. Exact only when the branches' output grids are
 // identical for every input size: same stride, same dilation (on axes with more than one tap) and
 // the same `pad_begin + pad_end − span` per axis, so the windows line up at both borders.
+import { scaledView } from "./affine.js";
 import { kernelArray } from "./scratch.js";
 import { channelRows, gcd, refuse, rowLength, rowMap, type ChannelRows, type KernelData, type LinearMap, type MapGeometry, type Refusal } from "./linear-map.js";
 
@@ -86,6 +87,12 @@ function sumRows(out: MapGeometry, maps: LinearMap[], rowOffsets: number[], colO
         const mInPer = (m.inChannels / m.groups) | 0;
         // The input channels of m's row for o, as a channel offset inside the union row.
         const channel0 = (Math.floor(o / (m.outChannels / m.groups)) * mInPer - group * inPerGroup) | 0;
+        const scaled = scaledView(m);
+        if (scaled && !channelRows(scaled.base)) {
+          // base · s added straight from base's kernel: the products the scaled row would hold.
+          addScaledRow(row, OH, OW, scaled.base.kernel, (o * mPer) | 0, m.kh | 0, m.kw | 0, mInPer, channel0 * OH * OW, rowOffsets[idx]! | 0, colOffsets[idx]! | 0, scaled.scale[o]!);
+          continue;
+        }
         const inner = channelRows(m);
         let src: KernelData, from: number;
         if (inner) {
@@ -125,6 +132,23 @@ function addRow(dst: Float64Array, OH: number, OW: number, src: KernelData, from
       const s0 = (from + c * srcStride + i * KW) | 0;
       const d0 = (at + c * dstStride + (i + dy) * OW + dx) | 0;
       for (let j = 0; j < KW; j++) dst[d0 + j] = dst[d0 + j]! + src[s0 + j]!;
+    }
+  }
+}
+
+/** addRow of src · s (each product a double, then added: no fused multiply-add in JavaScript). */
+function addScaledRow(dst: Float64Array, OH: number, OW: number, src: KernelData, from: number, KH: number, KW: number, channels: number, at: number, dy: number, dx: number, s: number): void {
+  if (KH === OH && KW === OW) {
+    const n = (channels * KH * KW) | 0;
+    for (let i = 0; i < n; i++) dst[at + i] = dst[at + i]! + src[from + i]! * s;
+    return;
+  }
+  const srcStride = (KH * KW) | 0, dstStride = (OH * OW) | 0;
+  for (let c = 0; c < channels; c++) {
+    for (let i = 0; i < KH; i++) {
+      const s0 = (from + c * srcStride + i * KW) | 0;
+      const d0 = (at + c * dstStride + (i + dy) * OW + dx) | 0;
+      for (let j = 0; j < KW; j++) dst[d0 + j] = dst[d0 + j]! + src[s0 + j]! * s;
     }
   }
 }
