@@ -161,7 +161,7 @@ function composePointwiseFirst(a: LinearMap, b: LinearMap, out: LinearMap, inPer
       // The operands are built where the kernel reads them (no copies, no fresh arrays per block).
       const product = gemmWorkspace(rows, midPer, inPer);
       const acc = product.C;
-      product.B.set(aK.subarray(bBase, bBase + midPer * inPer));
+      product.setB(aK, bBase);
       // Row (o, t) of the product: W2[o, :, t].
       if (bK instanceof Float32Array) packRows32(bK, product.A, o0, n, midPer, taps);
       else packRows64(bK, product.A, o0, n, midPer, taps);

@@ -12,7 +12,7 @@ import * as os from "node:os";
 import { Worker } from "node:worker_threads";
 import { gemmAccumulate, wasmKernelEnabled } from "./gemm.js";
 import { SHARED_PAGES } from "./gemm-kernel-wasm.js";
-import { ensureBytes, kernelModule, kernelOn, layout, PAGE, runRows, wasmWorkspace, type BlockKernel, type GemmWorkspace } from "./gemm-wasm.js";
+import { ensureBytes, kernelModule, kernelOn, layout, packPanels, PAGE, runRows, wasmWorkspace, type BlockKernel, type GemmWorkspace } from "./gemm-wasm.js";
 
 export type { GemmWorkspace } from "./gemm-wasm.js";
 
@@ -160,15 +160,20 @@ export function gemmWorkspace(M: number, K: number, N: number): GemmWorkspace {
   if (t && at.end <= WORKSPACE_BYTES) {
     ensureBytes(t.memory, at.end);
     const heap = t.memory.buffer;
+    const B = new Float64Array(heap, at.b, K * N);
     return {
-      A: new Float64Array(heap, at.a, M * K), B: new Float64Array(heap, at.b, K * N), C: new Float64Array(heap, at.c, M * N),
+      A: new Float64Array(heap, at.a, M * K), C: new Float64Array(heap, at.c, M * N),
+      setB: (src, offset) => packPanels(src, offset, K, N, B),
       run: () => runShared(t, at, M, K, N),
     };
   }
-  const single = wasmKernelEnabled() ? wasmWorkspace(M, K, N) : undefined;
-  if (single) return single;
+  return (wasmKernelEnabled() ? wasmWorkspace(M, K, N) : undefined) ?? plainWorkspace(M, K, N);
+}
+
+/** Plain arrays and the JS kernel (B row-major as given). */
+export function plainWorkspace(M: number, K: number, N: number): GemmWorkspace {
   const A = new Float64Array(M * K), B = new Float64Array(K * N), C = new Float64Array(M * N);
-  return { A, B, C, run: () => gemmAccumulate(A, 0, B, 0, C, 0, M, K, N) };
+  return { A, C, setB: (src, offset) => B.set(src.subarray(offset, offset + K * N)), run: () => gemmAccumulate(A, 0, B, 0, C, 0, M, K, N) };
 }
 
 /**
@@ -182,7 +187,7 @@ export function gemmAccumulateParallel(
   if (!t || t.workers.length === 0 || layout(M, K, N).end > WORKSPACE_BYTES) return gemmAccumulate(A, aOff, B, bOff, C, cOff, M, K, N);
   const w = gemmWorkspace(M, K, N);
   w.A.set(A.subarray(aOff, aOff + M * K));
-  w.B.set(B.subarray(bOff, bOff + K * N));
+  w.setB(B, bOff);
   w.C.set(C.subarray(cOff, cOff + M * N));
   w.run();
   C.set(w.C, cOff);

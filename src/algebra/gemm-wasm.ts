@@ -3,7 +3,8 @@
 // columns per instruction. Every element's sum is taken in the same order with the same IEEE-754
 // operations as the JS kernel, so the bits are the same. A caller either copies its operands in
 // and out (gemmAccumulateWasm: O(MK + KN + MN) against the product's O(MKN)) or builds them in
-// place (wasmWorkspace: the composition packs straight into the kernel's memory).
+// place (wasmWorkspace: the composition packs straight into the kernel's memory). B is stored in
+// panels of 4 columns (packPanels), so the depth loop reads it contiguously.
 import { GEMM_KERNEL_WASM, GEMM_KERNEL_WASM_SHARED } from "./gemm-kernel-wasm.js";
 
 /** Rows of A (and C) one cache block holds. */
@@ -91,14 +92,31 @@ export function wasmGemmAvailable(): boolean {
 }
 
 /**
- * The operands of one product C += A·B (M x K, K x N, M x N, row-major): the caller fills A, B and
- * C's starting values, calls run(), and reads C. Views are valid until the next workspace is taken.
+ * The operands of one product C += A·B (M x K, K x N, M x N): the caller fills A (row-major) and C's
+ * starting values (row-major), gives B (row-major at src[offset…]) to setB — which stores it in the
+ * kernel's layout — calls run(), and reads C. Views are valid until the next workspace is taken.
  */
 export interface GemmWorkspace {
   A: Float64Array;
-  B: Float64Array;
   C: Float64Array;
+  setB(src: Float64Array | Float32Array, offset: number): void;
   run(): void;
+}
+
+/**
+ * B (K x N, row-major at src[offset…]) in the kernel's layout (gemm-kernel.wat's header): panels of
+ * 4 columns, each K rows of 4 contiguous values, then the N mod 4 last columns row-major.
+ */
+export function packPanels(src: Float64Array | Float32Array, offset: number, K: number, N: number, dst: Float64Array): void {
+  const n4 = N & ~3, tail = N - n4;
+  for (let k = 0; k < K; k++) {
+    const row = (offset + k * N) | 0;
+    for (let j = 0; j < n4; j += 4) {
+      const d = (j * K + 4 * k) | 0;
+      dst[d] = src[row + j]!; dst[d + 1] = src[row + j + 1]!; dst[d + 2] = src[row + j + 2]!; dst[d + 3] = src[row + j + 3]!;
+    }
+    for (let j = n4; j < N; j++) dst[(n4 * K + k * tail + j - n4) | 0] = src[row + j]!;
+  }
 }
 
 /** A workspace in the kept kernel memory (one thread), or undefined where the kernel cannot take it. */
@@ -108,8 +126,10 @@ export function wasmWorkspace(M: number, K: number, N: number): GemmWorkspace | 
   if (!module || at.end > KEEP_BYTES) return undefined;
   const kernel = instanceFor(module, at.end);
   const heap = kernel.memory.buffer;
+  const B = new Float64Array(heap, at.b, K * N);
   return {
-    A: new Float64Array(heap, at.a, M * K), B: new Float64Array(heap, at.b, K * N), C: new Float64Array(heap, at.c, M * N),
+    A: new Float64Array(heap, at.a, M * K), C: new Float64Array(heap, at.c, M * N),
+    setB: (src, offset) => packPanels(src, offset, K, N, B),
     run: () => runRows(kernel.block, at.a, at.b, at.c, K, N, 0, M),
   };
 }
@@ -129,7 +149,7 @@ export function gemmAccumulateWasm(
   const kernel = instanceFor(module, at.end);
   const heap = kernel.memory.buffer;
   new Float64Array(heap, at.a, M * K).set(A.subarray(aOff, aOff + M * K));
-  new Float64Array(heap, at.b, K * N).set(B.subarray(bOff, bOff + K * N));
+  packPanels(B, bOff, K, N, new Float64Array(heap, at.b, K * N));
   const c64 = new Float64Array(heap, at.c, M * N);
   c64.set(C.subarray(cOff, cOff + M * N));
   runRows(kernel.block, at.a, at.b, at.c, K, N, 0, M);

@@ -16,10 +16,12 @@ export function gemmAccumulateParallel(
 }
 
 export function gemmWorkspace(M: number, K: number, N: number): GemmWorkspace {
-  const single = wasmKernelEnabled() ? wasmWorkspace(M, K, N) : undefined;
-  if (single) return single;
+  return (wasmKernelEnabled() ? wasmWorkspace(M, K, N) : undefined) ?? plainWorkspace(M, K, N);
+}
+
+export function plainWorkspace(M: number, K: number, N: number): GemmWorkspace {
   const A = new Float64Array(M * K), B = new Float64Array(K * N), C = new Float64Array(M * N);
-  return { A, B, C, run: () => gemmAccumulate(A, 0, B, 0, C, 0, M, K, N) };
+  return { A, C, setB: (src, offset) => B.set(src.subarray(offset, offset + K * N)), run: () => gemmAccumulate(A, 0, B, 0, C, 0, M, K, N) };
 }
 
 /** Only gemm-worker.ts (a Node worker thread, never bundled) calls it. */
@@ -31,5 +33,5 @@ export function gemmThreadStats(): { workers: number; jobs: number; workerBlocks
   return { workers: 0, jobs: 0, workerBlocks: 0 };
 }
 
-const sameExports: typeof Threaded = { gemmAccumulateParallel, gemmWorkspace, serveBlocks, gemmThreadStats };
+const sameExports: typeof Threaded = { gemmAccumulateParallel, gemmWorkspace, plainWorkspace, serveBlocks, gemmThreadStats };
 void sameExports;
