@@ -157,37 +157,27 @@ export class RandomBits {
  * rounding a fold makes there.
  */
 export function moveByOneUlp(type: "float32" | "float64" | "float16", data: Float32Array | Float64Array | Uint16Array, bits: RandomBits): void {
-  if (type === "float32") moveBits32(new Uint32Array(data.buffer, data.byteOffset, data.length), bits);
-  else if (type === "float16") moveBits16(data as Uint16Array, bits);
+  if (type === "float32") moveBits(new Uint32Array(data.buffer, data.byteOffset, data.length), BINARY32, bits);
+  else if (type === "float16") moveBits(data as Uint16Array, BINARY16, bits);
   else moveFloat64(data as Float64Array, bits);
 }
 
-function moveBits32(u: Uint32Array, bits: RandomBits): void {
-  const n = u.length;
-  for (let start = 0; start < n; start += 32) {
-    let word = bits.word();
-    const end = Math.min(n, start + 32);
-    for (let i = start; i < end; i++, word >>>= 1) {
-      const x = u[i]!;
-      const magnitude = x & 0x7fffffff;
-      if (magnitude === 0 || magnitude >= 0x7f800000) continue; // zero, Inf, NaN
-      if (word & 1) u[i] = x + 1;
-      else u[i] = x - ((magnitude & 0x7fffff) === 0 && magnitude >= 0x01000000 ? 2 : 1);
-    }
-  }
-}
+/** An IEEE 754 format's bit fields: the magnitude (all but the sign), its first non-finite pattern, the mantissa, the first pattern of the second binade. */
+interface BitFormat { magnitude: number; infinity: number; mantissa: number; secondBinade: number }
+const BINARY32: BitFormat = { magnitude: 0x7fffffff, infinity: 0x7f800000, mantissa: 0x7fffff, secondBinade: 0x01000000 };
+const BINARY16: BitFormat = { magnitude: 0x7fff, infinity: 0x7c00, mantissa: 0x3ff, secondBinade: 0x0800 };
 
-function moveBits16(u: Uint16Array, bits: RandomBits): void {
+function moveBits(u: Uint32Array | Uint16Array, f: BitFormat, bits: RandomBits): void {
   const n = u.length;
   for (let start = 0; start < n; start += 32) {
     let word = bits.word();
     const end = Math.min(n, start + 32);
     for (let i = start; i < end; i++, word >>>= 1) {
       const x = u[i]!;
-      const magnitude = x & 0x7fff;
-      if (magnitude === 0 || magnitude >= 0x7c00) continue;
+      const magnitude = x & f.magnitude;
+      if (magnitude === 0 || magnitude >= f.infinity) continue; // zero, Inf, NaN
       if (word & 1) u[i] = x + 1;
-      else u[i] = x - ((magnitude & 0x3ff) === 0 && magnitude >= 0x0800 ? 2 : 1);
+      else u[i] = x - ((magnitude & f.mantissa) === 0 && magnitude >= f.secondBinade ? 2 : 1);
     }
   }
 }
