@@ -8,12 +8,11 @@ import { ModelError, UsageError } from "../ir/errors.js";
 import type { Model } from "../ir/graph.js";
 import { modelToBytes } from "../ir/bytes.js";
 import { toNumber, type ValueInfoProto } from "../ir/proto.js";
-import { product } from "../ir/tensor.js";
+import { product, type Tensor } from "../ir/tensor.js";
 // onnxruntime-node here, onnxruntime-web in the web app: nothing in this file needs Node itself.
 import { cudaLibraries, ort, withModelFile } from "./runtime.js";
 import { CONCLUSIVE_LIMIT, FLOOR_ULPS, NOISE_FACTOR, compareValues, sliceLayout, sliceSpread, type RunStats, type UserCriterion } from "./compare.js";
 import { liftedModel, perturbInput, perturbableWeights, WeightFeeds, type FloatFeedData, type WeightFeed } from "./noise.js";
-import type { Tensor } from "../ir/tensor.js";
 import { floorTolerance, outputPrecisions, unitRoundoff } from "./precision.js";
 import { mix32, Rng } from "./rng.js";
 import { planShapes, type ShapeSet } from "./shape-plan.js";
