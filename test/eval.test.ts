@@ -3,7 +3,9 @@
 import * as ort from "onnxruntime-node";
 import { describe, expect, it } from "vitest";
 import { isRefusal, type Refusal } from "../src/algebra/linear-map.js";
-import { EVALUATED_OPS, MAX_ELEMENTS, evaluateNode, tensorFromValue, valueFromTensor, type Value } from "../src/eval/index.js";
+import {
+  EVALUATED_OPS, MAX_ELEMENTS, evaluateNode, recycle, tensorFromValue, valueFromTensor, withRecycling, type Value,
+} from "../src/eval/index.js";
 import { GraphBuilder } from "../src/ir/builder.js";
 import { DataType, floatToHalf, halfToFloat } from "../src/ir/dtype.js";
 import { attr, Node } from "../src/ir/graph.js";
@@ -790,6 +792,23 @@ describe("shape-only inputs and matrix products", () => {
       for (let i = 0; i < M; i++) for (let j = 0; j < N; j++) expect(t[j * M + i]).toBe(want[i * N + j]);
     }
   });
+  it("Einsum `ti,othw->oihw` run in slices of o (large B) gives the textbook sums, in order", () => {
+    // 1000 output channels of 64·3·3: B and C are moved in slices (linalg.ts SLICE_ELEMENTS), the
+    // last one shorter. Every element must still be ((0 + a0·b0) + a1·b1) + … over t.
+    const r = rng(93);
+    const [T, I, O, H, W] = [64, 64, 1000, 3, 3];
+    const a = Float64Array.from({ length: T * I }, () => r() - 0.5), b = Float64Array.from({ length: O * T * H * W }, () => (r() - 0.5) * 1e3);
+    const got = run("Einsum", [{ dtype: DOUBLE, dims: [T, I], data: a }, { dtype: DOUBLE, dims: [O, T, H, W], data: b }], { equation: "ti,othw->oihw" }, 12)[0]!;
+    expect(got.dims).toEqual([O, I, H, W]);
+    for (let o = 0; o < O; o++)
+      for (let i = 0; i < I; i++)
+        for (let hw = 0; hw < H * W; hw++) {
+          let acc = 0;
+          for (let t = 0; t < T; t++) acc += a[t * I + i]! * b[(o * T + t) * H * W + hw]!;
+          const x = got.data[(o * I + i) * H * W + hw]!;
+          if (x !== acc) throw new Error(`out[${o},${i},${hw}] = ${x}, want ${acc}`);
+        }
+  });
   it("broadcasting ops read their operands in place: the same bits as the expanded loop (random shapes)", () => {
     const r = rng(92);
     const dbl = (dims: number[]): Value => ({
@@ -820,6 +839,13 @@ describe("shape-only inputs and matrix products", () => {
       const dims = Array.from({ length: rank }, (_, i) => Math.max(...[a, b].map((v) => v.dims[i - (rank - v.dims.length)] ?? 1)));
       for (const [op, f] of ops) same(run(op, [a, b])[0]!.data, Array.from({ length: size(dims) }, (_, i) => f(at(a, dims, i), at(b, dims, i))));
     }
+    // float32 results are rounded as they are written, once, and only when final: Sum's running
+    // total stays float64 ((1 + 2^-24) + 2^-24 is 1 + 2^-23 in float32, rounding each step gives 1).
+    const f = (data: number[]): Value => ({ dtype: FLOAT, dims: [data.length], data: Float64Array.from(data) });
+    const h = 2 ** -24;
+    same(run("Add", [f([1, 1 / 3]), f([h, 1 / 7])])[0]!.data, [1, Math.fround(1 / 3 + 1 / 7)]);
+    same(run("Sum", [f([1]), f([h]), f([h])])[0]!.data, [1 + 2 ** -23]);
+    same(run("Einsum", [f([1 / 3, 1]), f([1 / 7, h])], { equation: "i,i->i" }, 12)[0]!.data, [Math.fround(0 + (1 / 3) * (1 / 7)), 1 * h]);
     // Einsum with nothing summed: 0 + a·b per element, operands broadcast by index (OREPA's forms).
     for (const [equation, da, db, dims] of [
       ["oihw,o->oihw", [5, 3, 3, 3], [5], [5, 3, 3, 3]], ["oihw,hw->oihw", [4, 6, 1, 1], [3, 3], [4, 6, 3, 3]],
@@ -904,6 +930,27 @@ describe("refusals", () => {
 });
 
 describe("API", () => {
+  it("recycled buffers: reused only inside withRecycling, by length, zero-filled where a product accumulates", () => {
+    const n = 64 * 64;
+    const node = new Node("n", "MatMul", ["a", "b"], ["c"], []);
+    const ones = (): Value => ({ dtype: DOUBLE, dims: [64, 64], data: new Float64Array(n).fill(1) });
+    const dirty = new Float64Array(n).fill(7);
+    // Outside withRecycling recycle keeps nothing: the product's output is a fresh array.
+    recycle(dirty);
+    const fresh = evaluateNode(node, [ones(), ones()], 13) as Value[];
+    expect(fresh[0]!.data).not.toBe(dirty);
+    withRecycling(() => {
+      recycle(dirty);
+      recycle(new Float64Array(2 * n).subarray(0, n)); // a view of a larger buffer: never handed out
+      const [c] = evaluateNode(node, [ones(), ones()], 13) as Value[];
+      // The dead array came back as the output, zero-filled before the sums ran onto it.
+      expect(c!.data).toBe(dirty);
+      expect(c!.data.every((x) => x === 64)).toBe(true);
+      const [d] = evaluateNode(node, [ones(), ones()], 13) as Value[];
+      expect(d!.data).not.toBe(dirty);
+      expect(d!.data.every((x) => x === 64)).toBe(true);
+    });
+  });
   it("tensorFromValue round-trips float32, float16, int64, bool (and rounds to the dtype)", () => {
     const cases: Tensor[] = [
       Tensor.fromData("f", FLOAT, [2, 2], Float32Array.of(0.1, -2.5, 1e-8, 3e30)),

@@ -3,7 +3,7 @@
 import { DataType, dtypeName } from "../ir/dtype.js";
 import type { Node } from "../ir/graph.js";
 import {
-  broadcastDims, broadcastStrides, expandData, isBool, isFloat, isInt, notEvaluated, sizeOf, stridedBinary, type Combine, type Value,
+  broadcastDims, broadcastStrides, expandData, isBool, isFloat, isInt, newData, notEvaluated, sizeOf, stridedBinary, takeOverwritable, type Combine, type Value,
 } from "./value.js";
 
 export type Unary = (x: number) => number;
@@ -14,17 +14,22 @@ function need(v: Value | undefined, op: string, i = 0): Value {
 }
 
 export function mapUnary(x: Value, f: Unary, dtype = x.dtype): Value {
-  const out = new Float64Array(x.data.length);
+  const out = newData(x.data.length, false);
   const d = x.data;
   for (let i = 0; i < d.length; i++) out[i] = f(d[i]!);
   return { dtype, dims: [...x.dims], data: out };
 }
 
-/** a op b with numpy broadcasting; both operands are read in place (value.ts stridedBinary). */
-export function mapBinary(a: Value, b: Value, dtype: number, f: Combine): Value {
+/**
+ * a op b with numpy broadcasting; both operands are read in place (value.ts stridedBinary).
+ * `roundToFloat32`: the result is final and float32 — rounded as it is written (not for a partial
+ * result another step continues from, such as Sum's running total).
+ */
+export function mapBinary(a: Value, b: Value, dtype: number, f: Combine, roundToFloat32 = false): Value {
   const dims = broadcastDims([a.dims, b.dims]);
-  const out = new Float64Array(sizeOf(dims));
-  stridedBinary(out, dims, a.data, broadcastStrides(a.dims, dims), b.data, broadcastStrides(b.dims, dims), f);
+  // In place over an operand read for the last time (evaluateNode's overwritable), else fresh.
+  const out = takeOverwritable(a, dims) ?? takeOverwritable(b, dims) ?? newData(sizeOf(dims), false);
+  stridedBinary(out, dims, a.data, broadcastStrides(a.dims, dims), b.data, broadcastStrides(b.dims, dims), f, roundToFloat32 && dtype === DataType.FLOAT);
   return { dtype, dims, data: out };
 }
 
@@ -145,10 +150,10 @@ export function evalBinary(node: Node, ins: (Value | undefined)[], opset: number
   if (op !== "Pow" && b.dtype !== t) notEvaluated(`${op} mixes ${dtypeName(t)} and ${dtypeName(b.dtype)}`);
   const int = isInt(t);
   switch (op) {
-    case "Add": return [mapBinary(a, b, t, "add")];
-    case "Sub": return [mapBinary(a, b, t, "sub")];
-    case "Mul": return [mapBinary(a, b, t, "mul")];
-    case "Div": return [mapBinary(a, b, t, int ? intDiv : "div")];
+    case "Add": return [mapBinary(a, b, t, "add", true)];
+    case "Sub": return [mapBinary(a, b, t, "sub", true)];
+    case "Mul": return [mapBinary(a, b, t, "mul", true)];
+    case "Div": return [mapBinary(a, b, t, int ? intDiv : "div", true)];
     case "Pow":
       if (isBool(b.dtype)) notEvaluated("Pow with bool exponent");
       return [mapBinary(a, b, t, int ? intPow : Math.pow)];

@@ -13,7 +13,9 @@ import {
   evalGatherND, evalIdentity, evalNonZero, evalPad, evalRange, evalReshape, evalScatterElements, evalScatterND, evalShape, evalSlice,
   evalSplit, evalSqueeze, evalTile, evalTranspose, evalTrilu, evalUnsqueeze, scatterIsPlain,
 } from "./shape-ops.js";
-import { NotEvaluated, finalize, isEvaluableDtype, isInt, notEvaluated, sizeOf, type EvalResult, type Value } from "./value.js";
+import {
+  NotEvaluated, finalize, isEvaluableDtype, isFloat, isInt, notEvaluated, sizeOf, withOverwritable, type EvalResult, type Value,
+} from "./value.js";
 
 type Handler = (node: Node, ins: (Value | undefined)[], opset: number) => Value[];
 
@@ -88,6 +90,9 @@ const MOVES_VALUES = new Set([
   "Trilu", "NonZero",
 ]);
 
+/** Ops whose output may take over an overwritable input's data (evaluateNode). */
+const WRITES_IN_PLACE = new Set(["Add", "Sub", "Mul", "Div", "Einsum"]);
+
 /** Ops that read only the shape of their first input. */
 const SHAPE_ONLY = new Set(["Shape", "Size"]);
 
@@ -122,8 +127,12 @@ function checkInputs(node: Node, inputs: (Value | undefined)[], opset: number): 
  * Evaluate one node on constant inputs (`undefined` = optional input absent). The result holds one
  * value per node output; an entry for an output named "" that the op does not compute is an empty
  * placeholder. Never throws for model content: anything not evaluated is a Refusal (`refuse(reason)`).
+ * `overwritable`: inputs the caller will not read again and nothing else shares; Add, Sub, Mul,
+ * Div and Einsum may write their output over a float one. Only these, on floats: once they start
+ * writing nothing refuses the node, so an input is never left half overwritten by a node that
+ * stays in the graph (and whose inputs are then written as they are).
  */
-export function evaluateNode(node: Node, inputs: (Value | undefined)[], opset: number): EvalResult {
+export function evaluateNode(node: Node, inputs: (Value | undefined)[], opset: number, overwritable?: ReadonlySet<Value>): EvalResult {
   if (!node.isDefaultDomain) return refuse(`op ${node.domain}.${node.opType} is not evaluated`);
   const handler = HANDLERS[node.opType];
   if (!handler) return refuse(`op ${node.opType} is not evaluated`);
@@ -135,7 +144,8 @@ export function evaluateNode(node: Node, inputs: (Value | undefined)[], opset: n
       if (name === "") ins[i] = undefined;
     });
     checkInputs(node, ins, opset);
-    const outs = handler(node, ins, opset);
+    const reuse = overwritable && WRITES_IN_PLACE.has(node.opType) ? ins.filter((v): v is Value => !!v && overwritable.has(v) && isFloat(v.dtype)) : undefined;
+    const outs = withOverwritable(reuse, () => handler(node, ins, opset));
     const sentinels = movesValues(node, opset);
     const result: Value[] = [];
     for (let i = 0; i < node.outputs.length; i++) {

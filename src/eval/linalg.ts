@@ -1,12 +1,12 @@
 // Contractions and windows: MatMul, Gemm, Einsum, Conv, ConvTranspose, pooling, BatchNormalization.
 // Sums run in float64; integer inputs are accepted only where every partial sum provably stays
 // below 2^53 (so the result is exact).
-import { dtypeName } from "../ir/dtype.js";
+import { DataType, dtypeName } from "../ir/dtype.js";
 import { gemmAccumulateParallel as gemmAccumulate } from "../algebra/gemm-parallel.js";
 import type { Node } from "../ir/graph.js";
 import {
-  alloc, broadcastDims, broadcastStrides, checkWork, expandData, isBool, isFloat, isInt, offsets, product, notEvaluated, sameDims,
-  sizeOf, stridedBinary, stridesOf, type Value,
+  alloc, broadcastDims, broadcastStrides, checkWork, expandData, isBool, isFloat, isInt, newData, offsets, product, notEvaluated, recycle, sameDims,
+  sizeOf, stridedBinary, stridesOf, takeOverwritable, value, type Value,
 } from "./value.js";
 
 function need(v: Value | undefined, op: string, i = 0): Value {
@@ -156,7 +156,10 @@ export function evalEinsum(node: Node, ins: (Value | undefined)[]): Value[] {
   }
   const sumLetters = [...size.keys()].filter((l) => !outLetters.includes(l));
   const outDims = outLetters.map((l) => size.get(l)!);
-  const out = alloc(t, outDims);
+  // Not zero-filled: each path below writes every element (zeros where it sums nothing). A product
+  // with nothing summed may write over an operand laid out as the output (read for the last time).
+  const inPlace = vs.length === 2 && sumLetters.length === 0 ? terms.findIndex((term) => term === outLetters.join("")) : -1;
+  const out = value(t, outDims, (inPlace >= 0 ? takeOverwritable(vs[inPlace]!, outDims) : undefined) ?? newData(sizeOf(outDims), false));
   const S = product(sumLetters.map((l) => size.get(l)!));
   checkIntBound("Einsum", vs, S);
   // stride(k, l): how far operand k moves when index l advances (0 when it does not carry l, or
@@ -169,6 +172,9 @@ export function evalEinsum(node: Node, ins: (Value | undefined)[]): Value[] {
   else einsumLoop(vs, outLetters, sumLetters, size, stride, out);
   return [out];
 }
+
+/** Elements of one slice of B or C when a product runs in slices of the output's first index. */
+const SLICE_ELEMENTS = 1 << 19;
 
 /** Largest number of multiply-adds one Einsum or MatMul run as matrix products may take (~1 s of gemm.ts). */
 export const MAX_MATMUL_WORK = 2 ** 31;
@@ -187,7 +193,9 @@ function einsumAsMatMul(
   const sizes = (ls: string[]) => ls.map((l) => size.get(l)!);
   if (out.data.length === 0) return;
   if (sumLetters.length === 0) {
-    stridedBinary(out.data, out.dims, vs[0]!.data, outLetters.map((l) => stride(0, l)), vs[1]!.data, outLetters.map((l) => stride(1, l)), "zeroPlusProduct");
+    // Rounded to float32 as it is written (evaluateNode's finalize then skips it).
+    const round = out.dtype === DataType.FLOAT;
+    stridedBinary(out.data, out.dims, vs[0]!.data, outLetters.map((l) => stride(0, l)), vs[1]!.data, outLetters.map((l) => stride(1, l)), "zeroPlusProduct", round);
     return;
   }
   const batch = outLetters.filter((l) => ta.includes(l) && tb.includes(l));
@@ -196,23 +204,44 @@ function einsumAsMatMul(
   const nb = product(sizes(batch)), M = product(sizes(mL)), N = product(sizes(nL)), K = product(sizes(sumLetters));
   checkWork(nb * M * N * K, "Einsum", MAX_MATMUL_WORK);
   const aLetters = [...batch, ...mL, ...sumLetters], bLetters = [...batch, ...sumLetters, ...nL];
-  const A = gatherStrided(vs[0]!.data, sizes(aLetters), aLetters.map((l) => stride(0, l)), "Einsum operand 0");
-  const B = gatherStrided(vs[1]!.data, sizes(bLetters), bLetters.map((l) => stride(1, l)), "Einsum operand 1");
   const cLetters = [...batch, ...mL, ...nL];
   const inOrder = cLetters.every((l, i) => outLetters[i] === l);
-  const C = inOrder ? out.data : new Float64Array(sizeOf(sizes(cLetters)));
-  for (let i = 0; i < nb; i++) gemmAccumulate(A, i * M * K, B, i * K * N, C, i * M * N, M, K, N);
-  if (inOrder) return;
-  const cStrides = stridesOf(sizes(cLetters));
-  out.data.set(gatherStrided(C, out.dims, outLetters.map((l) => cStrides[cLetters.indexOf(l)]!), "Einsum output"));
+  const A = gatherStrided(vs[0]!.data, sizes(aLetters), aLetters.map((l) => stride(0, l)), "Einsum operand 0");
+  // When C must be moved into the output's order and the output's first index is one of B's own
+  // (OREPA's `ti,othw->oihw`: o), the product runs in slices of that index: the copies of B and C
+  // are slices too, moved into their contiguous part of the output (the same sums, in the same
+  // order, for every element; slices of a few MB instead of two more kernel-sized copies).
+  const lead = outLetters[0];
+  const sliced = !inOrder && nL.length > 0 && nL[0] === lead;
+  const leadSize = lead === undefined ? 1 : size.get(lead)!;
+  const perLead = sliced ? N / leadSize : N;
+  const step = sliced ? Math.max(1, Math.floor(SLICE_ELEMENTS / (Math.max(M, K) * perLead))) : leadSize;
+  const outRow = out.data.length / leadSize;
+  if (inOrder) out.data.fill(0);
+  for (let p0 = 0; p0 < leadSize; p0 += step) {
+    const p = Math.min(step, leadSize - p0);
+    const sz = (l: string) => (sliced && l === lead ? p : size.get(l)!);
+    const Ns = sliced ? p * perLead : N;
+    const B = gatherStrided(vs[1]!.data.subarray(sliced ? p0 * stride(1, lead) : 0), bLetters.map(sz), bLetters.map((l) => stride(1, l)), "Einsum operand 1");
+    const C = inOrder ? out.data : newData(nb * M * Ns);
+    for (let i = 0; i < nb; i++) gemmAccumulate(A, i * M * K, B, i * K * Ns, C, i * M * Ns, M, K, Ns);
+    // Gathered copies are private to this product (a view of an operand's own data is not).
+    if (B.buffer !== vs[1]!.data.buffer) recycle(B);
+    if (inOrder) continue;
+    const cStrides = stridesOf(cLetters.map(sz));
+    const into = sliced ? out.data.subarray(p0 * outRow, (p0 + p) * outRow) : out.data;
+    gatherStrided(C, outLetters.map(sz), outLetters.map((l) => cStrides[cLetters.indexOf(l)]!), "Einsum output", into);
+    recycle(C);
+  }
+  if (A.buffer !== vs[0]!.data.buffer) recycle(A);
 }
 
 /**
  * data read at Σ idx·strides over `dims` in row-major order, as a contiguous array (read-only: the
- * data itself when that is already its layout). Axes that are contiguous in `strides` are merged
- * first, so copies run over long stretches.
+ * data itself when that is already its layout, unless `into` is given: then written there). Axes
+ * that are contiguous in `strides` are merged first, so copies run over long stretches.
  */
-function gatherStrided(data: Float64Array, dims: number[], strides: number[], what: string): Float64Array {
+function gatherStrided(data: Float64Array, dims: number[], strides: number[], what: string, into?: Float64Array): Float64Array {
   const n = sizeOf(dims, what);
   const d: number[] = [], st: number[] = [];
   for (let i = 0; i < dims.length; i++) {
@@ -225,9 +254,12 @@ function gatherStrided(data: Float64Array, dims: number[], strides: number[], wh
       st.push(strides[i]!);
     }
   }
-  if (d.length === 0) return data.subarray(0, n);
-  if (d.length === 1 && st[0] === 1) return data.subarray(0, n);
-  const out = new Float64Array(n);
+  if (d.length === 0 || (d.length === 1 && st[0] === 1)) {
+    if (!into) return data.subarray(0, n);
+    into.set(data.subarray(0, n));
+    return into;
+  }
+  const out = into ?? newData(n, false);
   if (n === 0) return out;
   const r = d.length;
   const idx = new Array<number>(r).fill(0);
@@ -254,7 +286,10 @@ function einsumLoop(vs: Value[], outLetters: string[], sumLetters: string[], siz
   const dims = letters.map((l) => size.get(l)!);
   const total = product(dims);
   checkWork(total * vs.length, "Einsum");
-  if (total === 0) return;
+  if (total === 0) {
+    out.data.fill(0);
+    return;
+  }
   const S = product(dims, outLetters.length);
   const nl = letters.length;
   const strides = vs.map((_, k) => letters.map((l) => stride(k, l)));

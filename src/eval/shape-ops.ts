@@ -3,7 +3,7 @@
 import { DataType, dtypeName } from "../ir/dtype.js";
 import type { Node } from "../ir/graph.js";
 import {
-  INT64_MAX_VALUE, alloc, axisGather, broadcastDims, expandData, intsOf, isBool, isEvaluableDtype, isFloat, isInt,
+  INT64_MAX_VALUE, alloc, axisGather, broadcastDims, expandData, intsOf, isBool, isEvaluableDtype, isFloat, isInt, newData,
   normAxes, normAxis, product, notEvaluated, roundFloat, sameDims, scalar, scalarOf, sizeOf, stridesOf, table, value, valueFromTensor,
   type Value,
 } from "./value.js";
@@ -14,7 +14,9 @@ function need(v: Value | undefined, op: string, i = 0): Value {
 }
 
 function copy(v: Value, dims: readonly number[] = v.dims): Value {
-  return value(v.dtype, dims, Float64Array.from(v.data));
+  const data = newData(v.data.length, false);
+  data.set(v.data);
+  return value(v.dtype, dims, data);
 }
 
 /** Integer attribute list, INT64_MAX/MIN kept as ±2^63 (Node.ints refuses values beyond 2^53). */

@@ -81,6 +81,12 @@ export function roundFloat(dtype: number, x: number): number {
 }
 
 /**
+ * Arrays a kernel has already rounded to float32 as it wrote them (stridedBinary): finalize skips
+ * them, once. newData forgets an array it hands out again.
+ */
+const roundedToFloat32 = new WeakSet<Float64Array>();
+
+/**
  * Brings computed data to what a tensor of `v.dtype` holds: floats rounded to their type (so a
  * float32 result is what the float32 op gives, for add/sub/mul/div/sqrt bit for bit), integers
  * checked to be integral and in range (anything else would wrap or lose precision: refused), bool
@@ -92,6 +98,7 @@ export function finalize(v: Value, sentinels: boolean): Value {
   const t = v.dtype;
   if (t === DataType.DOUBLE) return v;
   if (t === DataType.FLOAT) {
+    if (roundedToFloat32.delete(d)) return v;
     for (let i = 0; i < d.length; i++) d[i] = Math.fround(d[i]!);
   } else if (t === DataType.FLOAT16 || t === DataType.BFLOAT16) {
     for (let i = 0; i < d.length; i++) d[i] = roundFloat(t, d[i]!);
@@ -134,7 +141,108 @@ export function checkWork(work: number, what: string, limit = MAX_WORK): void {
 }
 
 export function alloc(dtype: number, dims: readonly number[]): Value {
-  return { dtype, dims: [...dims], data: new Float64Array(sizeOf(dims)) };
+  return { dtype, dims: [...dims], data: newData(sizeOf(dims)) };
+}
+
+// --- reusing dead buffers --------------------------------------------------------------------
+
+/** Buffers shorter than this are left to the allocator (small typed arrays are cheap). */
+const MIN_RECYCLED = 1 << 12;
+/** Most bytes of dead buffers kept for reuse, and most buffers of one length; the oldest go first. */
+const MAX_RECYCLED_BYTES = 64 << 20;
+const MAX_RECYCLED_PER_LENGTH = 4;
+
+/**
+ * Float64Arrays their owner knows are dead, kept for the next allocation of the same length
+ * instead of left to the garbage collector. A constant region (OREPA: the same kernel size over
+ * and over, a dozen full-size intermediates per block) otherwise leaves hundreds of MB of dead
+ * kernels waiting for a collection: most of the evaluator's peak memory.
+ */
+class BufferPool {
+  private readonly byLength = new Map<number, Float64Array[]>();
+  private readonly order: Float64Array[] = [];
+  private bytes = 0;
+
+  give(data: Float64Array): void {
+    if (data.length < MIN_RECYCLED || data.byteOffset !== 0 || data.byteLength !== data.buffer.byteLength) return;
+    if (!(data.buffer instanceof ArrayBuffer) || this.order.includes(data)) return;
+    let list = this.byLength.get(data.length);
+    if (!list) this.byLength.set(data.length, (list = []));
+    list.push(data);
+    this.order.push(data);
+    this.bytes += data.byteLength;
+    while (this.bytes > MAX_RECYCLED_BYTES || list.length > MAX_RECYCLED_PER_LENGTH) {
+      const old = list.length > MAX_RECYCLED_PER_LENGTH ? list[0]! : this.order[0]!;
+      this.order.splice(this.order.indexOf(old), 1);
+      const same = this.byLength.get(old.length)!;
+      same.splice(same.indexOf(old), 1);
+      this.bytes -= old.byteLength;
+    }
+  }
+
+  take(n: number): Float64Array | undefined {
+    const data = this.byLength.get(n)?.pop();
+    if (!data) return undefined;
+    this.order.splice(this.order.indexOf(data), 1);
+    this.bytes -= data.byteLength;
+    return data;
+  }
+}
+
+let pool: BufferPool | undefined;
+
+/**
+ * Runs `fn` with buffer reuse on: arrays passed to `recycle` inside it are handed out again by
+ * newData (the evaluator's allocations). The caller guarantees a recycled array is referenced by
+ * nothing it will read again. Outside, recycle does nothing and newData allocates.
+ */
+export function withRecycling<T>(fn: () => T): T {
+  const outer = pool;
+  pool = new BufferPool();
+  try {
+    return fn();
+  } finally {
+    pool = outer;
+  }
+}
+
+/**
+ * Inputs of the node being evaluated whose data its output may take over (evaluateNode's
+ * `overwritable`): each is read for the last time by this node, and an op writing element i of
+ * its output after reading element i of such an input (same shape, same layout) may write in place.
+ */
+let overwritable: Set<Value> | undefined;
+
+export function withOverwritable<T>(vs: Iterable<Value> | undefined, fn: () => T): T {
+  const outer = overwritable;
+  overwritable = vs ? new Set(vs) : undefined;
+  try {
+    return fn();
+  } finally {
+    overwritable = outer;
+  }
+}
+
+/** `v`'s data as the output of shape `dims`, when `v` may be overwritten and has that shape (once). */
+export function takeOverwritable(v: Value, dims: readonly number[]): Float64Array | undefined {
+  if (!overwritable?.has(v) || !sameDims(v.dims, dims)) return undefined;
+  overwritable.delete(v);
+  roundedToFloat32.delete(v.data);
+  return v.data;
+}
+
+/** `data` is dead: its owner will not read it again and nothing else refers to it. */
+export function recycle(data: Float64Array): void {
+  pool?.give(data);
+}
+
+/** A Float64Array of `n` elements, zero-filled unless `zeroed` is false (the caller writes every element). */
+export function newData(n: number, zeroed = true): Float64Array {
+  const reused = n >= MIN_RECYCLED ? pool?.take(n) : undefined;
+  if (!reused) return new Float64Array(n);
+  roundedToFloat32.delete(reused);
+  if (zeroed) reused.fill(0);
+  return reused;
 }
 
 export function value(dtype: number, dims: readonly number[], data: Float64Array): Value {
@@ -196,7 +304,7 @@ export function broadcastDims(shapes: readonly (readonly number[])[]): number[] 
  */
 export function axisGather(src: Float64Array, outDims: readonly number[], tables: readonly Int32Array[], fill = 0, base = 0): Float64Array {
   const n = sizeOf(outDims);
-  const out = new Float64Array(n);
+  const out = newData(n, false);
   if (n === 0) return out;
   const r = outDims.length;
   if (r === 0) {
@@ -278,7 +386,7 @@ export type Combine = "add" | "sub" | "mul" | "div" | "zeroPlusProduct" | ((x: n
  */
 export function stridedBinary(
   out: Float64Array, dims: readonly number[], a: Float64Array, aStrides: readonly number[], b: Float64Array, bStrides: readonly number[],
-  combine: Combine,
+  combine: Combine, roundToFloat32 = false,
 ): void {
   const d: number[] = [], sa: number[] = [], sb: number[] = [];
   for (let i = 0; i < dims.length; i++) {
@@ -317,6 +425,7 @@ export function stridedBinary(
       case "zeroPlusProduct": for (; i < end; i++, x += ia, y += ib) out[i] = 0 + a[x]! * b[y]!; break;
       default: for (; i < end; i++, x += ia, y += ib) out[i] = combine(a[x]!, b[y]!);
     }
+    if (roundToFloat32) for (let j = o; j < end; j++) out[j] = Math.fround(out[j]!);
     for (let ax = r - 2; ax >= 0; ax--) {
       idx[ax]++;
       ao += sa[ax]!;
@@ -327,6 +436,7 @@ export function stridedBinary(
       idx[ax] = 0;
     }
   }
+  if (roundToFloat32) roundedToFloat32.add(out);
 }
 
 /** Flat offsets of every element of `outDims` under per-axis `strides` (used for batch loops). */
@@ -392,7 +502,7 @@ export function valueFromTensor(t: Tensor): Value {
   if (why) notEvaluated(`tensor '${t.name}': ${why}`);
   const dims = [...t.dims];
   const raw = t.data();
-  const out = new Float64Array(raw.length);
+  const out = newData(raw.length, false);
   if (raw instanceof BigInt64Array || raw instanceof BigUint64Array) {
     for (let i = 0; i < raw.length; i++) {
       const b = raw[i]!;
@@ -431,8 +541,9 @@ export function tensorFromValue(name: string, v: Value): Tensor {
   const d = v.data;
   let data: TensorData;
   switch (v.dtype) {
-    case DataType.FLOAT: data = Float32Array.from(d); break;
-    case DataType.DOUBLE: data = Float64Array.from(d); break;
+    // TypedArray#set converts natively, with the same rounding as Float32Array.from.
+    case DataType.FLOAT: data = new Float32Array(d.length); data.set(d); break;
+    case DataType.DOUBLE: data = new Float64Array(d.length); data.set(d); break;
     case DataType.FLOAT16: data = Uint16Array.from(d, floatToHalf); break;
     case DataType.BFLOAT16: data = Uint16Array.from(d, floatToBfloat16); break;
     case DataType.BOOL: data = Uint8Array.from(d, (x) => (x !== 0 ? 1 : 0)); break;

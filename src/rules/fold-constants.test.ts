@@ -42,6 +42,27 @@ describe("fold-constants", () => {
     expect(result.rewrites[0]!.summary).toBe("2 constant node(s) (1 Mul, 1 Add) → 1 initializer(s)");
   });
 
+  it("kernels dropped as their last reader folds are reused for later ones: the same result (OREPA-sized chain)", async () => {
+    // Five kernels of 32·16·3·3 = 4608 values (large enough to be recycled), each scaled per output
+    // channel, summed pairwise; Einsum broadcasts as OREPA does. Buffers of the dropped products
+    // and decoded weights come back as the next outputs; the first product is read twice, far apart.
+    const n = new Net(9);
+    const x = n.input("x", [1, 16, 8, 8]);
+    const kernel = (name: string, phase: number) => n.constant(name, [32, 16, 3, 3], Array.from({ length: 4608 }, (_, i) => Math.sin(i * 0.37 + phase)));
+    const scale = (name: string, phase: number) => n.constant(name, [32], Array.from({ length: 32 }, (_, i) => 0.5 + Math.cos(i + phase)));
+    const first = n.op("Einsum", [kernel("w0", 0), scale("s0", 0)], { equation: "oihw,o->oihw" });
+    let k = first;
+    for (let b = 1; b < 5; b++) {
+      const term = n.op("Einsum", [kernel(`w${b}`, b), scale(`s${b}`, b)], { equation: "oihw,o->oihw" });
+      k = n.op("Add", [k, b % 2 ? term : n.op("Mul", [term, n.constant(`t${b}`, [1], [0.75])])]);
+    }
+    // Read again at the end: alive (not reused) until then.
+    k = n.op("Sub", [k, n.op("Mul", [first, n.constant("half", [1], [0.5])])]);
+    const model = n.finish(n.op("Conv", [x, k], { kernel_shape: [3, 3], pads: [1, 1, 1, 1] }));
+    const { model: out } = await applyAndProve(model, [rule]);
+    expect(opCounts(out)).toEqual({ Conv: 1 });
+  });
+
   it("a growing node that stays keeps its folded inputs, however far its other readers folded (memory release)", async () => {
     // p = v·c is folded; g = Expand(p) grows 12288x. One reader of g folds (g·s grows too, then + a
     // full-size constant, which does not grow: that reader is settled); the other reads an

@@ -8,7 +8,9 @@
 // Rooted on the first foldable node, the match is the whole constant region from there to the
 // graph's end (values propagate forward in one topological sweep), anchored at its last node:
 // one rewrite folds every constant subgraph there is.
-import { EVALUATED_OPS, evaluateNode, tensorFromValue, tensorUnsupported, valueFromTensor, type Value } from "../eval/index.js";
+import {
+  EVALUATED_OPS, evaluateNode, recycle, tensorFromValue, tensorUnsupported, valueFromTensor, withRecycling, type Value,
+} from "../eval/index.js";
 import { DataType } from "../ir/dtype.js";
 import type { Node } from "../ir/graph.js";
 import type { ShapeMap } from "../ir/shapes.js";
@@ -31,7 +33,9 @@ function foldable(ctx: RuleContext, node: Node): boolean {
 }
 
 /** Evaluate `node` if its inputs are known; a quiet refusal when they are not. */
-function evaluate(ctx: RuleContext, node: Node, valueOf: (name: string) => Value | undefined, declared: () => ShapeMap): Evaluated {
+function evaluate(
+  ctx: RuleContext, node: Node, valueOf: (name: string) => Value | undefined, declared: () => ShapeMap, lastRead: (node: Node, name: string) => boolean,
+): Evaluated {
   let inputs: (Value | undefined)[] = [];
   if ((node.opType === "Shape" || node.opType === "Size") && !valueOf(node.inputs[0]!)) {
     const dims = declared().get(node.inputs[0]!)?.dims;
@@ -50,13 +54,15 @@ function evaluate(ctx: RuleContext, node: Node, valueOf: (name: string) => Value
     }
     if (inputs.length === 0) return notCandidate("no inputs");
   }
-  const result = evaluateNode(node, inputs, ctx.opset());
+  const overwritable = new Set<Value>();
+  node.inputs.forEach((name, i) => name && inputs[i] && lastRead(node, name) && overwritable.add(inputs[i]));
+  const result = evaluateNode(node, inputs, ctx.opset(), overwritable);
   if (isRefusal(result)) return refuse(`constant subgraph not evaluated: ${result.refused}`);
   return { outputs: result, inputs };
 }
 
 /** Names the graph's remaining nodes read that the folded nodes produce: what becomes initializers. */
-function stillRead(ctx: RuleContext, gone: Set<Node>, produced: Map<string, Value>): Set<string> {
+function stillRead(ctx: RuleContext, gone: Set<Node>, produced: ReadonlyMap<string, unknown>): Set<string> {
   const read = new Set<string>();
   for (const n of ctx.graph.nodes) if (!gone.has(n)) for (const i of n.reads()) if (produced.has(i)) read.add(i);
   return read;
@@ -69,15 +75,15 @@ function stillRead(ctx: RuleContext, gone: Set<Node>, produced: Map<string, Valu
  * kernel sum). A node whose written value grows too much stays, with its reason, and its own
  * inputs are judged in turn.
  */
-function keepWhatGrows(ctx: RuleContext, removed: Node[], produced: Map<string, Value>, sources: Map<string, number>, notes: Note[]): Node[] {
+function keepWhatGrows(ctx: RuleContext, removed: Node[], sizes: Map<string, number>, sources: Map<string, number>, notes: Note[]): Node[] {
   const gone = new Set(removed);
   const producer = new Map<string, Node>();
   for (const n of removed) for (const o of n.outputs) if (o) producer.set(o, n);
   for (;;) {
     const restored: Node[] = [];
-    for (const name of stillRead(ctx, gone, produced)) {
+    for (const name of stillRead(ctx, gone, sizes)) {
       const n = producer.get(name)!;
-      const written = produced.get(name)!.data.length, from = sources.get(name)!;
+      const written = sizes.get(name)!, from = sources.get(name)!;
       if (!gone.has(n) || !foldGrowsTooMuch(from, written)) continue;
       notes.push({ node: n, reason: `folding would write ${written} values computed from ${from} constant values: the model would grow` });
       restored.push(n);
@@ -85,9 +91,117 @@ function keepWhatGrows(ctx: RuleContext, removed: Node[], produced: Map<string, 
     if (restored.length === 0) return removed.filter((n) => gone.has(n));
     for (const n of restored) {
       gone.delete(n);
-      for (const o of n.outputs) produced.delete(o);
+      for (const o of n.outputs) sizes.delete(o);
     }
   }
+}
+
+/**
+ * The constant region from `root` to the graph's end, evaluated in one topological sweep. `hold`:
+ * keep what a node that may be restored would need written (see below); without it, a value is
+ * dropped once its last reader is folded, and the rare region where that was too early (a
+ * restored node reads a dropped value) is evaluated again with it.
+ */
+function matchRegion(ctx: RuleContext, root: Node, hold: boolean): ConstantRegion | Refusal {
+  const values = new Map<string, Value>();
+  const valueOf = (name: string): Value | undefined => {
+    const v = values.get(name);
+    if (v) return v;
+    const t = ctx.constant(name);
+    if (!t || tensorUnsupported(t)) return undefined;
+    const decoded = valueFromTensor(t);
+    values.set(name, decoded);
+    return decoded;
+  };
+  const declared = () => ctx.declaredShapes();
+  const nodes = ctx.graph.nodes;
+  const removed: Node[] = [];
+  const produced = new Map<string, Value>();
+  /** Element count of every folded output (kept when its value is dropped). */
+  const sizes = new Map<string, number>();
+  const notes: Note[] = [];
+  // How many constant values each folded value was computed from (shared ones counted per use).
+  const sources = new Map<string, number>();
+  // Memory: a value is dropped (the decoded float64 copy of an initializer, an intermediate
+  // kernel) as soon as every node that reads it is folded and settled, and its buffer is reused
+  // by the next evaluations (value.ts withRecycling). keepWhatGrows may restore a folded node whose
+  // written output would grow the model, and a restored node's inputs are then written. With
+  // `hold`, a node whose output may grow keeps its inputs until it is settled — every reader of its
+  // outputs folded and settled in turn (OREPA: `oi,hw->oihw` grows 9x, and so does the
+  // `oihw,o->oihw` after it, until an Add with the origin kernel, which does not grow); a settled
+  // node is never restored (its outputs are read by folded, never-restored nodes only). Without
+  // `hold` every folded node is settled at once: a block's intermediates are not all alive at once.
+  // `holders`: reads of a tensor by nodes that are not yet folded and settled (a subgraph's read
+  // counts once and is never released: nodes with subgraphs are not folded).
+  const holders = new Map<string, number>();
+  for (const n of nodes) for (const name of [...n.inputs, ...n.subgraphReads()]) if (name) holders.set(name, (holders.get(name) ?? 0) + 1);
+  const producer = new Map<string, Node>();
+  const settled = (node: Node) => node.outputs.every((o) => !o || holders.get(o) === undefined || holders.get(o) === 0);
+  const settle = (node: Node): void => {
+    for (const name of node.inputs) {
+      if (!name) continue;
+      const left = holders.get(name)! - 1;
+      holders.set(name, left);
+      if (left !== 0) continue;
+      const dead = values.get(name);
+      values.delete(name);
+      produced.delete(name);
+      // Its buffer is reused unless another live value shares it (Identity, Reshape).
+      if (dead && ![...values.values()].some((v) => v.data.buffer === dead.data.buffer)) recycle(dead.data);
+      const p = producer.get(name);
+      if (p && growing.has(p) && settled(p)) settle(p);
+    }
+  };
+  const growing = new Set<Node>();
+  const keep = (node: Node, outputs: Value[], inputs: (Value | undefined)[]) => {
+    const shapeOnly = node.opType === "Shape" || node.opType === "Size";
+    let from = 0;
+    node.inputs.forEach((name, i) => (from += sources.get(name) ?? inputs[i]?.data.length ?? 0));
+    node.outputs.forEach((o, i) => {
+      if (o) {
+        values.set(o, outputs[i]!);
+        produced.set(o, outputs[i]!);
+        sources.set(o, shapeOnly ? outputs[i]!.data.length : from);
+        sizes.set(o, outputs[i]!.data.length);
+        producer.set(o, node);
+      }
+    });
+    removed.push(node);
+    const mayGrow = node.outputs.some((o) => o && foldGrowsTooMuch(sources.get(o)!, sizes.get(o)!));
+    if (mayGrow && hold) growing.add(node);
+    if (!growing.has(node) || settled(node)) settle(node);
+  };
+  // An input this node reads for the last time, whose data no other live value shares, may be
+  // overwritten by its output (evaluateNode: Add/Sub/Mul/Div/Einsum on floats). Not with `hold`.
+  const lastRead = (node: Node, name: string): boolean => {
+    if (hold) return false;
+    let reads = 0;
+    for (const i of node.inputs) if (i === name) reads++;
+    const v = values.get(name);
+    if (!v || holders.get(name) !== reads) return false;
+    for (const [other, w] of values) if (other !== name && w.data.buffer === v.data.buffer) return false;
+    return true;
+  };
+  const first = evaluate(ctx, root, valueOf, declared, lastRead);
+  if ("refused" in first) return first;
+  keep(root, first.outputs, first.inputs);
+  // The rest of the region: every later node whose inputs are now known.
+  for (let i = nodes.indexOf(root) + 1; i < nodes.length; i++) {
+    const node = nodes[i]!;
+    if (!foldable(ctx, node)) continue;
+    const r = evaluate(ctx, node, valueOf, declared, lastRead);
+    if ("refused" in r) {
+      if (!r.quiet) notes.push({ node, reason: r.refused });
+      continue;
+    }
+    keep(node, r.outputs, r.inputs);
+  }
+  const folded = keepWhatGrows(ctx, removed, sizes, sources, notes);
+  const gone = new Set(folded);
+  for (const n of removed) if (!gone.has(n)) for (const o of n.outputs) produced.delete(o);
+  if (!hold && [...stillRead(ctx, gone, sizes)].some((name) => !produced.has(name))) return matchRegion(ctx, root, true);
+  if (folded.length === 0) return { ...refuse(notes.find((n) => n.node === root)?.reason ?? "nothing folds"), notes: notes.filter((n) => n.node !== root) };
+  return { anchor: folded[folded.length - 1]!, remove: folded, produced, notes };
 }
 
 export const foldConstants: Rule<ConstantRegion> = {
@@ -97,83 +211,8 @@ export const foldConstants: Rule<ConstantRegion> = {
   benefit: 60,
   match(root, ctx) {
     if (!foldable(ctx, root)) return notCandidate("not foldable");
-    const values = new Map<string, Value>();
-    const valueOf = (name: string): Value | undefined => {
-      const v = values.get(name);
-      if (v) return v;
-      const t = ctx.constant(name);
-      if (!t || tensorUnsupported(t)) return undefined;
-      const decoded = valueFromTensor(t);
-      values.set(name, decoded);
-      return decoded;
-    };
-    const declared = () => ctx.declaredShapes();
-    const first = evaluate(ctx, root, valueOf, declared);
-    if ("refused" in first) return first;
-    // The rest of the region: every later node whose inputs are now known.
-    const nodes = ctx.graph.nodes;
-    const removed: Node[] = [];
-    const produced = new Map<string, Value>();
-    const notes: Note[] = [];
-    // How many constant values each folded value was computed from (shared ones counted per use).
-    const sources = new Map<string, number>();
-    // Memory: a value is dropped (the decoded float64 copy of an initializer, an intermediate
-    // kernel) as soon as every node that reads it is folded and settled. keepWhatGrows may restore
-    // a folded node whose written output would grow the model, and a restored node's inputs are
-    // then written: so a node whose output may grow holds its inputs until it is settled — every
-    // reader of its outputs folded and settled in turn (OREPA: `oi,hw->oihw` grows 9x, and so does
-    // the `oihw,o->oihw` after it, until an Add with the origin kernel, which does not grow). A
-    // settled node is never restored: its outputs are read by folded, never-restored nodes only.
-    // `holders`: reads of a tensor by nodes that are not yet folded and settled (a subgraph's read
-    // counts once and is never released: nodes with subgraphs are not folded).
-    const holders = new Map<string, number>();
-    for (const n of nodes) for (const name of [...n.inputs, ...n.subgraphReads()]) if (name) holders.set(name, (holders.get(name) ?? 0) + 1);
-    const producer = new Map<string, Node>();
-    const settled = (node: Node) => node.outputs.every((o) => !o || holders.get(o) === undefined || holders.get(o) === 0);
-    const settle = (node: Node): void => {
-      for (const name of node.inputs) {
-        if (!name) continue;
-        const left = holders.get(name)! - 1;
-        holders.set(name, left);
-        if (left !== 0) continue;
-        values.delete(name);
-        produced.delete(name);
-        const p = producer.get(name);
-        if (p && growing.has(p) && settled(p)) settle(p);
-      }
-    };
-    const growing = new Set<Node>();
-    const keep = (node: Node, outputs: Value[], inputs: (Value | undefined)[]) => {
-      const shapeOnly = node.opType === "Shape" || node.opType === "Size";
-      let from = 0;
-      node.inputs.forEach((name, i) => (from += sources.get(name) ?? inputs[i]?.data.length ?? 0));
-      node.outputs.forEach((o, i) => {
-        if (o) {
-          values.set(o, outputs[i]!);
-          produced.set(o, outputs[i]!);
-          sources.set(o, shapeOnly ? outputs[i]!.data.length : from);
-          producer.set(o, node);
-        }
-      });
-      removed.push(node);
-      const mayGrow = node.outputs.some((o) => o && foldGrowsTooMuch(sources.get(o)!, produced.get(o)!.data.length));
-      if (mayGrow) growing.add(node);
-      if (!mayGrow || settled(node)) settle(node);
-    };
-    keep(root, first.outputs, first.inputs);
-    for (let i = nodes.indexOf(root) + 1; i < nodes.length; i++) {
-      const node = nodes[i]!;
-      if (!foldable(ctx, node)) continue;
-      const r = evaluate(ctx, node, valueOf, declared);
-      if ("refused" in r) {
-        if (!r.quiet) notes.push({ node, reason: r.refused });
-        continue;
-      }
-      keep(node, r.outputs, r.inputs);
-    }
-    const folded = keepWhatGrows(ctx, removed, produced, sources, notes);
-    if (folded.length === 0) return { ...refuse(notes.find((n) => n.node === root)?.reason ?? "nothing folds"), notes: notes.filter((n) => n.node !== root) };
-    return { anchor: folded[folded.length - 1]!, remove: folded, produced, notes };
+    // Kernels dropped as their last reader folds are reused by the next evaluations (value.ts).
+    return withRecycling(() => matchRegion(ctx, root, false));
   },
   rewrite({ remove, produced }, ctx) {
     // Outputs still read by the remaining graph become initializers under their own names.
