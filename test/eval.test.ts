@@ -930,6 +930,27 @@ describe("refusals", () => {
 });
 
 describe("API", () => {
+  it("overwritable inputs: Add/Sub/Mul/Div/Einsum on floats may write over one of the same shape, nothing else does", () => {
+    const v = (dtype: number, dims: number[], data: number[]): Value => ({ dtype, dims, data: Float64Array.from(data) });
+    const node = (op: string, a: Record<string, A> = {}) => new Node("n", op, ["a", "b"], ["c"], attrs(a));
+    const a = v(FLOAT, [2, 2], [1, 2, 3, 4]), b = v(FLOAT, [2], [10, 20]);
+    const [sum] = evaluateNode(node("Add"), [a, b], 13, new Set([a, b])) as Value[];
+    expect(sum!.data).toBe(a.data); // b has another shape: only a can take the output
+    expect(Array.from(sum!.data)).toEqual([11, 22, 13, 24]);
+    const w = v(FLOAT, [2, 3], [1, 2, 3, 4, 5, 6]), s = v(FLOAT, [2], [2, 3]);
+    const [scaled] = evaluateNode(new Node("n", "Einsum", ["w", "s"], ["c"], attrs({ equation: "oi,o->oi" })), [w, s], 12, new Set([w])) as Value[];
+    expect(scaled!.data).toBe(w.data);
+    expect(Array.from(scaled!.data)).toEqual([2, 4, 6, 12, 15, 18]);
+    // Not allowed: an input not listed, integers, other ops.
+    const c = v(FLOAT, [2], [1, 2]), d = v(FLOAT, [2], [3, 4]);
+    expect((evaluateNode(node("Add"), [c, d], 13, new Set([d])) as Value[])[0]!.data).toBe(d.data);
+    expect((evaluateNode(node("Add"), [c, d], 13) as Value[])[0]!.data).not.toBe(c.data);
+    const i = v(INT64, [2], [1, 2]);
+    expect((evaluateNode(node("Add"), [i, i], 13, new Set([i])) as Value[])[0]!.data).not.toBe(i.data);
+    const p = v(FLOAT, [2], [2, 3]);
+    expect((evaluateNode(node("Pow"), [p, v(FLOAT, [2], [2, 2])], 13, new Set([p])) as Value[])[0]!.data).not.toBe(p.data);
+    expect(Array.from(p.data)).toEqual([2, 3]);
+  });
   it("recycled buffers: reused only inside withRecycling, by length, zero-filled where a product accumulates", () => {
     const n = 64 * 64;
     const node = new Node("n", "MatMul", ["a", "b"], ["c"], []);
