@@ -417,15 +417,27 @@ export function stridedBinary(
   for (let o = 0; o < total; o += inner) {
     const end = o + inner;
     let i = o, x = ao, y = bo;
-    switch (combine) {
-      case "add": for (; i < end; i++, x += ia, y += ib) out[i] = a[x]! + b[y]!; break;
-      case "sub": for (; i < end; i++, x += ia, y += ib) out[i] = a[x]! - b[y]!; break;
-      case "mul": for (; i < end; i++, x += ia, y += ib) out[i] = a[x]! * b[y]!; break;
-      case "div": for (; i < end; i++, x += ia, y += ib) out[i] = a[x]! / b[y]!; break;
-      case "zeroPlusProduct": for (; i < end; i++, x += ia, y += ib) out[i] = 0 + a[x]! * b[y]!; break;
-      default: for (; i < end; i++, x += ia, y += ib) out[i] = combine(a[x]!, b[y]!);
+    // Rounding inside the expression costs nothing; a pass of its own would cost half the op.
+    if (roundToFloat32) {
+      const f = Math.fround;
+      switch (combine) {
+        case "add": for (; i < end; i++, x += ia, y += ib) out[i] = f(a[x]! + b[y]!); break;
+        case "sub": for (; i < end; i++, x += ia, y += ib) out[i] = f(a[x]! - b[y]!); break;
+        case "mul": for (; i < end; i++, x += ia, y += ib) out[i] = f(a[x]! * b[y]!); break;
+        case "div": for (; i < end; i++, x += ia, y += ib) out[i] = f(a[x]! / b[y]!); break;
+        case "zeroPlusProduct": for (; i < end; i++, x += ia, y += ib) out[i] = f(0 + a[x]! * b[y]!); break;
+        default: for (; i < end; i++, x += ia, y += ib) out[i] = f(combine(a[x]!, b[y]!));
+      }
+    } else {
+      switch (combine) {
+        case "add": for (; i < end; i++, x += ia, y += ib) out[i] = a[x]! + b[y]!; break;
+        case "sub": for (; i < end; i++, x += ia, y += ib) out[i] = a[x]! - b[y]!; break;
+        case "mul": for (; i < end; i++, x += ia, y += ib) out[i] = a[x]! * b[y]!; break;
+        case "div": for (; i < end; i++, x += ia, y += ib) out[i] = a[x]! / b[y]!; break;
+        case "zeroPlusProduct": for (; i < end; i++, x += ia, y += ib) out[i] = 0 + a[x]! * b[y]!; break;
+        default: for (; i < end; i++, x += ia, y += ib) out[i] = combine(a[x]!, b[y]!);
+      }
     }
-    if (roundToFloat32) for (let j = o; j < end; j++) out[j] = Math.fround(out[j]!);
     for (let ax = r - 2; ax >= 0; ax--) {
       idx[ax]++;
       ao += sa[ax]!;
