@@ -114,6 +114,10 @@ function matchRegion(ctx: RuleContext, root: Node, hold: boolean): ConstantRegio
     return decoded;
   };
   const declared = () => ctx.declaredShapes();
+  // The root first (most candidate roots are refused here, before anything below is built); it
+  // overwrites none of its inputs.
+  const first = evaluate(ctx, root, valueOf, declared, () => false);
+  if ("refused" in first) return first;
   const nodes = ctx.graph.nodes;
   const removed: Node[] = [];
   const produced = new Map<string, Value>();
@@ -182,8 +186,6 @@ function matchRegion(ctx: RuleContext, root: Node, hold: boolean): ConstantRegio
     for (const [other, w] of values) if (other !== name && w.data.buffer === v.data.buffer) return false;
     return true;
   };
-  const first = evaluate(ctx, root, valueOf, declared, lastRead);
-  if ("refused" in first) return first;
   keep(root, first.outputs, first.inputs);
   // The rest of the region: every later node whose inputs are now known.
   for (let i = nodes.indexOf(root) + 1; i < nodes.length; i++) {
