@@ -63,6 +63,20 @@ describe("fold-constants", () => {
     expect(opCounts(out)).toEqual({ Conv: 1 });
   });
 
+  it("a folded kernel read by a conv and, later, by another folded node is written once its last reader is passed", async () => {
+    const n = new Net(10);
+    const x = n.input("x", [1, 4, 6, 6]);
+    const k = n.op("Mul", [n.constant("w", [4, 4, 3, 3], Array.from({ length: 144 }, (_, i) => Math.cos(i))), n.constant("s", [4, 1, 1, 1], [1, -2, 0.5, 3])]);
+    const y = n.op("Conv", [x, k], { kernel_shape: [3, 3], pads: [1, 1, 1, 1] });
+    const k2 = n.op("Add", [k, n.constant("t", [1], [0.125])]);
+    const model = n.finish(n.op("Conv", [y, k2], { kernel_shape: [3, 3], pads: [1, 1, 1, 1] }));
+    const { model: out, result } = await applyAndProve(model, [rule]);
+    expect(opCounts(out)).toEqual({ Conv: 2 });
+    // Both kernels, in the order the graph reads them.
+    expect([...out.graph.initializers.keys()]).toEqual(out.graph.nodes.map((c) => c.inputs[1]));
+    expect(result.rewrites[0]!.summary).toBe("2 constant node(s) (1 Mul, 1 Add) → 2 initializer(s)");
+  });
+
   it("a growing node that stays keeps its folded inputs, however far its other readers folded (memory release)", async () => {
     // p = v·c is folded; g = Expand(p) grows 12288x. One reader of g folds (g·s grows too, then + a
     // full-size constant, which does not grow: that reader is settled); the other reads an

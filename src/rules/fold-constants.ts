@@ -22,6 +22,8 @@ import { foldGrowsTooMuch } from "./policy.js";
 interface ConstantRegion extends Match {
   /** Values of the removed nodes' outputs. */
   produced: Map<string, Value>;
+  /** Outputs every reader of which was passed with some left in the graph: already stored as tensors. */
+  written: Map<string, Tensor>;
 }
 
 type Evaluated = { outputs: Value[]; inputs: (Value | undefined)[] } | Refusal;
@@ -186,24 +188,47 @@ function matchRegion(ctx: RuleContext, root: Node, hold: boolean): ConstantRegio
     for (const [other, w] of values) if (other !== name && w.data.buffer === v.data.buffer) return false;
     return true;
   };
+  // A folded value whose readers have all been passed, some of them left in the graph, is written
+  // as it is: stored as its tensor at once (float32, half the float64 value, whose buffer is reused)
+  // instead of held as float64 to the end. `unpassed`: reads by nodes not yet passed.
+  const written = new Map<string, Tensor>();
+  const unpassed = new Map(holders); // nothing is folded yet: every read still counts
+  const pass = (node: Node) => {
+    for (const name of [...node.inputs, ...node.subgraphReads()]) {
+      if (!name) continue;
+      const left = unpassed.get(name)! - 1;
+      unpassed.set(name, left);
+      const v = left === 0 ? produced.get(name) : undefined;
+      if (!v) continue;
+      written.set(name, tensorFromValue(name, v));
+      produced.delete(name);
+      values.delete(name);
+      if (![...values.values()].some((w) => w.data.buffer === v.data.buffer)) recycle(v.data);
+    }
+  };
   keep(root, first.outputs, first.inputs);
+  pass(root);
   // The rest of the region: every later node whose inputs are now known.
   for (let i = nodes.indexOf(root) + 1; i < nodes.length; i++) {
     const node = nodes[i]!;
-    if (!foldable(ctx, node)) continue;
-    const r = evaluate(ctx, node, valueOf, declared, lastRead);
-    if ("refused" in r) {
-      if (!r.quiet) notes.push({ node, reason: r.refused });
-      continue;
+    if (foldable(ctx, node)) {
+      const r = evaluate(ctx, node, valueOf, declared, lastRead);
+      if (!("refused" in r)) keep(node, r.outputs, r.inputs);
+      else if (!r.quiet) notes.push({ node, reason: r.refused });
     }
-    keep(node, r.outputs, r.inputs);
+    pass(node);
   }
   const folded = keepWhatGrows(ctx, removed, sizes, sources, notes);
   const gone = new Set(folded);
-  for (const n of removed) if (!gone.has(n)) for (const o of n.outputs) produced.delete(o);
-  if (!hold && [...stillRead(ctx, gone, sizes)].some((name) => !produced.has(name))) return matchRegion(ctx, root, true);
+  for (const n of removed)
+    if (!gone.has(n))
+      for (const o of n.outputs) {
+        produced.delete(o);
+        written.delete(o);
+      }
+  if (!hold && [...stillRead(ctx, gone, sizes)].some((name) => !produced.has(name) && !written.has(name))) return matchRegion(ctx, root, true);
   if (folded.length === 0) return { ...refuse(notes.find((n) => n.node === root)?.reason ?? "nothing folds"), notes: notes.filter((n) => n.node !== root) };
-  return { anchor: folded[folded.length - 1]!, remove: folded, produced, notes };
+  return { anchor: folded[folded.length - 1]!, remove: folded, produced, written, notes };
 }
 
 export const foldConstants: Rule<ConstantRegion> = {
@@ -216,9 +241,11 @@ export const foldConstants: Rule<ConstantRegion> = {
     // Kernels dropped as their last reader folds are reused by the next evaluations (value.ts).
     return withRecycling(() => matchRegion(ctx, root, false));
   },
-  rewrite({ remove, produced }, ctx) {
-    // Outputs still read by the remaining graph become initializers under their own names.
-    const tensors: Tensor[] = [...stillRead(ctx, new Set(remove), produced)].map((name) => tensorFromValue(name, produced.get(name)!));
+  rewrite({ remove, produced, written }, ctx) {
+    // Outputs still read by the remaining graph become initializers under their own names (in the
+    // order the graph first reads them).
+    const stored = new Map<string, Value | Tensor>([...produced, ...written]);
+    const tensors: Tensor[] = [...stillRead(ctx, new Set(remove), stored)].map((name) => written.get(name) ?? tensorFromValue(name, produced.get(name)!));
     const histogram = new Map<string, number>();
     for (const n of remove) histogram.set(n.opType, (histogram.get(n.opType) ?? 0) + 1);
     return {
