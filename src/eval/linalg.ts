@@ -261,15 +261,22 @@ function gatherStrided(data: Float64Array, dims: number[], strides: number[], wh
   }
   const out = into ?? newData(n, false);
   if (n === 0) return out;
+  // The two innermost axes run as nested loops (rows of a few elements are common: 3x3 kernels);
+  // the odometer advances the others once per block of them.
+  if (d.length < 2) {
+    d.unshift(1);
+    st.unshift(0);
+  }
   const r = d.length;
   const idx = new Array<number>(r).fill(0);
-  const inner = d[r - 1]!, innerStride = st[r - 1]!;
+  const inner = d[r - 1]!, innerStride = st[r - 1]!, mid = d[r - 2]!, midStride = st[r - 2]!;
   let off = 0;
-  for (let o = 0; o < n; o += inner) {
-    if (inner >= 64 && innerStride === 1) out.set(data.subarray(off, off + inner), o);
-    else if (innerStride === 0) for (let j = 0, x = data[off]!; j < inner; j++) out[o + j] = x;
-    else for (let j = 0; j < inner; j++) out[o + j] = data[off + j * innerStride]!;
-    for (let ax = r - 2; ax >= 0; ax--) {
+  for (let o = 0; o < n; ) {
+    for (let m = 0, p = off; m < mid; m++, p += midStride) {
+      if (innerStride === 1) for (let j = 0; j < inner; j++) out[o++] = data[p + j]!;
+      else for (let j = 0, q = p; j < inner; j++, q += innerStride) out[o++] = data[q]!;
+    }
+    for (let ax = r - 3; ax >= 0; ax--) {
       idx[ax]++;
       off += st[ax]!;
       if (idx[ax]! < d[ax]!) break;
