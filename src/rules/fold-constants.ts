@@ -179,12 +179,16 @@ function matchRegion(ctx: RuleContext, root: Node, hold: boolean): ConstantRegio
   };
   // An input this node reads for the last time, whose data no other live value shares, may be
   // overwritten by its output (evaluateNode: Add/Sub/Mul/Div/Einsum on floats). Not with `hold`.
-  const lastRead = (node: Node, name: string): boolean => {
-    if (hold) return false;
+  /** Whether every other reader of `name` is folded (and settled). */
+  const lastReader = (node: Node, name: string): boolean => {
     let reads = 0;
     for (const i of node.inputs) if (i === name) reads++;
+    return holders.get(name) === reads;
+  };
+  const lastRead = (node: Node, name: string): boolean => {
+    if (hold) return false;
     const v = values.get(name);
-    if (!v || holders.get(name) !== reads) return false;
+    if (!v || !lastReader(node, name)) return false;
     for (const [other, w] of values) if (other !== name && w.data.buffer === v.data.buffer) return false;
     return true;
   };
@@ -206,18 +210,54 @@ function matchRegion(ctx: RuleContext, root: Node, hold: boolean): ConstantRegio
       if (![...values.values()].some((w) => w.data.buffer === v.data.buffer)) recycle(v.data);
     }
   };
+  // The rest of the region: every later node whose inputs are now known, in graph order — except
+  // that a node is evaluated early, right after the value it was waiting for, when it is the last
+  // reader of a value (OREPA: each branch's Add as soon as both branches exist, so a block's five
+  // branch kernels are not all alive at once). Early or not, a node sees the same inputs, so the
+  // same result; folded nodes and notes are listed in graph order.
+  const at = new Map<Node, number>();
+  nodes.forEach((n, i) => at.set(n, i));
+  const done = new Set<Node>([root]);
+  let position = at.get(root)!;
+  const ready = (node: Node) => node.inputs.every((name) => !name || values.has(name) || ctx.constant(name) !== undefined);
+  const freesAnInput = (node: Node) => node.inputs.some((name) => name && values.has(name) && lastReader(node, name));
+  const foldEarly = (node: Node) => {
+    const stack = node.outputs.flatMap((o) => (o ? ctx.consumers(o) : [])).reverse();
+    while (stack.length > 0) {
+      const next = stack.pop()!;
+      if (done.has(next) || at.get(next)! <= position || !foldable(ctx, next) || !ready(next) || !freesAnInput(next)) continue;
+      done.add(next);
+      const r = evaluate(ctx, next, valueOf, declared, lastRead);
+      if ("refused" in r) {
+        if (!r.quiet) notes.push({ node: next, reason: r.refused });
+      } else {
+        keep(next, r.outputs, r.inputs);
+        for (const o of next.outputs) if (o) stack.push(...[...ctx.consumers(o)].reverse());
+      }
+      pass(next);
+    }
+  };
   keep(root, first.outputs, first.inputs);
   pass(root);
-  // The rest of the region: every later node whose inputs are now known.
-  for (let i = nodes.indexOf(root) + 1; i < nodes.length; i++) {
-    const node = nodes[i]!;
+  foldEarly(root);
+  for (position = at.get(root)! + 1; position < nodes.length; position++) {
+    const node = nodes[position]!;
+    if (done.has(node)) continue;
+    done.add(node);
     if (foldable(ctx, node)) {
       const r = evaluate(ctx, node, valueOf, declared, lastRead);
-      if (!("refused" in r)) keep(node, r.outputs, r.inputs);
-      else if (!r.quiet) notes.push({ node, reason: r.refused });
+      if (!("refused" in r)) {
+        keep(node, r.outputs, r.inputs);
+        pass(node);
+        foldEarly(node);
+        continue;
+      }
+      if (!r.quiet) notes.push({ node, reason: r.refused });
     }
     pass(node);
   }
+  removed.sort((a, b) => at.get(a)! - at.get(b)!);
+  notes.sort((a, b) => at.get(a.node)! - at.get(b.node)!);
   const folded = keepWhatGrows(ctx, removed, sizes, sources, notes);
   const gone = new Set(folded);
   for (const n of removed)
