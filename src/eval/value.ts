@@ -149,7 +149,7 @@ export function alloc(dtype: number, dims: readonly number[]): Value {
 /** Buffers shorter than this are left to the allocator (small typed arrays are cheap). */
 const MIN_RECYCLED = 1 << 12;
 /** Most bytes of dead buffers kept for reuse, and most buffers of one length; the oldest go first. */
-const MAX_RECYCLED_BYTES = 64 << 20;
+const MAX_RECYCLED_BYTES = 32 << 20;
 const MAX_RECYCLED_PER_LENGTH = 4;
 
 /**
