@@ -21,6 +21,24 @@ describe("fold-constants", () => {
     expect(m.anchor).toBe(nodeOf(model, "Add"));
   });
 
+  it("a last reader runs as soon as its inputs exist, yet folded nodes and notes come in graph order", () => {
+    // a = m1 + t runs right after m1 (it frees m1), u = diag(m2) right after m2: ahead of q.
+    const n = new Net(11);
+    const x = n.input("x", [3, 3]);
+    const m1 = n.op("Mul", [n.constant("w1", [3, 3], [1, 2, 3, 4, 5, 6, 7, 8, 9]), n.constant("s1", [1], [2])]);
+    const m2 = n.op("Mul", [n.constant("w2", [3, 3], [9, 8, 7, 6, 5, 4, 3, 2, 1]), n.constant("s2", [1], [3])]);
+    const q = n.op("Einsum", [n.constant("sq", [3, 3], [1, 0, 0, 0, 1, 0, 0, 0, 1])], { equation: "ii->i" });
+    const a = n.op("Add", [m1, n.constant("t1", [1], [0.5])]);
+    const u = n.op("Einsum", [m2], { equation: "ii->i" });
+    const model = n.finish(n.op("Add", [n.op("Add", [n.op("Add", [x, a]), q]), u]));
+    const m = matchAt(model, rule, nodeOf(model, "Mul"));
+    if ("refused" in m) throw new Error(m.refused);
+    expect(m.remove.map((r) => r.outputs[0])).toEqual([m1, m2, a]);
+    expect(m.anchor.outputs[0]).toBe(a);
+    expect(m.notes!.map((r) => r.node.outputs[0])).toEqual([q, u]);
+    expect(m.notes!.every((r) => /diagonal/.test(r.reason))).toBe(true);
+  });
+
   it("refuses nodes reading activations, outputs that would grow the file, shapes static only under --shape", () => {
     const model = generatedKernel();
     expect(refusalAt(model, rule, nodeOf(model, "Conv")).refused).toMatch(/not foldable|not constant/);
