@@ -98,6 +98,36 @@ function keepWhatGrows(ctx: RuleContext, removed: Node[], sizes: Map<string, num
   }
 }
 
+/** The region's live values by name, and how many of them share each buffer. */
+class LiveValues extends Map<string, Value> {
+  private readonly users = new Map<ArrayBufferLike, number>();
+
+  override set(name: string, v: Value): this {
+    this.drop(name);
+    this.users.set(v.data.buffer, (this.users.get(v.data.buffer) ?? 0) + 1);
+    return super.set(name, v);
+  }
+
+  /** Whether another live value holds the buffer of `name`'s (Identity, Reshape could share one). */
+  shared(name: string): boolean {
+    const v = this.get(name);
+    return !!v && this.users.get(v.data.buffer)! > 1;
+  }
+
+  /** Forget `name`'s value; its buffer is reused (value.ts recycle) when no other live value holds it. */
+  drop(name: string): void {
+    const v = this.get(name);
+    if (!v) return;
+    super.delete(name);
+    const left = this.users.get(v.data.buffer)! - 1;
+    if (left > 0) this.users.set(v.data.buffer, left);
+    else {
+      this.users.delete(v.data.buffer);
+      recycle(v.data);
+    }
+  }
+}
+
 /**
  * The constant region from `root` to the graph's end, evaluated in one topological sweep. `hold`:
  * keep what a node that may be restored would need written (see below); without it, a value is
@@ -105,7 +135,7 @@ function keepWhatGrows(ctx: RuleContext, removed: Node[], sizes: Map<string, num
  * restored node reads a dropped value) is evaluated again with it.
  */
 function matchRegion(ctx: RuleContext, root: Node, hold: boolean): ConstantRegion | Refusal {
-  const values = new Map<string, Value>();
+  const values = new LiveValues();
   const valueOf = (name: string): Value | undefined => {
     const v = values.get(name);
     if (v) return v;
@@ -149,11 +179,8 @@ function matchRegion(ctx: RuleContext, root: Node, hold: boolean): ConstantRegio
       const left = holders.get(name)! - 1;
       holders.set(name, left);
       if (left !== 0) continue;
-      const dead = values.get(name);
-      values.delete(name);
+      values.drop(name);
       produced.delete(name);
-      // Its buffer is reused unless another live value shares it (Identity, Reshape).
-      if (dead && ![...values.values()].some((v) => v.data.buffer === dead.data.buffer)) recycle(dead.data);
       const p = producer.get(name);
       if (p && growing.has(p) && settled(p)) settle(p);
     }
@@ -187,10 +214,7 @@ function matchRegion(ctx: RuleContext, root: Node, hold: boolean): ConstantRegio
   };
   const lastRead = (node: Node, name: string): boolean => {
     if (hold) return false;
-    const v = values.get(name);
-    if (!v || !lastReader(node, name)) return false;
-    for (const [other, w] of values) if (other !== name && w.data.buffer === v.data.buffer) return false;
-    return true;
+    return values.has(name) && lastReader(node, name) && !values.shared(name);
   };
   // A folded value whose readers have all been passed, some of them left in the graph, is written
   // as it is: stored as its tensor at once (float32, half the float64 value, whose buffer is reused)
@@ -206,8 +230,7 @@ function matchRegion(ctx: RuleContext, root: Node, hold: boolean): ConstantRegio
       if (!v) continue;
       written.set(name, tensorFromValue(name, v));
       produced.delete(name);
-      values.delete(name);
-      if (![...values.values()].some((w) => w.data.buffer === v.data.buffer)) recycle(v.data);
+      values.drop(name);
     }
   };
   // The rest of the region: every later node whose inputs are now known, in graph order — except
