@@ -444,6 +444,9 @@ describe("shape plumbing", () => {
     await check({ op: "Pad", inputs: [x], opset: 10, attrs: { pads: [0, 0, 1, 0, 0, 2], value: new F(1.5) } });
     await check({ op: "Pad", inputs: [x, vec([1, 2]), null, vec([-1])], opset: 18 });
     await check({ op: "Pad", inputs: [x, vec([0, 1, 2, 0, 2, 3])], opset: 19, attrs: { mode: "wrap" } });
+    // OREPA's 1x1 kernel padded to 3x3, and a pad of 0 everywhere.
+    await check({ op: "Pad", inputs: [f32([4, 3, 1, 1], r), vec([0, 0, 1, 1, 0, 0, 1, 1])] });
+    await check({ op: "Pad", inputs: [x, vec([0, 0, 0, 0, 0, 0])] });
   });
 
   it("ScatterND and ScatterElements (random, distinct indices)", async () => {

@@ -396,6 +396,35 @@ export function evalTile(ins: (Value | undefined)[]): Value[] {
   return [value(x.dtype, dims, axisGather(x.data, dims, dims.map((len, a) => table(len, (c) => c % x.dims[a]!, st[a]!))))];
 }
 
+/**
+ * Constant Pad that only grows: the fill everywhere, then each input row copied to its place (OREPA
+ * pads 1x1 kernels to 3x3: eight of nine values are fill). The same values as the gather.
+ */
+function padConstant(x: Value, dims: readonly number[], before: readonly number[], fill: number): Float64Array {
+  const out = newData(sizeOf(dims), false).fill(fill);
+  const r = dims.length;
+  if (r === 0) {
+    out[0] = x.data[0]!;
+    return out;
+  }
+  const outSt = stridesOf(dims);
+  const row = x.dims[r - 1]!;
+  const idx = new Array<number>(r).fill(0);
+  let off = 0;
+  for (let a = 0; a < r; a++) off += before[a]! * outSt[a]!;
+  for (let i = 0; i < x.data.length; i += row) {
+    for (let j = 0; j < row; j++) out[off + j] = x.data[i + j]!;
+    for (let a = r - 2; a >= 0; a--) {
+      idx[a]++;
+      off += outSt[a]!;
+      if (idx[a]! < x.dims[a]!) break;
+      off -= outSt[a]! * x.dims[a]!;
+      idx[a] = 0;
+    }
+  }
+  return out;
+}
+
 export function evalPad(node: Node, ins: (Value | undefined)[], opset: number): Value[] {
   const x = need(ins[0], "Pad");
   const r = x.dims.length;
@@ -427,6 +456,7 @@ export function evalPad(node: Node, ins: (Value | undefined)[], opset: number): 
   if (dims.some((d) => d < 0)) notEvaluated(`Pad gives negative dims [${dims}]`);
   if (sizeOf(dims) === 0) return [value(x.dtype, dims, new Float64Array(0))];
   if (!["constant", "reflect", "edge", "wrap"].includes(mode) || (mode === "wrap" && opset < 19)) notEvaluated(`Pad mode ${mode}`);
+  if (mode === "constant" && before.every((b) => b >= 0) && after.every((a) => a >= 0) && x.data.length > 0) return [value(x.dtype, dims, padConstant(x, dims, before, fill))];
   const st = stridesOf(x.dims);
   const tables = dims.map((len, a) => {
     const d = x.dims[a]!;
