@@ -2,7 +2,7 @@
 // Sums run in float64; integer inputs are accepted only where every partial sum provably stays
 // below 2^53 (so the result is exact).
 import { DataType, dtypeName } from "../ir/dtype.js";
-import { gemmAccumulateParallel as gemmAccumulate } from "../algebra/gemm-parallel.js";
+import { gemmAccumulateParallel as gemmAccumulate, gemmWorkspace } from "../algebra/gemm-parallel.js";
 import type { Node } from "../ir/graph.js";
 import {
   alloc, broadcastDims, broadcastStrides, checkWork, expandData, isBool, isFloat, isInt, newData, offsets, product, notEvaluated, recycle, sameDims,
@@ -206,7 +206,6 @@ function einsumAsMatMul(
   const aLetters = [...batch, ...mL, ...sumLetters], bLetters = [...batch, ...sumLetters, ...nL];
   const cLetters = [...batch, ...mL, ...nL];
   const inOrder = cLetters.every((l, i) => outLetters[i] === l);
-  const A = gatherStrided(vs[0]!.data, sizes(aLetters), aLetters.map((l) => stride(0, l)), "Einsum operand 0");
   // When C must be moved into the output's order and the output's first index is one of B's own
   // (OREPA's `ti,othw->oihw`: o), the product runs in slices of that index: the copies of B and C
   // are slices too, moved into their contiguous part of the output (the same sums, in the same
@@ -217,23 +216,39 @@ function einsumAsMatMul(
   const perLead = sliced ? N / leadSize : N;
   const step = sliced ? Math.max(1, Math.floor(SLICE_ELEMENTS / (Math.max(M, K) * perLead))) : leadSize;
   const outRow = out.data.length / leadSize;
+  const aDims = sizes(aLetters), aStrides = aLetters.map((l) => stride(0, l));
+  // One product per slice: its operands are moved straight into the matrix product's workspace
+  // and C read from there (gemm-parallel.ts: no copies on the way in or out).
+  const inWorkspace = sliced && nb === 1;
+  const A = inWorkspace ? undefined : gatherStrided(vs[0]!.data, aDims, aStrides, "Einsum operand 0");
   if (inOrder) out.data.fill(0);
   for (let p0 = 0; p0 < leadSize; p0 += step) {
     const p = Math.min(step, leadSize - p0);
     const sz = (l: string) => (sliced && l === lead ? p : size.get(l)!);
     const Ns = sliced ? p * perLead : N;
-    const B = gatherStrided(vs[1]!.data.subarray(sliced ? p0 * stride(1, lead) : 0), bLetters.map(sz), bLetters.map((l) => stride(1, l)), "Einsum operand 1");
+    const bSlice = vs[1]!.data.subarray(sliced ? p0 * stride(1, lead) : 0);
+    const into = sliced ? out.data.subarray(p0 * outRow, (p0 + p) * outRow) : out.data;
+    const cStrides = stridesOf(cLetters.map(sz));
+    const cToOut = outLetters.map((l) => cStrides[cLetters.indexOf(l)]!);
+    if (!A) {
+      const w = gemmWorkspace(M, K, Ns);
+      gatherStrided(vs[0]!.data, aDims, aStrides, "Einsum operand 0", w.A);
+      gatherStrided(bSlice, bLetters.map(sz), bLetters.map((l) => stride(1, l)), "Einsum operand 1", w.B);
+      w.C.fill(0);
+      w.run();
+      gatherStrided(w.C, outLetters.map(sz), cToOut, "Einsum output", into);
+      continue;
+    }
+    const B = gatherStrided(bSlice, bLetters.map(sz), bLetters.map((l) => stride(1, l)), "Einsum operand 1");
     const C = inOrder ? out.data : newData(nb * M * Ns);
     for (let i = 0; i < nb; i++) gemmAccumulate(A, i * M * K, B, i * K * Ns, C, i * M * Ns, M, K, Ns);
     // Gathered copies are private to this product (a view of an operand's own data is not).
     if (B.buffer !== vs[1]!.data.buffer) recycle(B);
     if (inOrder) continue;
-    const cStrides = stridesOf(cLetters.map(sz));
-    const into = sliced ? out.data.subarray(p0 * outRow, (p0 + p) * outRow) : out.data;
-    gatherStrided(C, outLetters.map(sz), outLetters.map((l) => cStrides[cLetters.indexOf(l)]!), "Einsum output", into);
+    gatherStrided(C, outLetters.map(sz), cToOut, "Einsum output", into);
     recycle(C);
   }
-  if (A.buffer !== vs[0]!.data.buffer) recycle(A);
+  if (A && A.buffer !== vs[0]!.data.buffer) recycle(A);
 }
 
 /**
