@@ -217,9 +217,9 @@ function einsumAsMatMul(
   const step = sliced ? Math.max(1, Math.floor(SLICE_ELEMENTS / (Math.max(M, K) * perLead))) : leadSize;
   const outRow = out.data.length / leadSize;
   const aDims = sizes(aLetters), aStrides = aLetters.map((l) => stride(0, l));
-  // One product per slice: its operands are moved straight into the matrix product's workspace
-  // and C read from there (gemm-parallel.ts: no copies on the way in or out).
-  const inWorkspace = sliced && nb === 1;
+  // Without a batch, one product per slice: its operands are moved straight into the matrix
+  // product's workspace and C read from there (gemm-parallel.ts: no copies on the way in or out).
+  const inWorkspace = nb === 1;
   const A = inWorkspace ? undefined : gatherStrided(vs[0]!.data, aDims, aStrides, "Einsum operand 0");
   if (inOrder) out.data.fill(0);
   for (let p0 = 0; p0 < leadSize; p0 += step) {
