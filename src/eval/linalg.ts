@@ -217,8 +217,8 @@ function einsumAsMatMul(
   const step = sliced ? Math.max(1, Math.floor(SLICE_ELEMENTS / (Math.max(M, K) * perLead))) : leadSize;
   const outRow = out.data.length / leadSize;
   const aDims = sizes(aLetters), aStrides = aLetters.map((l) => stride(0, l));
-  // Without a batch, one product per slice: its operands are moved straight into the matrix
-  // product's workspace and C read from there (gemm-parallel.ts: no copies on the way in or out).
+  // Without a batch, one product per slice in the matrix product's workspace: A moved straight in,
+  // B handed over row-major (the workspace packs it), C read from there (gemm-parallel.ts).
   const inWorkspace = nb === 1;
   const A = inWorkspace ? undefined : gatherStrided(vs[0]!.data, aDims, aStrides, "Einsum operand 0");
   if (inOrder) out.data.fill(0);
@@ -233,7 +233,9 @@ function einsumAsMatMul(
     if (!A) {
       const w = gemmWorkspace(M, K, Ns);
       gatherStrided(vs[0]!.data, aDims, aStrides, "Einsum operand 0", w.A);
-      gatherStrided(bSlice, bLetters.map(sz), bLetters.map((l) => stride(1, l)), "Einsum operand 1", w.B);
+      const B = gatherStrided(bSlice, bLetters.map(sz), bLetters.map((l) => stride(1, l)), "Einsum operand 1");
+      w.setB(B, 0);
+      if (B.buffer !== vs[1]!.data.buffer) recycle(B);
       w.C.fill(0);
       w.run();
       gatherStrided(w.C, outLetters.map(sz), cToOut, "Einsum output", into);
