@@ -268,7 +268,7 @@ export function saveModel(model: Model, file: string, options: SaveOptions = {})
           if (t.byteLength < threshold) return inlineProto(t);
           const bytes = rawBytes(t.data());
           const offset = dataBytes;
-          fs.writeSync(fd, bytes, 0, bytes.length, offset);
+          writeAllAt(fd, bytes, offset);
           dataBytes += bytes.length;
           return onnx.TensorProto.create({
             name: t.name, dataType: t.dtype, dims: [...t.dims],
@@ -322,6 +322,12 @@ function testPauseMidWrite(): void {
 
 /** Writes of at most this many bytes (one very large write is slower here than several). */
 const WRITE_CHUNK = 8 << 20;
+
+/** All of `bytes` at `position` (a write may write less than asked). */
+function writeAllAt(fd: number, bytes: Uint8Array, position: number): void {
+  let done = 0;
+  while (done < bytes.length) done += fs.writeSync(fd, bytes, done, Math.min(WRITE_CHUNK, bytes.length - done), position + done);
+}
 
 /**
  * Write `parts` one after the other (raw data still in the input file is read one part at a time)
