@@ -146,7 +146,7 @@ function composePointwiseFirst(a: LinearMap, b: LinearMap, out: LinearMap, inPer
   if (!allFinite(a.kernel)) return composePointwiseFirstReference(a, b, out, inPer, midPer, outPer, s1h, s1w);
   const BH = b.kh | 0, BW = b.kw | 0, kh = out.kh | 0, kw = out.kw | 0;
   const taps = (BH * BW) | 0;
-  const aK = a.kernel, bK = b.kernel, oK = out.kernel;
+  const aK = a.kernel, bK = b.kernel, oK = computedKernel(out);
   pointwiseBias(a, b, out, midPer, outPer);
   if (midPer === 1) return composeOneIntermediate(a, b, out, inPer, outPer, s1h, s1w);
   const groups = (b.outChannels / outPer) | 0;
@@ -167,15 +167,30 @@ function composePointwiseFirst(a: LinearMap, b: LinearMap, out: LinearMap, inPer
       else packRows64(bK, product.A, o0, n, midPer, taps);
       acc.fill(0);
       product.run();
-      // Into the kernel in its own order (each output's taps are contiguous): sequential writes.
-      for (let ol = 0; ol < n; ol++) {
-        const o = o0 + ol;
-        for (let c = 0; c < inPer; c++) {
-          const dst = ((o * inPer + c) * kh) | 0, src = (ol * taps * inPer + c) | 0;
-          for (let p = 0; p < BH; p++)
-            for (let q = 0; q < BW; q++) oK[((dst + p * s1h) * kw + q * s1w) | 0] = acc[(src + (p * BW + q) * inPer) | 0]!;
-        }
-      }
+      unpackTaps(acc, oK, o0, n, inPer, kh, kw, BH, BW, s1h, s1w);
+    }
+  }
+}
+
+/** A composite's kernel: makeMap gave it a float64 array (checked, so the loops below stay monomorphic). */
+function computedKernel(m: LinearMap): Float64Array {
+  if (!(m.kernel instanceof Float64Array)) throw new Error("composite kernel is not float64");
+  return m.kernel;
+}
+
+// The loops below take arrays and numbers only: a loop inside a function that also reads the
+// maps' fields is deoptimized each time a map of another shape (lazy, spread, fresh) comes by, and
+// runs unoptimized for a while after (on DBB-ResNet-50 that made these loops 10x slower).
+
+/** Rows (o, t) of the product into the kernel in its own order (each output's taps contiguous). */
+function unpackTaps(acc: Float64Array, oK: Float64Array, o0: number, n: number, inPer: number, kh: number, kw: number, BH: number, BW: number, s1h: number, s1w: number): void {
+  const taps = (BH * BW) | 0;
+  for (let ol = 0; ol < n; ol++) {
+    const o = o0 + ol;
+    for (let c = 0; c < inPer; c++) {
+      const dst = ((o * inPer + c) * kh) | 0, src = (ol * taps * inPer + c) | 0;
+      for (let p = 0; p < BH; p++)
+        for (let q = 0; q < BW; q++) oK[((dst + p * s1h) * kw + q * s1w) | 0] = acc[(src + (p * BW + q) * inPer) | 0]!;
     }
   }
 }
@@ -188,18 +203,19 @@ function composePointwiseFirst(a: LinearMap, b: LinearMap, out: LinearMap, inPer
  */
 function composeOneIntermediate(a: LinearMap, b: LinearMap, out: LinearMap, inPer: number, outPer: number, s1h: number, s1w: number): void {
   const BH = b.kh | 0, BW = b.kw | 0, kh = out.kh | 0, kw = out.kw | 0;
-  const taps = (BH * BW) | 0;
-  // Both read as float64 (a float32 and a float64 kernel through one loop would make it polymorphic).
-  const aK = a.kernel instanceof Float64Array ? a.kernel : Float64Array.from(a.kernel);
+  // The second kernel (outputs x taps values) is read as float64 in the inner loop.
   const bK = b.kernel instanceof Float64Array ? b.kernel : Float64Array.from(b.kernel);
-  const oK = out.kernel;
-  for (let o = 0; o < b.outChannels; o++) {
-    const src = (Math.floor(o / outPer) * inPer) | 0, w = (o * taps) | 0;
-    for (let c = 0; c < inPer; c++) {
-      const x = aK[src + c]!, dst = ((o * inPer + c) * kh) | 0;
-      for (let p = 0; p < BH; p++)
-        for (let q = 0; q < BW; q++) oK[((dst + p * s1h) * kw + q * s1w) | 0] = 0 + bK[(w + p * BW + q) | 0]! * x;
-    }
+  for (let o = 0; o < b.outChannels; o++)
+    outerTaps(a.kernel, bK, computedKernel(out), o, (Math.floor(o / outPer) * inPer) | 0, inPer, kh, kw, BH, BW, s1h, s1w);
+}
+
+/** Output o of composeOneIntermediate: 0 + W2[o, 0, p, q]·W1[m, c] for every c, p, q (W1[m] at aK[src…]). */
+function outerTaps(aK: Float64Array | Float32Array, bK: Float64Array, oK: Float64Array, o: number, src: number, inPer: number, kh: number, kw: number, BH: number, BW: number, s1h: number, s1w: number): void {
+  const w = (o * BH * BW) | 0;
+  for (let c = 0; c < inPer; c++) {
+    const x = aK[src + c]!, dst = ((o * inPer + c) * kh) | 0;
+    for (let p = 0; p < BH; p++)
+      for (let q = 0; q < BW; q++) oK[((dst + p * s1h) * kw + q * s1w) | 0] = 0 + bK[(w + p * BW + q) | 0]! * x;
   }
 }
 
@@ -228,11 +244,13 @@ function allFinite(x: ArrayLike<number>): boolean {
 
 /** The bias of the pointwise-first composite, summed as the reference loop sums it. */
 function pointwiseBias(a: LinearMap, b: LinearMap, out: LinearMap, midPer: number, outPer: number): void {
-  const bK = b.kernel, aB = a.bias;
-  const taps = (b.kh * b.kw) | 0;
-  for (let o = 0; o < b.outChannels; o++) {
+  pointwiseBiasOf(b.kernel, a.bias, b.bias, out.bias, b.outChannels, midPer, outPer, (b.kh * b.kw) | 0);
+}
+
+function pointwiseBiasOf(bK: Float64Array | Float32Array, aB: Float64Array, bB: Float64Array, oB: Float64Array, outChannels: number, midPer: number, outPer: number, taps: number): void {
+  for (let o = 0; o < outChannels; o++) {
     const group = Math.floor(o / outPer);
-    let bias = b.bias[o]!;
+    let bias = bB[o]!;
     let ml = 0;
     for (; ml + 4 <= midPer; ml += 4) {
       const m = group * midPer + ml;
@@ -248,7 +266,7 @@ function pointwiseBias(a: LinearMap, b: LinearMap, out: LinearMap, midPer: numbe
         bias += w2 * aB[m]!;
       }
     }
-    out.bias[o] = bias;
+    oB[o] = bias;
   }
 }
 
