@@ -13,7 +13,11 @@ import { GraphBuilder } from "../src/ir/builder.js";
 import { ModelError } from "../src/ir/errors.js";
 import { loadModel, modelFromBytes, saveModel } from "../src/ir/io.js";
 import { storedRawData } from "../src/ir/proto.js";
+import { createHash } from "node:crypto";
 import { randomArray, rng } from "./helpers/random.js";
+
+const r = rng(15);
+const hashOf = (b: Uint8Array) => createHash("sha256").update(b).digest("hex");
 
 const work = fs.mkdtempSync(path.join(os.tmpdir(), "reparam-stored-"));
 const at = (...p: string[]) => path.join(work, ...p);
@@ -107,6 +111,32 @@ describe("loadModel leaves large weights in the file", () => {
     fs.writeFileSync(f, modelToBytes(model(96, 99))); // same size, same inode, other weights
     expect(() => m.graph.initializers.get(names.w)!.data()).toThrow(ModelError);
     expect(() => m.graph.initializers.get(names.w)!.data()).toThrow(/changed.onnx: changed since it was loaded/);
+  });
+
+  it("corrupted files: loading gives what decoding the whole file gives (the same model, or the same error)", () => {
+    // Byte flips and cuts anywhere (tags, lengths, names, raw data): the scan must never read a
+    // model other than the one protobuf decodes, nor turn an error into a model or change its words.
+    const outcome = (load: () => ReturnType<typeof loadModel>) => {
+      try {
+        return `model ${hashOf(modelToBytes(load()))}`;
+      } catch (e) {
+        return `${(e as Error).constructor.name}: ${(e as Error).message}`;
+      }
+    };
+    const seen = new Set<string>();
+    for (let trial = 0; trial < 120; trial++) {
+      const bad = Buffer.from(bytes);
+      const kind = trial % 3;
+      if (kind === 0) bad[Math.floor(r() * 600)] = Math.floor(r() * 256); // the head: model fields, nodes
+      else if (kind === 1) bad[Math.floor(r() * bad.length)] = Math.floor(r() * 256);
+      const cut = kind === 2 ? bad.subarray(0, Math.floor(r() * bad.length)) : bad;
+      const f = write(`bad${trial}.onnx`, cut);
+      const got = outcome(() => loadModel(f));
+      expect(got, `trial ${trial}`).toBe(outcome(() => modelFromBytes(fs.readFileSync(f), f)));
+      seen.add(got.startsWith("model") ? "model" : "error");
+      fs.rmSync(f);
+    }
+    expect([...seen].sort()).toEqual(["error", "model"]); // both kinds of outcome were compared
   });
 
   it("a file the scan does not take is read whole: same model; broken files keep their messages", () => {
