@@ -90,7 +90,7 @@ function sumRows(out: MapGeometry, maps: LinearMap[], rowOffsets: number[], colO
         const scaled = scaledView(m);
         if (scaled && !channelRows(scaled.base)) {
           // base · s added straight from base's kernel: the products the scaled row would hold.
-          addScaledRow(row, OH, OW, scaled.base.kernel, (o * mPer) | 0, m.kh | 0, m.kw | 0, mInPer, channel0 * OH * OW, rowOffsets[idx]! | 0, colOffsets[idx]! | 0, scaled.scale[o]!);
+          addRow(row, OH, OW, scaled.base.kernel, (o * mPer) | 0, m.kh | 0, m.kw | 0, mInPer, channel0 * OH * OW, rowOffsets[idx]! | 0, colOffsets[idx]! | 0, scaled.scale[o]!);
           continue;
         }
         const inner = channelRows(m);
@@ -104,7 +104,7 @@ function sumRows(out: MapGeometry, maps: LinearMap[], rowOffsets: number[], colO
           src = m.kernel;
           from = (o * mPer) | 0;
         }
-        addRow(row, OH, OW, src, from, m.kh | 0, m.kw | 0, mInPer, channel0 * OH * OW, rowOffsets[idx]! | 0, colOffsets[idx]! | 0);
+        addRow(row, OH, OW, src, from, m.kh | 0, m.kw | 0, mInPer, channel0 * OH * OW, rowOffsets[idx]! | 0, colOffsets[idx]! | 0, 1);
       }
     },
     bias() {
@@ -119,25 +119,12 @@ function sumRows(out: MapGeometry, maps: LinearMap[], rowOffsets: number[], colO
   };
 }
 
-// A monomorphic hot loop on integers (divisions would make doubles and slow V8's indexing).
-function addRow(dst: Float64Array, OH: number, OW: number, src: KernelData, from: number, KH: number, KW: number, channels: number, at: number, dy: number, dx: number): void {
-  if (KH === OH && KW === OW) {
-    const n = (channels * KH * KW) | 0;
-    for (let i = 0; i < n; i++) dst[at + i] = dst[at + i]! + src[from + i]!;
-    return;
-  }
-  const srcStride = (KH * KW) | 0, dstStride = (OH * OW) | 0;
-  for (let c = 0; c < channels; c++) {
-    for (let i = 0; i < KH; i++) {
-      const s0 = (from + c * srcStride + i * KW) | 0;
-      const d0 = (at + c * dstStride + (i + dy) * OW + dx) | 0;
-      for (let j = 0; j < KW; j++) dst[d0 + j] = dst[d0 + j]! + src[s0 + j]!;
-    }
-  }
-}
-
-/** addRow of src · s (each product a double, then added: no fused multiply-add in JavaScript). */
-function addScaledRow(dst: Float64Array, OH: number, OW: number, src: KernelData, from: number, KH: number, KW: number, channels: number, at: number, dy: number, dx: number, s: number): void {
+/**
+ * Add src · s into dst at a (dy, dx) tap offset. Each product is a double, then added (JavaScript
+ * has no fused multiply-add); s = 1 adds src itself (x · 1 = x for every double, ±0 included).
+ * A monomorphic hot loop on integers (divisions would make doubles and slow V8's indexing).
+ */
+function addRow(dst: Float64Array, OH: number, OW: number, src: KernelData, from: number, KH: number, KW: number, channels: number, at: number, dy: number, dx: number, s: number): void {
   if (KH === OH && KW === OW) {
     const n = (channels * KH * KW) | 0;
     for (let i = 0; i < n; i++) dst[at + i] = dst[at + i]! + src[from + i]! * s;

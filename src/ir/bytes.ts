@@ -4,6 +4,7 @@
 import { ModelError, UsageError } from "./errors.js";
 import { Graph, Model, graphFromProto } from "./graph.js";
 import { copyWireInfo, decodeModel, encodeGraph, encodeModel, encodeTensor, onnx, storedRawData, type ModelProto, type StoredBytes, type TensorProto } from "./proto.js";
+import { varintBytes } from "./skeleton.js";
 import { Tensor, rawBytes, type ExternalReader } from "./tensor.js";
 
 /** A single protobuf message cannot exceed 2 GiB; larger models must put weights in a data file. */
@@ -196,16 +197,6 @@ export function encodeParts(proto: ModelProto): Part[] {
   return weightBytes >= STREAM_THRESHOLD ? streamedParts(proto) : [encodeModel(withStoredRead(proto))];
 }
 
-function varint(n: number): Uint8Array {
-  const out: number[] = [];
-  while (n >= 0x80) {
-    out.push((n % 0x80) | 0x80);
-    n = Math.floor(n / 0x80);
-  }
-  out.push(n);
-  return Uint8Array.from(out);
-}
-
 /**
  * A ModelProto whose weights are large, encoded without one buffer for the whole: the small parts
  * are encoded, each initializer's raw_data is a part of its own (its typed array's bytes).
@@ -218,14 +209,14 @@ function streamedParts(proto: ModelProto): Part[] {
   const pieces: Part[][] = initializers.map((t) => {
     const raw = rawDataOf(t);
     const header = encodeTensorHeader(t, !!raw);
-    const body = raw ? [header, Uint8Array.of(0x4a), varint(raw.length), raw] : [header];
+    const body = raw ? [header, Uint8Array.of(0x4a), varintBytes(raw.length), raw] : [header];
     const length = body.reduce((n, b) => n + b.length, 0);
-    return [Uint8Array.of(0x2a), varint(length), ...body];
+    return [Uint8Array.of(0x2a), varintBytes(length), ...body];
   });
   const graphHead = encodeGraphWithout(graph);
   const graphLength = graphHead.length + pieces.reduce((n, p) => n + p.reduce((m, b) => m + b.length, 0), 0);
   const modelHead = encodeModel({ ...shallow(proto), graph: undefined } as ModelProto);
-  return [modelHead, Uint8Array.of(0x3a), varint(graphLength), graphHead, ...pieces.flat()];
+  return [modelHead, Uint8Array.of(0x3a), varintBytes(graphLength), graphHead, ...pieces.flat()];
 }
 
 /** A copy of a decoded message that keeps its unknown fields and wire-layout notes. */

@@ -82,7 +82,8 @@ class Cursor {
   }
 }
 
-function varintBytes(n: number): Uint8Array {
+/** A protobuf varint (n ≥ 0, up to 2^53). */
+export function varintBytes(n: number): Uint8Array {
   const out: number[] = [];
   while (n >= 0x80) {
     out.push((n % 0x80) | 0x80);
