@@ -13,6 +13,7 @@ import { GraphBuilder } from "../src/ir/builder.js";
 import { ModelError } from "../src/ir/errors.js";
 import { loadModel, modelFromBytes, saveModel } from "../src/ir/io.js";
 import { storedRawData } from "../src/ir/proto.js";
+import { scanSkeleton, varintBytes } from "../src/ir/skeleton.js";
 import { createHash } from "node:crypto";
 import { randomArray, rng } from "./helpers/random.js";
 
@@ -137,6 +138,22 @@ describe("loadModel leaves large weights in the file", () => {
       fs.rmSync(f);
     }
     expect([...seen].sort()).toEqual(["error", "model"]); // both kinds of outcome were compared
+  });
+
+  it("the scan copies every byte it keeps: with nothing left in the file, the skeleton is the file (200,000 initializers)", () => {
+    const source = (b: Uint8Array) => ({ size: b.length, read: (offset: number, length: number) => b.slice(offset, offset + length) });
+    const same = (a: Uint8Array, b: Uint8Array) => Buffer.compare(Buffer.from(a), Buffer.from(b)) === 0;
+    expect(same(scanSkeleton(source(bytes), Infinity)!.bytes, bytes)).toBe(true);
+    // A graph of 200,000 initializers, each named "a" (field 8): ModelProto.graph = 7, GraphProto.initializer = 5.
+    const n = 200_000;
+    const graph = Buffer.alloc(n * 5);
+    for (let i = 0; i < n; i++) graph.set([0x2a, 0x03, 0x42, 0x01, 0x61], i * 5);
+    const head = Buffer.from([0x08, 0x07, 0x3a]); // ir_version 7, then the graph's tag
+    const len = Buffer.from(varintBytes(graph.length));
+    const file = Buffer.concat([head, len, graph]);
+    const skeleton = scanSkeleton(source(file), 16)!;
+    expect(skeleton.stored.length).toBe(n);
+    expect(same(skeleton.bytes, file)).toBe(true);
   });
 
   it("a file the scan does not take is read whole: same model; broken files keep their messages", () => {

@@ -113,7 +113,7 @@ function scanMessage(cur: Cursor, end: number, onField: (field: number, wt: numb
     const replaced = onField(tag >>> 3, tag & 7, tagStart);
     if (replaced) {
       if (tagStart > copyFrom) out.push(cur.slice(copyFrom, tagStart));
-      out.push(...replaced);
+      for (const piece of replaced) out.push(piece); // one by one: a graph has as many pieces as tensors
       copyFrom = cur.pos;
     } else if (replaced === undefined) cur.skipValue(tag & 7, end);
     // Copy in runs of at most a chunk, so copies come from the cursor's buffer.
