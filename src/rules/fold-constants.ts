@@ -204,14 +204,14 @@ function matchRegion(ctx: RuleContext, root: Node, hold: boolean): ConstantRegio
     if (mayGrow && hold) growing.add(node);
     if (!growing.has(node) || settled(node)) settle(node);
   };
-  // An input this node reads for the last time, whose data no other live value shares, may be
-  // overwritten by its output (evaluateNode: Add/Sub/Mul/Div/Einsum on floats). Not with `hold`.
   /** Whether every other reader of `name` is folded (and settled). */
   const lastReader = (node: Node, name: string): boolean => {
     let reads = 0;
     for (const i of node.inputs) if (i === name) reads++;
     return holders.get(name) === reads;
   };
+  // An input this node reads for the last time, whose data no other live value shares, may be
+  // overwritten by its output (evaluateNode: Add/Sub/Mul/Div/Einsum on floats). Not with `hold`.
   const lastRead = (node: Node, name: string): boolean => {
     if (hold) return false;
     return values.has(name) && lastReader(node, name) && !values.shared(name);
