@@ -62,15 +62,36 @@ describe("too lenient no more", () => {
       const run = vi.spyOn(ort.InferenceSession.prototype, "run");
       const r = await verifyModels(scaledConv(1), scaledConv(1), { runs: 1 });
       const levels = create.mock.calls.map((c) => (c[1] as ort.InferenceSession.SessionOptions).graphOptimizationLevel);
-      // Two loads in all: the reference (its literal runs and three noise samples), then the candidate.
+      // Two loads in all: the reference (its literal runs and the first noise sample), then the
+      // candidate; it passes on every input set, so no more samples are taken.
       expect(levels).toEqual(["disabled", "disabled"]);
       expect(r.inputSets).toBe(2);
-      expect(run).toHaveBeenCalledTimes(2 * (1 + 3 + 1));
+      expect(run).toHaveBeenCalledTimes(2 * (1 + 1 + 1));
       // The arithmetic weights are fed as inputs: the loaded bytes hold none of them.
       const loaded = create.mock.calls.map((c) => onnx.ModelProto.decode(c[0] as Uint8Array));
       expect(loaded.map((p) => p.graph!.initializer!.length)).toEqual([0, 0]);
       const feeds = run.mock.calls.map((c) => Object.keys(c[0] as Record<string, unknown>).sort().join());
       expect(new Set(feeds)).toEqual(new Set(["w_0,x"]));
+    });
+
+    it("input sets where the candidate does not pass yet get the other two noise samples, and only those", async () => {
+      // Right at size 8 (set 0), wrong at 9 (set 1): SAME_UPPER pads computed for 8x8.
+      const model = (pads?: number[]) => {
+        const b = new GraphBuilder(13);
+        b.input("x", ["N", 2, "H", "W"]);
+        const attrs = pads ? { pads, strides: [2, 2] } : { auto_pad: "SAME_UPPER", strides: [2, 2] };
+        b.output(b.op("Conv", ["x", b.constant("w", [2, 2, 3, 3], weights(36))], { kernel_shape: [3, 3], ...attrs }, "y"));
+        return b.build();
+      };
+      const create = vi.spyOn(ort.InferenceSession, "create");
+      const run = vi.spyOn(ort.InferenceSession.prototype, "run");
+      const r = await verifyModels(model(), model([0, 0, 1, 1]), { runs: 1 });
+      expect(r.ok).toBe(false);
+      // Reference, candidate, the reference again for samples 2 and 3 on set 1 only.
+      expect(create).toHaveBeenCalledTimes(3);
+      // Literal runs and sample 1 at both sizes, the candidate at both, samples 2 and 3 at 9x9.
+      expect(run.mock.calls.map((c) => (c[0] as Record<string, ort.Tensor>).x!.dims[2])).toEqual([8, 9, 8, 9, 8, 9, 9, 9]);
+      expect(r.outputs[0]!.reason).toMatch(/input set 1/);
     });
 
     it("a model onnxruntime will not load with its weights as inputs is loaded as written; the samples then move its inputs only, as the notes say", async () => {

@@ -4,10 +4,11 @@
 // products are summed in another order), so its error is of the same size as this spread, at any
 // depth and output scale; a wrong fold changes what is computed and lands far outside it.
 //
-// Three re-rounded evaluations are measured (README "Guarantees"): the reference with every
-// arithmetic weight and every float input moved by exactly one unit in the last place of its
-// type, in a random direction (three seeds): the rounding a fold introduces, applied at every
-// layer, so that whatever the network amplifies is amplified here too.
+// Up to three re-rounded evaluations are measured (README "Guarantees"; verify.ts takes the
+// second and third only where the first does not already prove the candidate): the reference
+// with every arithmetic weight and every float input moved by exactly one unit in the last place
+// of its type, in a random direction (one seed each): the rounding a fold introduces, applied at
+// every layer, so that whatever the network amplifies is amplified here too.
 // Weights are moved only where they are arithmetic operands (conv/matmul weights, biases,
 // normalization parameters, elementwise constants), never where a value is structural (a Pow
 // exponent, a Range bound, Resize scales, a comparison threshold).
