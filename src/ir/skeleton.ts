@@ -29,7 +29,7 @@ export interface Skeleton {
 
 /** Field numbers (onnx.proto): ModelProto.graph, GraphProto.initializer, TensorProto.raw_data. */
 const MODEL_GRAPH = 7, GRAPH_INITIALIZER = 5, TENSOR_RAW_DATA = 9;
-const CHUNK = 1 << 20;
+const CHUNK = 64 << 10;
 
 class GiveUp extends Error {}
 
