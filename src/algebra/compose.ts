@@ -249,7 +249,7 @@ function pointwiseBias(a: LinearMap, b: LinearMap, out: LinearMap, midPer: numbe
 
 function pointwiseBiasOf(bK: Float64Array | Float32Array, aB: Float64Array, bB: Float64Array, oB: Float64Array, outChannels: number, midPer: number, outPer: number, taps: number): void {
   for (let o = 0; o < outChannels; o++) {
-    const group = Math.floor(o / outPer);
+    const group = (o / outPer) | 0;
     let bias = bB[o]!;
     let ml = 0;
     for (; ml + 4 <= midPer; ml += 4) {
