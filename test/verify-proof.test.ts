@@ -395,6 +395,40 @@ describe("re-rounding the reference (noise.ts)", () => {
     expect(Array.from(f64)).toEqual([1 + 2 ** -52, 0.1 + 2 ** -56, -3 - 2 ** -51]);
   });
 
+  it("the first sample moves the weights read from the file in place, never the model's own values", () => {
+    const n = 2 ** 19; // 2 MiB of float32: left in the file at load, read afresh by each data()
+    const b = new GraphBuilder(13);
+    b.input("x", [1, n]);
+    const big = b.constant("big", [1, n], Float64Array.from({ length: n }, (_, i) => Math.sin(i) + 2));
+    const small = b.constant("small", [1, 4], [0.5, 1.5, 2.5, 3.5]);
+    b.output(b.op("Add", [b.op("Mul", ["x", big]), b.op("ReduceSum", ["x"], { keepdims: 1 })]), undefined);
+    b.output(b.op("Mul", [b.op("Slice", ["x", b.int64("s", [0]), b.int64("e", [4]), b.int64("a", [1])]), small]));
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "reparam-noise-"));
+    try {
+      saveModel(b.build(), path.join(dir, "m.onnx"));
+      const m = loadModel(path.join(dir, "m.onnx"));
+      const weights = perturbableWeights(m);
+      expect(weights.map((t) => t.name).sort()).toEqual([big, small].sort());
+      const feeds = new WeightFeeds(weights);
+      const asWritten = feeds.original();
+      const bigRead = asWritten.find((f) => f.name === big)!.data, smallRead = asWritten.find((f) => f.name === small)!.data;
+      expect(m.graph.initializers.get(big)!.keeps(bigRead)).toBe(false);
+      expect(m.graph.initializers.get(small)!.keeps(smallRead)).toBe(true);
+      const moved = feeds.perturbed(3);
+      expect(moved.find((f) => f.name === big)!.data).toBe(bigRead); // moved in place
+      expect(moved.find((f) => f.name === small)!.data).not.toBe(smallRead); // the kept copy is not touched
+      const before = Float32Array.from(m.graph.initializers.get(big)!.data() as Float32Array);
+      const after = moved.find((f) => f.name === big)!.data as Float32Array;
+      for (let i = 0; i < n; i += 997) expect(Math.abs(after[i]! - before[i]!)).toBe(2 ** (Math.floor(Math.log2(before[i]!)) - 23));
+      expect(Array.from(m.graph.initializers.get(small)!.data())).toEqual([0.5, 1.5, 2.5, 3.5]);
+      // The next sample starts again from the values as written.
+      const again = feeds.perturbed(4).find((f) => f.name === big)!.data as Float32Array;
+      for (let i = 0; i < n; i += 997) expect(Math.abs(again[i]! - before[i]!)).toBe(2 ** (Math.floor(Math.log2(before[i]!)) - 23));
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it("a weight read inside an If branch, or by a non-arithmetic slot, stays as written", () => {
     const b = new GraphBuilder(13);
     b.input("x", [4]);

@@ -161,6 +161,15 @@ export class Tensor {
   }
 
   /**
+   * Whether `values` (an array data() returned) is the copy this tensor keeps and hands to every
+   * reader; false for one made for that call alone (a large weight read from the file, or
+   * misaligned), which the caller owns and may change.
+   */
+  keeps(values: TensorData): boolean {
+    return values === this.cached;
+  }
+
+  /**
    * Forget the decoded copy of a tensor read from a file (it is decoded again when next read):
    * misaligned raw data is copied to decode it, and after optimizing nothing needs those copies.
    */

@@ -103,17 +103,32 @@ export interface WeightFeed {
  */
 export class WeightFeeds {
   private buffers: WeightFeed[] | undefined;
+  /** The arrays last handed out as written, until the first sample (which may move them in place). */
+  private asWritten: WeightFeed[] | undefined;
   constructor(private readonly weights: readonly Tensor[]) {}
 
   /** The weights as written: each tensor's own values (a weight left in the model's file is read from it). */
   original(): WeightFeed[] {
-    return this.weights.map((t) => ({ name: t.name, type: FEED_TYPE[t.dtype]!, dims: t.dims, data: t.data() as Float32Array | Float64Array | Uint16Array }));
+    this.asWritten = this.weights.map((t) => ({ name: t.name, type: FEED_TYPE[t.dtype]!, dims: t.dims, data: t.data() as Float32Array | Float64Array | Uint16Array }));
+    return this.asWritten;
   }
 
-  /** Every non-zero finite weight moved by one ulp, in a direction drawn from `seed`. */
+  /**
+   * Every non-zero finite weight moved by one ulp, in a direction drawn from `seed`. The first
+   * sample moves the arrays original() read for it alone in place (no second read, no second copy);
+   * the arrays feeding the weights as written are no longer valid after it.
+   */
   perturbed(seed: number): WeightFeed[] {
-    this.buffers ??= this.weights.map((t) => {
+    const asWritten = this.asWritten;
+    this.asWritten = undefined;
+    const holdsValues = new Set<number>();
+    this.buffers ??= this.weights.map((t, i) => {
       const type = FEED_TYPE[t.dtype]!;
+      const read = asWritten?.[i]?.data;
+      if (read && !t.keeps(read)) {
+        holdsValues.add(i);
+        return { name: t.name, type, dims: t.dims, data: read };
+      }
       const n = t.size;
       const data = type === "float32" ? new Float32Array(n) : type === "float64" ? new Float64Array(n) : new Uint16Array(n);
       return { name: t.name, type, dims: t.dims, data };
@@ -121,7 +136,7 @@ export class WeightFeeds {
     const bits = new RandomBits(seed);
     this.weights.forEach((t, i) => {
       const f = this.buffers![i]!;
-      copyValues(t, f.data);
+      if (!holdsValues.has(i)) copyValues(t, f.data);
       moveByOneUlp(f.type, f.data, bits);
     });
     return this.buffers;

@@ -496,12 +496,11 @@ async function runSession(session: ort.InferenceSession, feeds: Record<string, o
  */
 class LiftedSession {
   private readonly weights: WeightFeeds;
-  /** The weights fed with every run: onnxruntime tensors over the values as written, or over the perturbed buffers. */
-  private tensors: Record<string, ort.Tensor>;
+  /** The weights fed with every run: onnxruntime tensors over the perturbed buffers, else (undefined) the values as written. */
+  private tensors: Record<string, ort.Tensor> | undefined;
 
   private constructor(readonly session: ort.InferenceSession, private readonly model: Model, private readonly role: string, weights: readonly Tensor[], readonly asWritten?: string) {
     this.weights = new WeightFeeds(weights);
-    this.tensors = tensorsOf(this.weights.original());
   }
 
   static async create(model: Model, provider: Provider, role: string): Promise<LiftedSession> {
@@ -524,18 +523,23 @@ class LiftedSession {
 
   /** Feed the weights each moved by one ulp (seeded) from now on. */
   usePerturbed(seed: number): void {
-    this.tensors = {}; // the values as written can go (a weight read from the file is a copy) before the buffers are made
+    this.tensors = undefined; // the values as written can go (a weight read from the file is a copy) before the buffers are made
     this.tensors = tensorsOf(this.weights.perturbed(seed));
+  }
+
+  /** The weights to feed: read as written at the first run when no sample is set. */
+  private fed(): Record<string, ort.Tensor> {
+    return (this.tensors ??= tensorsOf(this.weights.original()));
   }
 
   /** Run on `inputs` (the model's real inputs), a ModelError naming the model when onnxruntime fails. */
   run(inputs: Record<string, ort.Tensor>): Promise<Record<string, ort.Tensor>> {
-    return runSession(this.session, inputs, this.model, this.role, this.tensors);
+    return runSession(this.session, inputs, this.model, this.role, this.fed());
   }
 
   /** Run on `inputs`, onnxruntime's exception as it is. */
   async tryRun(inputs: Record<string, ort.Tensor>): Promise<Record<string, ort.Tensor>> {
-    return (await this.session.run({ ...inputs, ...this.tensors })) as Record<string, ort.Tensor>;
+    return (await this.session.run({ ...inputs, ...this.fed() })) as Record<string, ort.Tensor>;
   }
 
   release(): Promise<void> {
