@@ -10,9 +10,9 @@
 import * as fs from "node:fs";
 import * as os from "node:os";
 import { Worker } from "node:worker_threads";
-import { gemmAccumulate, wasmKernelEnabled } from "./gemm.js";
+import { gemmAccumulate, singleThreadWorkspace, wasmKernelEnabled } from "./gemm.js";
 import { SHARED_PAGES } from "./gemm-kernel-wasm.js";
-import { ensureBytes, kernelModule, kernelOn, layout, packPanels, PAGE, runRows, wasmWorkspace, type BlockKernel, type GemmWorkspace } from "./gemm-wasm.js";
+import { ensureBytes, kernelModule, kernelOn, layout, packPanels, PAGE, runRows, type BlockKernel, type GemmWorkspace } from "./gemm-wasm.js";
 
 export type { GemmWorkspace } from "./gemm-wasm.js";
 
@@ -167,13 +167,7 @@ export function gemmWorkspace(M: number, K: number, N: number): GemmWorkspace {
       run: () => runShared(t, at, M, K, N),
     };
   }
-  return (wasmKernelEnabled() ? wasmWorkspace(M, K, N) : undefined) ?? plainWorkspace(M, K, N);
-}
-
-/** Plain arrays and the JS kernel (B row-major as given). */
-export function plainWorkspace(M: number, K: number, N: number): GemmWorkspace {
-  const A = new Float64Array(M * K), B = new Float64Array(K * N), C = new Float64Array(M * N);
-  return { A, C, setB: (src, offset) => B.set(src.subarray(offset, offset + K * N)), run: () => gemmAccumulate(A, 0, B, 0, C, 0, M, K, N) };
+  return singleThreadWorkspace(M, K, N);
 }
 
 /**

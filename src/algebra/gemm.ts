@@ -6,7 +6,7 @@
 // operands in cache; a block's partial sums go back to C and continue from there in the same order.
 // Where WebAssembly SIMD runs, products that are not tiny go to gemm-wasm.ts: the same blocking and
 // the same per-element order, two columns per instruction, the same bits (docs/rules.md §7.6).
-import { gemmAccumulateWasm, wasmGemmAvailable } from "./gemm-wasm.js";
+import { gemmAccumulateWasm, wasmGemmAvailable, wasmWorkspace, type GemmWorkspace } from "./gemm-wasm.js";
 
 /** Rows of A (and C) one cache block holds. */
 const MC = 64;
@@ -33,6 +33,14 @@ export function gemmAccumulate(
 ): void {
   if (!forceJs && M * K * N >= WASM_WORK && N > 1 && gemmAccumulateWasm(A, aOff, B, bOff, C, cOff, M, K, N)) return;
   gemmAccumulateJs(A, aOff, B, bOff, C, cOff, M, K, N);
+}
+
+/** A workspace on this thread: the WebAssembly kernel's memory where it runs, else plain arrays and the JS kernel. */
+export function singleThreadWorkspace(M: number, K: number, N: number): GemmWorkspace {
+  const inKernel = wasmKernelEnabled() ? wasmWorkspace(M, K, N) : undefined;
+  if (inKernel) return inKernel;
+  const A = new Float64Array(M * K), B = new Float64Array(K * N), C = new Float64Array(M * N);
+  return { A, C, setB: (src, offset) => B.set(src.subarray(offset, offset + K * N)), run: () => gemmAccumulate(A, 0, B, 0, C, 0, M, K, N) };
 }
 
 /** gemmAccumulate on the JS kernel alone (the reference the WebAssembly kernel is tested against). */

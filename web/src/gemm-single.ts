@@ -3,8 +3,8 @@
 // that one thread with gemm.ts's kernels (WebAssembly SIMD where the browser has it), which
 // gemm-parallel.ts guarantees give the same bits as its threaded split, so the page writes the
 // same weights as the CLI.
-import { gemmAccumulate, wasmKernelEnabled } from "../../src/algebra/gemm.js";
-import { wasmWorkspace, type GemmWorkspace } from "../../src/algebra/gemm-wasm.js";
+import { gemmAccumulate, singleThreadWorkspace } from "../../src/algebra/gemm.js";
+import type { GemmWorkspace } from "../../src/algebra/gemm-wasm.js";
 import type * as Threaded from "../../src/algebra/gemm-parallel.js";
 
 export type { GemmWorkspace, TeamSetup } from "../../src/algebra/gemm-parallel.js";
@@ -16,12 +16,7 @@ export function gemmAccumulateParallel(
 }
 
 export function gemmWorkspace(M: number, K: number, N: number): GemmWorkspace {
-  return (wasmKernelEnabled() ? wasmWorkspace(M, K, N) : undefined) ?? plainWorkspace(M, K, N);
-}
-
-export function plainWorkspace(M: number, K: number, N: number): GemmWorkspace {
-  const A = new Float64Array(M * K), B = new Float64Array(K * N), C = new Float64Array(M * N);
-  return { A, C, setB: (src, offset) => B.set(src.subarray(offset, offset + K * N)), run: () => gemmAccumulate(A, 0, B, 0, C, 0, M, K, N) };
+  return singleThreadWorkspace(M, K, N);
 }
 
 /** Only gemm-worker.ts (a Node worker thread, never bundled) calls it. */
@@ -33,5 +28,5 @@ export function gemmThreadStats(): { workers: number; jobs: number; workerBlocks
   return { workers: 0, jobs: 0, workerBlocks: 0 };
 }
 
-const sameExports: typeof Threaded = { gemmAccumulateParallel, gemmWorkspace, plainWorkspace, serveBlocks, gemmThreadStats };
+const sameExports: typeof Threaded = { gemmAccumulateParallel, gemmWorkspace, serveBlocks, gemmThreadStats };
 void sameExports;
