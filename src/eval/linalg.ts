@@ -157,8 +157,11 @@ export function evalEinsum(node: Node, ins: (Value | undefined)[]): Value[] {
   const sumLetters = [...size.keys()].filter((l) => !outLetters.includes(l));
   const outDims = outLetters.map((l) => size.get(l)!);
   // Not zero-filled: each path below writes every element (zeros where it sums nothing). A product
-  // with nothing summed may write over an operand laid out as the output (read for the last time).
-  const inPlace = vs.length === 2 && sumLetters.length === 0 ? terms.findIndex((term) => term === outLetters.join("")) : -1;
+  // with nothing summed may write over an operand laid out as the output (read for the last time),
+  // unless the other operand reads the same data in another order (X·Xᵀ as `ij,ji->ij`: an element
+  // written would be read again).
+  const inPlace = vs.length === 2 && sumLetters.length === 0 && vs[0]!.data.buffer !== vs[1]!.data.buffer
+    ? terms.findIndex((term) => term === outLetters.join("")) : -1;
   const out = value(t, outDims, (inPlace >= 0 ? takeOverwritable(vs[inPlace]!, outDims) : undefined) ?? newData(sizeOf(outDims), false));
   const S = product(sumLetters.map((l) => size.get(l)!));
   checkIntBound("Einsum", vs, S);

@@ -111,4 +111,18 @@ describe("fold-constants", () => {
     const expand = nodeOf(out, "Expand");
     expect(Array.from(out.graph.initializers.get(expand.inputs[0]!)!.toFloat64())).toEqual([3]);
   });
+
+  it("an Einsum reading one folded value twice in different orders (ij,ji->ij) does not write over it", async () => {
+    // m is read for the last time by the Einsum, as both operands: written in place, out[0][1] would
+    // overwrite m[0][1] before out[1][0] reads it.
+    const n = new Net(12);
+    const x = n.input("x", [3, 3]);
+    const w = [1, 2, 3, 4, 5, 6, 7, 8, 9];
+    const m = n.op("Mul", [n.constant("w", [3, 3], w), n.constant("s", [1], [2])]);
+    const model = n.finish(n.op("Add", [x, n.op("Einsum", [m, m], { equation: "ij,ji->ij" })]));
+    const { model: out } = await applyAndProve(model, [rule]);
+    expect(opCounts(out)).toEqual({ Add: 1 });
+    const folded = out.graph.initializers.get(out.graph.nodes[0]!.inputs[1]!)!;
+    expect(Array.from(folded.toFloat64())).toEqual(w.map((_, k) => 2 * w[k]! * 2 * w[(k % 3) * 3 + Math.floor(k / 3)]!));
+  });
 });
