@@ -12,7 +12,7 @@ import { modelToBytes } from "../src/ir/bytes.js";
 import { GraphBuilder } from "../src/ir/builder.js";
 import { ModelError } from "../src/ir/errors.js";
 import { loadModel, modelFromBytes, saveModel } from "../src/ir/io.js";
-import { storedRawData } from "../src/ir/proto.js";
+import { onnx, storedRawData } from "../src/ir/proto.js";
 import { scanSkeleton, varintBytes } from "../src/ir/skeleton.js";
 import { createHash } from "node:crypto";
 import { randomArray, rng } from "./helpers/random.js";
@@ -164,5 +164,46 @@ describe("loadModel leaves large weights in the file", () => {
     expect(Buffer.compare(Buffer.from(modelToBytes(m)), grouped)).toBe(0);
     const cut = write("cut.onnx", bytes.subarray(0, bytes.length - 1000));
     expect(() => loadModel(cut)).toThrow(/cut\.onnx: not a valid ONNX model/);
+  });
+});
+
+describe("the scan reads what protobuf reads", () => {
+  it("a raw_data field of wire type 0 (protobufjs still reads it as bytes) is not scanned into: the same weight as the whole file", () => {
+    // w's raw_data tag says varint (0x48); its bytes P begin like a 64 KiB raw_data field of their
+    // own (0x4a, 65536). protobufjs reads P as w's raw data; a scan skipping the "varint" read on
+    // inside P, left that inner field in the file, and the decoder then took w's bytes from what
+    // follows (the graph's end and a metadata value): another weight, silently.
+    const n = 16385; // floats: 65,540 bytes = 4 + 65,536
+    const b = new GraphBuilder(13);
+    const x = b.input("x", [n]);
+    const w = b.constant("w", [n], Array.from({ length: n }, (_, i) => (i % 7) - 3));
+    b.output(b.op("Add", [x, w]));
+    const proto = b.build().toProto();
+    const raw = Uint8Array.from(proto.graph!.initializer![0]!.rawData!);
+    raw.set([0x4a, 0x80, 0x80, 0x04], 0);
+    const tensor = onnx.TensorProto.fromObject(onnx.TensorProto.toObject(proto.graph!.initializer![0]!));
+    delete (tensor as { rawData?: Uint8Array }).rawData;
+    const tensorBytes = Buffer.concat([onnx.TensorProto.encode(tensor).finish(), Buffer.from([0x48]), Buffer.from(varintBytes(raw.length)), raw]);
+    const graph = onnx.GraphProto.fromObject(onnx.GraphProto.toObject(proto.graph!));
+    graph.initializer = [];
+    const graphBytes = Buffer.concat([onnx.GraphProto.encode(graph).finish(), Buffer.from([0x2a]), Buffer.from(varintBytes(tensorBytes.length)), tensorBytes]);
+    const model = onnx.ModelProto.fromObject(onnx.ModelProto.toObject(proto));
+    model.graph = null;
+    model.metadataProps = [];
+    const head = onnx.ModelProto.encode(model).finish();
+    const weightOf = (load: () => ReturnType<typeof loadModel>) => {
+      try {
+        return hashOf(new Uint8Array((load().graph.initializers.get(w)!.data() as Float32Array).slice().buffer));
+      } catch (e) {
+        return `${(e as Error).constructor.name}: ${(e as Error).message}`;
+      }
+    };
+    for (const length of [70_000, 70_001]) {
+      const entry = onnx.StringStringEntryProto.encode({ key: "k", value: "\b".repeat(length) }).finish();
+      const f = write(`wt0-${length}.onnx`, Buffer.concat([head, Buffer.from([0x3a]), Buffer.from(varintBytes(graphBytes.length)), graphBytes, Buffer.from([0x72]), Buffer.from(varintBytes(entry.length)), entry]));
+      const whole = weightOf(() => modelFromBytes(fs.readFileSync(f), f));
+      expect(whole).toMatch(/^[0-9a-f]{64}$/);
+      expect(weightOf(() => loadModel(f)), `metadata value of ${length}`).toBe(whole);
+    }
   });
 });

@@ -5,7 +5,8 @@
 // when a pass or the writer needs them. Peak memory no longer includes a copy of the whole input.
 //
 // Anything unusual (a graph field given twice, which protobuf would merge; a repeated raw_data;
-// group wire types; a length running past its message) makes the scan give up: the caller then
+// group wire types; a graph, initializer or raw_data field not length-delimited; a length running
+// past its message) makes the scan give up: the caller then
 // reads the whole file and decodes it the ordinary way, which also words the errors.
 
 /** Random access to a file's bytes. */
@@ -133,6 +134,15 @@ function rebuilt(cur: Cursor, tagStart: number, tagEnd: number, body: Pieces): P
 }
 
 /**
+ * A field the scan reads into (graph, initializer, raw_data) must be length-delimited: protobufjs
+ * decodes these field numbers as length-delimited whatever their wire type says, so the scan, which
+ * would skip such a field as a varint or fixed value and read on inside its bytes, gives up instead.
+ */
+function lengthDelimited(wt: number): void {
+  if (wt !== 2) throw new GiveUp();
+}
+
+/**
  * The skeleton of the model in `src`, leaving in the file every graph initializer's raw_data of
  * at least `minBytes`; undefined when the file is not plainly laid out (read it whole instead).
  */
@@ -144,7 +154,8 @@ export function scanSkeleton(src: ByteSource, minBytes: number): Skeleton | unde
     let range: StoredRange | undefined;
     let raws = 0;
     const body = scanMessage(cur, end, (field, wt) => {
-      if (field !== TENSOR_RAW_DATA || wt !== 2) return undefined;
+      if (field !== TENSOR_RAW_DATA) return undefined;
+      lengthDelimited(wt);
       if (++raws > 1) throw new GiveUp();
       const length = cur.varint();
       if (length < minBytes) {
@@ -160,7 +171,8 @@ export function scanSkeleton(src: ByteSource, minBytes: number): Skeleton | unde
   };
   const graph = (end: number): Pieces =>
     scanMessage(cur, end, (field, wt, tagStart) => {
-      if (field !== GRAPH_INITIALIZER || wt !== 2) return undefined;
+      if (field !== GRAPH_INITIALIZER) return undefined;
+      lengthDelimited(wt);
       const tagEnd = cur.pos;
       const length = cur.varint();
       const bodyEnd = cur.pos + length;
@@ -169,7 +181,8 @@ export function scanSkeleton(src: ByteSource, minBytes: number): Skeleton | unde
     });
   try {
     const pieces = scanMessage(cur, src.size, (field, wt, tagStart) => {
-      if (field !== MODEL_GRAPH || wt !== 2) return undefined;
+      if (field !== MODEL_GRAPH) return undefined;
+      lengthDelimited(wt);
       if (++graphs > 1) throw new GiveUp();
       const tagEnd = cur.pos;
       const length = cur.varint();
