@@ -17,6 +17,7 @@ import { optimize } from "../src/app/optimize.js";
 import { makeInputs, runModel, verifyModels } from "../src/verify/verify.js";
 import { liftedModel, moveByOneUlp, perturbableWeights, WeightFeeds, type RandomBits } from "../src/verify/noise.js";
 import { planShapes } from "../src/verify/shape-plan.js";
+import { compareValues, sliceLayout, sliceSpread } from "../src/verify/compare.js";
 import { deepTrainedNet } from "./helpers/deep.js";
 import { Net } from "./helpers/graphs.js";
 
@@ -118,11 +119,93 @@ describe("too lenient no more", () => {
     const r = await verifyModels(scaledConv(1, ["N", 2, "H", "W"]), scaledConv(1, ["N", 2, "H", "W"]));
     expect(r.ok).toBe(true);
     expect(r.shapeSets).toEqual([{ x: [1, 2, 8, 8] }, { x: [3, 2, 9, 9] }]);
-    expect(r.inputSets).toBe(6);
+    expect(r.inputSets).toBe(4); // set 0's three patterns, then batch 3 carrying them as its images
     expect(r.notes).toEqual([]);
     // With shapes given, the second set moves from them; fixed dims never move.
     const given = await verifyModels(scaledConv(1, ["N", 2, "H", 6]), scaledConv(1, ["N", 2, "H", 6]), { shapes: { x: [2, 2, 12, 6] }, runs: 1 });
     expect(given.shapeSets).toEqual([{ x: [2, 2, 12, 6] }, { x: [3, 2, 13, 6] }]);
+  });
+
+  describe("the second shape set carries the patterns as the images of one batch", () => {
+    afterEach(() => vi.restoreAllMocks());
+    const dynamic = ["N", 2, "H", "W"];
+
+    it("one run per model for it: 4 input sets and 3 runs of each (literal, one noise sample, candidate)", async () => {
+      const run = vi.spyOn(ort.InferenceSession.prototype, "run");
+      const r = await verifyModels(scaledConv(1, dynamic), scaledConv(1, dynamic));
+      expect(r.ok).toBe(true);
+      expect(r.shapeSets).toEqual([{ x: [1, 2, 8, 8] }, { x: [3, 2, 9, 9] }]);
+      expect(r.inputSets).toBe(4);
+      expect(run).toHaveBeenCalledTimes(4 * 3);
+      // The packed batch: image b is pattern b (0: normal, 1: ×50 borders + offsets, 2: large channel constants).
+      const x = run.mock.calls.map((c) => (c[0] as Record<string, ort.Tensor>).x!).find((t) => t.dims[0] === 3)!;
+      const image = (b: number) => Array.from((x.data as Float32Array).subarray(b * 162, (b + 1) * 162));
+      const minAbs = (v: number[]) => Math.min(...v.map(Math.abs));
+      const maxAbs = (v: number[]) => Math.max(...v.map(Math.abs));
+      expect(maxAbs(image(0))).toBeLessThan(6);
+      expect(maxAbs(image(1))).toBeGreaterThan(30);
+      expect(minAbs(image(2))).toBeGreaterThan(16);
+    });
+
+    it("where it cannot be packed (runs 1, batch fixed, an input without a batch axis, data given) it runs as before", async () => {
+      expect((await verifyModels(scaledConv(1, dynamic), scaledConv(1, dynamic), { runs: 1 })).inputSets).toBe(2);
+      expect((await verifyModels(scaledConv(1, [1, 2, "H", "W"]), scaledConv(1, [1, 2, "H", "W"]))).inputSets).toBe(6);
+      const twoInputs = () => {
+        const b = new GraphBuilder(13);
+        b.input("x", dynamic);
+        b.input("s", [2, 1, 1]);
+        b.output(b.op("Mul", ["x", "s"], {}, "y"));
+        return b.build();
+      };
+      expect((await verifyModels(twoInputs(), twoInputs())).inputSets).toBe(6);
+      const data = Float32Array.from({ length: 2 * 2 * 8 * 8 }, (_, i) => Math.sin(i));
+      const fed = await verifyModels(scaledConv(1, dynamic), scaledConv(1, dynamic), { feeds: { x: { dims: [2, 2, 8, 8], data, dtype: "float32" } } });
+      expect(fed.inputSets).toBe(1);
+    });
+
+    it("a packed output is sliced per (image, channel), and a scale-relative tolerance is each image's own", () => {
+      expect(sliceLayout([3, 2, 4, 4], 3)).toEqual({ count: 6, inner: 16, images: 3 });
+      expect(sliceLayout([3, 5], 3)).toEqual({ count: 15, inner: 1, images: 3 });
+      expect(sliceLayout([3], 3)).toEqual({ count: 3, inner: 1, images: 3 });
+      expect(sliceLayout([1, 2, 4], 3)).toEqual({ count: 2, inner: 4, images: 1 }); // axis 0 is not the batch
+      expect(sliceLayout([3, 2, 4, 4])).toEqual({ count: 2, inner: 16, images: 1 });
+      // Images of scale 1 and 100, 2 channels of 2 values each; image 0 off by 0.5.
+      const ref = Float64Array.from([1, -1, 0.5, 0.5, 100, 50, -100, 20]);
+      const cand = Float64Array.from(ref, (v, i) => (i === 1 ? v + 0.5 : v));
+      const packed = sliceLayout([2, 2, 2], 2);
+      const st = compareValues(ref, cand, undefined, packed);
+      expect(Array.from(st.sliceScale)).toEqual([1, 0.5, 100, 100]);
+      expect(Array.from(st.sliceMaxAbs)).toEqual([0.5, 0, 0, 0]);
+      expect(Array.from(sliceSpread(ref, cand, packed))).toEqual([0.5, 0, 0, 0]);
+      // 1% of the whole set's scale (100) would allow it; 1% of image 0's (1) does not.
+      expect(compareValues(ref, cand, { atol: 0, rtol: 0, tolerance: 0.01 }, packed).exceeding).toBe(1);
+      expect(compareValues(ref, cand, { atol: 0, rtol: 0, tolerance: 0.01 }, sliceLayout([2, 2, 2])).exceeding).toBe(0);
+    });
+
+    it("a candidate wrong only on the pattern image 2 carries fails there, judged at that image's own scale", async () => {
+      // y = Conv(x) [+ 1e-3·Relu(min|x| over the image − 16)]: only an image whose every value is
+      // beyond 16 in magnitude (pattern 2: uniform ± large channel constants) is changed.
+      const model = (wrong: boolean) => {
+        const b = new GraphBuilder(13);
+        b.input("x", dynamic);
+        const y = b.op("Conv", ["x", b.constant("w", [2, 2, 3, 3], weights(36))], { pads: [1, 1, 1, 1] });
+        if (!wrong) b.output(b.op("Identity", [y], {}, "y"));
+        else {
+          const low = b.op("ReduceMin", [b.op("Abs", ["x"])], { axes: [1, 2, 3], keepdims: 1 });
+          const gate = b.op("Relu", [b.op("Sub", [low, b.constant("t", [], [16])])]);
+          b.output(b.op("Add", [y, b.op("Mul", [gate, b.constant("e", [], [1e-3])])], {}, "y"));
+        }
+        return b.build();
+      };
+      // Two patterns asked: set 0 runs patterns 0 and 1 only, on which the candidate is right; the
+      // packed batch's image 2 carries pattern 2.
+      const r = await verifyModels(model(false), model(true), { runs: 2 });
+      expect(r.inputSets).toBe(3);
+      expect(r.ok).toBe(false);
+      expect(r.outputs[0]!.reason).toMatch(/\(input set 2 image 2; /);
+      expect(r.outputs[0]!.worstRun).toBe(2);
+      expect((await verifyModels(model(false), model(false), { runs: 2 })).ok).toBe(true);
+    });
   });
 
   it("a fold specialized to the size it was proven at (SAME_UPPER pads computed for 8x8) fails at 9x9", async () => {

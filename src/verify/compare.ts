@@ -2,7 +2,8 @@
 //  - the finite-value contract: an element where the reference is NaN or ±Inf is outside the
 //    contract (counted, never compared); an element where the reference is finite and the
 //    candidate is not is a NaN/Inf mismatch, reported apart from the numeric error;
-//  - the criterion: by default, per channel c (sliceLayout), the candidate's largest error must be
+//  - the criterion: by default, per channel c (sliceLayout; per image and channel on a packed input
+//    set, whose batch carries the input patterns as its images), the candidate's largest error must be
 //    within max(NOISE_FACTOR·N_c, NOISE_FACTOR·(N/S)·max(S_c, S/10), FLOOR_ULPS·ulp·S_c), N_c the
 //    reference's own rounding noise in that channel (measured on every input set, see noise.ts),
 //    N and S the output's largest noise and magnitude (verify.ts judge); with user tolerances (atol, rtol, tolerance)
@@ -35,31 +36,49 @@ export interface RunStats {
   firstExceeding?: string;
   /** Elements compared (reference finite). */
   compared: number;
-  /** Per slice along axis 1 (channels; one slice below rank 2): largest |c − r| where both are finite. */
+  /** Per slice (sliceLayout: channels along axis 1, per image on a packed set; one slice below rank 2): largest |c − r| where both are finite. */
   sliceMaxAbs: Float64Array;
   /** Per slice: largest finite |r|. */
   sliceScale: Float64Array;
+  /** Images the slices are grouped in (1, or the batch of a packed set): image b holds slices [b·count/images, (b+1)·count/images). */
+  images: number;
 }
 
-/** Slices of an output along axis 1 (its channels, or classes of [N, K] logits): count and the elements per block. */
+/**
+ * Slices of an output: along axis 1 (its channels, or classes of [N, K] logits), and on a packed
+ * input set (its batch of `images` images carries the input patterns, one per image) along axis 0
+ * too, image-major, when the output's axis 0 is that batch: count, the elements per block, images.
+ */
 export interface SliceLayout {
   count: number;
   /** Consecutive elements of one slice (the product of dims after axis 1). */
   inner: number;
+  /** Images (1 unless packed): each has count/images slices, contiguous. */
+  images: number;
 }
 
-export function sliceLayout(dims: readonly number[]): SliceLayout {
-  if (dims.length < 2 || dims[1]! < 1) return { count: 1, inner: 1 };
+export function sliceLayout(dims: readonly number[], images = 1): SliceLayout {
+  const packed = images > 1 && dims.length >= 1 && dims[0] === images;
+  if (packed && dims.length === 1) return { count: images, inner: 1, images };
+  if (dims.length < 2 || dims[1]! < 1) return { count: 1, inner: 1, images: 1 };
   let inner = 1;
   for (const d of dims.slice(2)) inner *= d;
-  return { count: dims[1]!, inner: Math.max(inner, 1) };
+  return packed ? { count: images * dims[1]!, inner: Math.max(inner, 1), images } : { count: dims[1]!, inner: Math.max(inner, 1), images: 1 };
+}
+
+/** The largest value of each image's slices (count/images consecutive entries per image). */
+export function perImage(values: Float64Array, images: number): Float64Array {
+  const per = values.length / images;
+  const out = new Float64Array(images);
+  for (let b = 0; b < images; b++) for (let c = b * per; c < (b + 1) * per; c++) out[b] = Math.max(out[b]!, values[c]!);
+  return out;
 }
 
 function sliceOf(i: number, layout: SliceLayout): number {
   return layout.count === 1 ? 0 : Math.floor(i / layout.inner) % layout.count;
 }
 
-export function compareValues(ref: Float64Array, cand: Float64Array, user?: UserCriterion, layout: SliceLayout = { count: 1, inner: 1 }): RunStats {
+export function compareValues(ref: Float64Array, cand: Float64Array, user?: UserCriterion, layout: SliceLayout = { count: 1, inner: 1, images: 1 }): RunStats {
   let maxAbs = 0, scale = 0, referenceNonFinite = 0, candidateNonFinite = 0;
   let firstNonFinite: string | undefined;
   const sliceMaxAbs = new Float64Array(layout.count), sliceScale = new Float64Array(layout.count);
@@ -82,13 +101,16 @@ export function compareValues(ref: Float64Array, cand: Float64Array, user?: User
     if (d > maxAbs) maxAbs = d;
     if (d > sliceMaxAbs[s]!) sliceMaxAbs[s] = d;
   }
-  const stats: RunStats = { maxAbs, scale, referenceNonFinite, candidateNonFinite, exceeding: 0, compared: ref.length - referenceNonFinite, sliceMaxAbs, sliceScale };
+  const stats: RunStats = { maxAbs, scale, referenceNonFinite, candidateNonFinite, exceeding: 0, compared: ref.length - referenceNonFinite, sliceMaxAbs, sliceScale, images: layout.images };
   if (firstNonFinite) stats.firstNonFinite = firstNonFinite;
   if (user) {
-    const base = user.atol + user.tolerance * scale;
+    // The scale-relative term is each image's own on a packed set (as if each image were its own set).
+    const bases = Array.from(perImage(sliceScale, layout.images), (s) => user.atol + user.tolerance * s);
+    const imageElements = ref.length / layout.images;
     for (let i = 0; i < ref.length; i++) {
       const r = ref[i]!, c = cand[i]!;
       if (!Number.isFinite(r) || !Number.isFinite(c)) continue;
+      const base = bases[layout.images === 1 ? 0 : Math.floor(i / imageElements)]!;
       if (!(Math.abs(r - c) <= base + user.rtol * Math.abs(r))) {
         stats.exceeding++;
         stats.firstExceeding ??= `element ${i}: reference ${r}, candidate ${c}`;
@@ -118,7 +140,7 @@ export function sliceSpread(a: Float64Array, b: Float64Array, layout: SliceLayou
 
 /** Largest |a − b| over elements where both are finite (Infinity where only one is finite). */
 export function maxFiniteDifference(a: Float64Array, b: Float64Array): number {
-  return sliceSpread(a, b, { count: 1, inner: 1 })[0]!;
+  return sliceSpread(a, b, { count: 1, inner: 1, images: 1 })[0]!;
 }
 
 /**

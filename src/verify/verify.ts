@@ -11,7 +11,7 @@ import { toNumber, type ValueInfoProto } from "../ir/proto.js";
 import { product, type Tensor } from "../ir/tensor.js";
 // onnxruntime-node here, onnxruntime-web in the web app: nothing in this file needs Node itself.
 import { cudaLibraries, ort, withModelFile } from "./runtime.js";
-import { CONCLUSIVE_LIMIT, FLOOR_ULPS, NOISE_FACTOR, compareValues, sliceLayout, sliceSpread, type RunStats, type UserCriterion } from "./compare.js";
+import { CONCLUSIVE_LIMIT, FLOOR_ULPS, NOISE_FACTOR, compareValues, perImage, sliceLayout, sliceSpread, type RunStats, type UserCriterion } from "./compare.js";
 import { liftedModel, perturbInput, perturbableWeights, WeightFeeds, type FloatFeedData, type WeightFeed } from "./noise.js";
 import { floorTolerance, outputPrecisions, unitRoundoff } from "./precision.js";
 import { mix32, Rng } from "./rng.js";
@@ -85,7 +85,7 @@ export interface OutputComparison {
   allowedRel: number;
   /** Largest spread of the reference's re-rounded evaluations relative to scale (present when calibration ran). */
   noiseRel?: number;
-  /** Input sets on which the reference's own rounding noise was too large to prove anything. */
+  /** Input sets (each image of a packed set counting as one) on which the reference's own rounding noise was too large to prove anything. */
   inconclusiveSets?: number;
   /** Every input set was inconclusive: this output cannot be proven on these inputs (a failure, but no evidence against the candidate). */
   inconclusive?: boolean;
@@ -135,7 +135,10 @@ export interface VerifyReport {
   candidateError?: string;
   /** Input patterns per shape set, as asked. */
   runs: number;
-  /** Input sets really run (shape sets × patterns; 1 per shape set when every input is given as data). */
+  /**
+   * Input sets really run: per shape set, `runs` patterns; 1 when every input is given as data; 1 for
+   * the second shape set when its batch carries the patterns as its images (a packed set, README "Guarantees").
+   */
   inputSets: number;
   /** The input shapes of each shape set. */
   shapeSets: Record<string, number[]>[];
@@ -664,6 +667,8 @@ interface InputSetSpec {
   shapes: Record<string, number[]>;
   /** Pattern of this run (run r of a set uses pattern r % 3). */
   run: number;
+  /** A packed set: its batch of `images` images carries the patterns, image b pattern b % 3 (runReference). */
+  images: number;
 }
 
 /** How runReference runs the reference: `run` fails with a ModelError, `tryRun` with onnxruntime's own error. */
@@ -683,10 +688,29 @@ function plainRunner(session: ort.InferenceSession, model: Model, role: string):
 const INPUT_CACHE_BYTES = 256 * 2 ** 20;
 
 /**
- * The input sets of a proof and the reference's outputs on them, from the literal reference
- * session: shapes planned (shape-plan.ts), then every pattern at every shape set.
+ * The inputs of a packed set: `images` images along axis 0 of every input, image b made as run b
+ * (pattern b % 3, its own seeded data) at batch 1, so that one run carries every pattern.
  */
-async function runReference(reference: Model, candidate: Model, session: Runner, options: VerifyOptions, runs: number) {
+function packedInputs(model: Model, images: number, options: InputOptions): Record<string, ort.Tensor> {
+  const single: ShapeSet = Object.fromEntries(Object.entries(options.shapes ?? {}).map(([k, v]) => [k, [1, ...v.slice(1)]]));
+  const parts = Array.from({ length: images }, (_, b) => makeInputs(model, b, { ...options, shapes: single }));
+  const result: Record<string, ort.Tensor> = {};
+  for (const name of Object.keys(parts[0]!)) {
+    const first = parts[0]![name]!;
+    const each = first.size;
+    const data = new (first.data.constructor as new (n: number) => FeedData)(each * images);
+    parts.forEach((p, b) => (data as Float32Array).set(p[name]!.data as Float32Array, b * each));
+    result[name] = new ort.Tensor(first.type as "float32", data as Float32Array, [images, ...first.dims.slice(1)]);
+  }
+  return result;
+}
+
+/**
+ * The input sets of a proof and the reference's outputs on them, from the literal reference
+ * session: shapes planned (shape-plan.ts), then every pattern at every shape set; with `pack`, the
+ * second shape set as one packed set where it can be (imagesOf).
+ */
+async function runReference(reference: Model, candidate: Model, session: Runner, options: VerifyOptions, runs: number, pack = false) {
   const seed = options.seed ?? 1;
   const specs = inputSpecs(reference);
   const candSpecs = new Map(inputSpecs(candidate).map((s) => [s.name, s]));
@@ -695,11 +719,22 @@ async function runReference(reference: Model, candidate: Model, session: Runner,
   for (const [name, feed] of Object.entries(options.feeds ?? {})) given[name] = [...feed.dims];
   const cache = new Map<string, Record<string, ort.Tensor>>();
   let cachedBytes = 0;
+  // The second shape set is packed when its batch can carry the patterns: every input has a batch
+  // axis (dim 0 dynamic in both models) at the same size B, 2 ≤ runs ≤ B, and no input is given as data.
+  const batchAxis = specs.length > 0 && specs.every((s) => s.declared && s.declared.length > 0 && typeof s.declared[0] === "string" && typeof candSpecs.get(s.name)?.declared?.[0] !== "number");
+  const imagesOf = (set: number, shapes: ShapeSet): number => {
+    if (!pack || set !== 1 || !batchAxis || fed.size > 0 || runs < 2) return 1;
+    const batch = shapes[specs[0]!.name]?.[0] ?? 0;
+    return batch >= runs && specs.every((s) => shapes[s.name]?.[0] === batch) ? batch : 1;
+  };
   const inputsOf = (set: number, shapes: ShapeSet, run: number) => {
-    const key = `${set} ${run} ${JSON.stringify(shapes)}`;
+    const images = imagesOf(set, shapes);
+    const key = `${set} ${images > 1 ? "packed" : run} ${JSON.stringify(shapes)}`;
     const hit = cache.get(key);
     if (hit) return hit;
-    const inputs = makeInputs(reference, run, { seed: seed + SET_SEED * set, shapes, feeds: options.feeds });
+    const inputs = images > 1
+      ? packedInputs(reference, images, { seed: seed + SET_SEED * set, shapes })
+      : makeInputs(reference, run, { seed: seed + SET_SEED * set, shapes, feeds: options.feeds });
     const bytes = Object.values(inputs).reduce((n, t) => n + (t.data as ArrayBufferView).byteLength, 0);
     if (cachedBytes + bytes <= INPUT_CACHE_BYTES) {
       cache.set(key, inputs);
@@ -728,25 +763,27 @@ async function runReference(reference: Model, candidate: Model, session: Runner,
   if (plan.sets.length === 0) throw new ModelError(`${modelLabel(reference, "reference")}: ${plan.notes[0]}`);
   // Data given for every input (or no inputs at all): each run would repeat the same inputs.
   const allFed = specs.every((s) => fed.has(s.name));
-  const perSet = allFed ? 1 : runs;
   const sets: InputSetSpec[] = [];
   const outputs: Record<string, ort.Tensor>[] = [];
-  for (let set = 0; set < plan.sets.length; set++)
+  for (let set = 0; set < plan.sets.length; set++) {
+    const images = imagesOf(set, plan.sets[set]!);
+    const perSet = allFed || images > 1 ? 1 : runs;
     for (let run = 0; run < perSet; run++) {
       const shapes = plan.sets[set]!;
-      sets.push({ index: set, shapes, run });
+      sets.push({ index: set, shapes, run, images });
       const cached = run === 0 ? trials.get(`${set} ${JSON.stringify(shapes)}`) : undefined;
       const out = cached ?? (await session.run(inputsOf(set, shapes, run)));
       outputs.push(out);
       options.record?.push({ inputs: inputsOf(set, shapes, run), outputs: out });
     }
+  }
   return { plan, sets, outputs, inputsOf: (s: InputSetSpec) => inputsOf(s.index, s.shapes, s.run) };
 }
 
 const FLOAT_TYPES = new Set(["float16", "bfloat16", "float32", "float64"]);
 
 /** `anyFloat`: a float reference may be compared with a float candidate of another type (stored outputs, e.g. numpy's float64). */
-function compareOutput(name: string, ref: ort.Tensor, cand: ort.Tensor | undefined, user: UserCriterion | undefined, anyFloat = false): OutputRun {
+function compareOutput(name: string, ref: ort.Tensor, cand: ort.Tensor | undefined, user: UserCriterion | undefined, anyFloat = false, images = 1): OutputRun {
   const shape = ref.dims.map(Number);
   if (!cand) return { shape, mismatch: `candidate has no output named '${name}'` };
   if (ref.dims.length !== cand.dims.length || ref.dims.some((d, i) => d !== cand.dims[i]))
@@ -759,7 +796,7 @@ function compareOutput(name: string, ref: ort.Tensor, cand: ort.Tensor | undefin
     const differ = rs.findIndex((v, i) => v !== cs[i]);
     return differ < 0 ? { shape, stats: compareValues(new Float64Array(0), new Float64Array(0)) } : { shape, mismatch: `string element ${differ} differs` };
   }
-  return { shape, stats: compareValues(r, c, user, sliceLayout(shape)) };
+  return { shape, stats: compareValues(r, c, user, sliceLayout(shape, images)) };
 }
 
 /** Spread of a re-rounded evaluation of the reference, per run and output, per slice (Infinity where no bound). */
@@ -795,7 +832,7 @@ async function noiseSample(session: LiftedSession, options: VerifyOptions, ref: 
     for (const name of outputNames) {
       const a = ref.outputs[k]![name], b = out[name];
       const fa = a && tensorToFloat64(a), fb = b && tensorToFloat64(b);
-      const layout = sliceLayout(a ? a.dims.map(Number) : []);
+      const layout = sliceLayout(a ? a.dims.map(Number) : [], ref.sets[k]!.images);
       perOutput.set(name, fa && fb && fa.length === fb.length ? sliceSpread(fa, fb, layout) : new Float64Array(layout.count).fill(Infinity));
     }
     spread.set(k, perOutput);
@@ -809,7 +846,9 @@ async function noiseSample(session: LiftedSession, options: VerifyOptions, ref: 
  * otherwise the calibrated allowance, per slice c along axis 1 (channels) on each input set k:
  *   |Δ|_c ≤ max(8·N_c, 8·(N/S)·max(S_c, S/10), FLOOR_ULPS·ulp·S_c)
  * N_c the reference's measured spread in that slice, N and S the largest spread and magnitude
- * of the whole output, S_c the slice's largest magnitude, ulp that of the output's own type.
+ * of the whole output, S_c the slice's largest magnitude, ulp that of the output's own type. On a
+ * packed set each image (slices along axes 0 and 1) is judged as its own input set: N, S and the
+ * conclusiveness test are the image's, and the floor's scale too.
  */
 function judge(outputNames: readonly string[], compared: OutputRun[][], floors: number[], ulpFloors: number[], precisions: Map<string, number | undefined>, user: UserCriterion | undefined, samples: Spread[] | undefined, sets: { shapes: Record<string, number[]> }[]): OutputComparison[] {
   return outputNames.map((name, j) => {
@@ -835,8 +874,15 @@ function judge(outputNames: readonly string[], compared: OutputRun[][], floors: 
       comparedElements += st.compared;
       result.scale = Math.max(result.scale, st.scale);
       result.maxAbs = Math.max(result.maxAbs, st.maxAbs);
-      const rel = st.maxAbs === 0 ? 0 : st.scale > 0 ? st.maxAbs / st.scale : Infinity;
-      if (rel > result.maxRel) [result.maxRel, result.worstRun] = [rel, k];
+      // A packed set's images are judged each as its own input set: its own scale, noise and allowances.
+      const images = st.images;
+      const imageScale = images > 1 ? perImage(st.sliceScale, images) : [st.scale];
+      const imageMaxAbs = images > 1 ? perImage(st.sliceMaxAbs, images) : [st.maxAbs];
+      const where = (b: number) => (images > 1 ? `input set ${k} image ${b}` : `input set ${k}`);
+      for (let b = 0; b < images; b++) {
+        const rel = imageMaxAbs[b]! === 0 ? 0 : imageScale[b]! > 0 ? imageMaxAbs[b]! / imageScale[b]! : Infinity;
+        if (rel > result.maxRel) [result.maxRel, result.worstRun] = [rel, k];
+      }
       result.referenceNonFinite += st.referenceNonFinite;
       if (st.candidateNonFinite) {
         result.nonFiniteMismatches += st.candidateNonFinite;
@@ -845,7 +891,7 @@ function judge(outputNames: readonly string[], compared: OutputRun[][], floors: 
       if (user) {
         if (st.exceeding) {
           result.exceeding = (result.exceeding ?? 0) + st.exceeding;
-          result.reason ??= `${st.exceeding} element(s) outside atol ${user.atol} + rtol ${user.rtol}·|ref| + tolerance ${user.tolerance}·max|ref| (input set ${k}, first ${st.firstExceeding})`;
+          result.reason ??= `${st.exceeding} element(s) outside atol ${user.atol} + rtol ${user.rtol}·|ref| + tolerance ${user.tolerance}·max|ref|${images > 1 ? " of its image" : ""} (input set ${k}, first ${st.firstExceeding})`;
         }
         conclusive++;
         return;
@@ -860,31 +906,36 @@ function judge(outputNames: readonly string[], compared: OutputRun[][], floors: 
         measured = true;
         for (let c = 0; c < count; c++) noise[c] = Math.max(noise[c]!, v[c]!);
       }
-      if (!measured) {
-        // No model to measure (stored outputs), or no re-rounded evaluation could run: the floor alone.
-        const allowed = floors[j]! * st.scale;
+      const per = count / images; // slices (channels) per image
+      for (let b = 0; b < images; b++) {
+        const scale = imageScale[b]!, maxAbs = imageMaxAbs[b]!;
+        if (!measured) {
+          // No model to measure (stored outputs), or no re-rounded evaluation could run: the floor alone.
+          const allowed = floors[j]! * scale;
+          conclusive++;
+          if (!(maxAbs <= allowed)) result.reason ??= `max abs ${maxAbs.toExponential(2)} > allowed ${allowed.toExponential(2)} (${where(b)})`;
+          continue;
+        }
+        let N = 0;
+        for (let c = b * per; c < (b + 1) * per; c++) N = Math.max(N, noise[c]!);
+        const relNoise = scale > 0 ? N / scale : N > 0 ? Infinity : 0;
+        noiseRel = Math.max(noiseRel, relNoise);
+        if (NOISE_FACTOR * relNoise > limit) {
+          inconclusive++;
+          leastInconclusiveNoise = Math.min(leastInconclusiveNoise, relNoise);
+          continue;
+        }
         conclusive++;
-        if (!(st.maxAbs <= allowed)) result.reason ??= `max abs ${st.maxAbs.toExponential(2)} > allowed ${allowed.toExponential(2)} (input set ${k})`;
-        return;
-      }
-      const N = noise.reduce((m, v) => Math.max(m, v), 0);
-      const relNoise = st.scale > 0 ? N / st.scale : N > 0 ? Infinity : 0;
-      noiseRel = Math.max(noiseRel, relNoise);
-      if (NOISE_FACTOR * relNoise > limit) {
-        inconclusive++;
-        leastInconclusiveNoise = Math.min(leastInconclusiveNoise, relNoise);
-        return;
-      }
-      conclusive++;
-      for (let c = 0; c < count; c++) {
-        const sc = st.sliceScale[c]!;
-        // The channel's own scale, down to 1/LOCAL_RANGE of the output's: a channel that a Relu, a gate or a
-        // cancellation made tiny still carries the rounding of the larger values it was computed from.
-        const allowed = Math.max(NOISE_FACTOR * noise[c]!, NOISE_FACTOR * relNoise * Math.max(sc, st.scale / LOCAL_RANGE), floor * sc);
-        if (st.scale > 0) result.allowedRel = Math.max(result.allowedRel, allowed / st.scale);
-        const d = st.sliceMaxAbs[c]!;
-        if (!(d <= allowed))
-          result.reason ??= `max abs ${d.toExponential(2)} > allowed ${allowed.toExponential(2)}${count > 1 ? ` in channel ${c} (its max |ref| ${sc.toExponential(2)})` : ""} (input set ${k}; the reference's own noise there ${noise[c]!.toExponential(2)})`;
+        for (let c = b * per; c < (b + 1) * per; c++) {
+          const sc = st.sliceScale[c]!;
+          // The channel's own scale, down to 1/LOCAL_RANGE of the output's: a channel that a Relu, a gate or a
+          // cancellation made tiny still carries the rounding of the larger values it was computed from.
+          const allowed = Math.max(NOISE_FACTOR * noise[c]!, NOISE_FACTOR * relNoise * Math.max(sc, scale / LOCAL_RANGE), floor * sc);
+          if (scale > 0) result.allowedRel = Math.max(result.allowedRel, allowed / scale);
+          const d = st.sliceMaxAbs[c]!;
+          if (!(d <= allowed))
+            result.reason ??= `max abs ${d.toExponential(2)} > allowed ${allowed.toExponential(2)}${per > 1 ? ` in channel ${c - b * per} (its max |ref| ${sc.toExponential(2)})` : ""} (${where(b)}; the reference's own noise there ${noise[c]!.toExponential(2)})`;
+        }
       }
     });
     if (calibrated) result.noiseRel = noiseRel;
@@ -964,7 +1015,8 @@ export async function verifyModels(reference: Model, candidate: Model, options: 
   const refSession = await LiftedSession.create(reference, provider, "reference");
   try {
     outputNames = refSession.outputNames;
-    ref = await runReference(reference, candidate, refSession, options, runs);
+    // --save-outputs records sets as today (stored sets are judged whole, at the floor): no packing then.
+    ref = await runReference(reference, candidate, refSession, options, runs, !options.record);
     if (!user) await sample(refSession, NOISE_SAMPLES[0]!, ref.sets.map((_, k) => k));
   } finally {
     await refSession.release();
@@ -978,7 +1030,7 @@ export async function verifyModels(reference: Model, candidate: Model, options: 
     try {
       for (let k = 0; k < ref.sets.length; k++) {
         const candOut = await candSession.run(ref.inputsOf(ref.sets[k]!));
-        compared.push(outputNames.map((name) => compareOutput(name, ref.outputs[k]![name]!, candOut[name], user)));
+        compared.push(outputNames.map((name) => compareOutput(name, ref.outputs[k]![name]!, candOut[name], user, false, ref.sets[k]!.images)));
       }
     } finally {
       await candSession.release();
