@@ -114,6 +114,31 @@ describe("loadModel leaves large weights in the file", () => {
     expect(() => m.graph.initializers.get(names.w)!.data()).toThrow(/changed.onnx: changed since it was loaded/);
   });
 
+  it("an external data file replaced or changed in place after loading is an error naming it, never other weights", () => {
+    // Large external weights are read again whenever needed (not kept): the file must still be the one loaded.
+    fs.mkdirSync(at("ext-changed"));
+    saveModel(loadModel(write("ext-src.onnx", modelToBytes(model(200, 3)))), at("ext-changed", "m.onnx"), { externalData: true });
+    const dataFile = at("ext-changed", "m.onnx.data");
+    const original = fs.readFileSync(dataFile);
+    const other = Buffer.from(original.map((v, i) => (i % 4 === 3 ? v ^ 1 : v))); // same size, other weights
+    for (const change of ["in place", "renamed over"]) {
+      fs.writeFileSync(dataFile, original);
+      const m = loadModel(at("ext-changed", "m.onnx"));
+      const w = m.graph.initializers.get(names.w)!;
+      const before = [...w.data()];
+      if (change === "in place") fs.writeFileSync(dataFile, other);
+      else {
+        fs.writeFileSync(at("ext-changed", "next"), other);
+        fs.renameSync(at("ext-changed", "next"), dataFile);
+      }
+      expect(() => w.data(), change).toThrow(ModelError);
+      expect(() => w.data(), change).toThrow(/external data file 'm\.onnx\.data' beside .* was replaced or changed since the model was loaded/);
+      fs.writeFileSync(dataFile, original); // in place again, bytes as loaded: still refused (its mtime moved)
+      expect(() => w.data()).toThrow(ModelError);
+      expect(before.length).toBe(200 * 200 * 9);
+    }
+  });
+
   it("corrupted files: loading gives what decoding the whole file gives (the same model, or the same error)", () => {
     // Byte flips and cuts anywhere (tags, lengths, names, raw data): the scan must never read a
     // model other than the one protobuf decodes, nor turn an error into a model or change its words.

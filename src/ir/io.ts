@@ -136,7 +136,26 @@ function folderFiles(baseDir: string, file: string): ExternalFiles {
   // A symlink (the file or a folder on its way) may point out of the folder: the real path must stay
   // inside the model's real folder, as onnxruntime requires, so a model cannot make us read any file.
   let realBase: string | undefined;
+  // Each data file as first seen (at load: decoding checks every external tensor's size). Its
+  // weights are read when needed, so a file replaced or changed in place since would give other
+  // weights than the model was loaded with: every later open checks it is the same file, unchanged.
+  const seen = new Map<string, fs.Stats>();
+  const sameFile = (a: fs.Stats, b: fs.Stats) => a.dev === b.dev && a.ino === b.ino && a.size === b.size && a.mtimeMs === b.mtimeMs;
   const open = (location: string, tensorName: string): number => {
+    const { fd, real } = openReal(location, tensorName);
+    try {
+      const st = fs.fstatSync(fd);
+      const first = seen.get(real);
+      if (!first) seen.set(real, st);
+      else if (!sameFile(first, st))
+        throw new ModelError(`initializer '${tensorName}': external data file '${location}' beside ${file} was replaced or changed since the model was loaded (its weights are read from it when needed): load the model again`);
+    } catch (e) {
+      fs.closeSync(fd);
+      throw e;
+    }
+    return fd;
+  };
+  const openReal = (location: string, tensorName: string): { fd: number; real: string } => {
     let real: string;
     try {
       realBase ??= fs.realpathSync(baseDir);
@@ -148,7 +167,7 @@ function folderFiles(baseDir: string, file: string): ExternalFiles {
     if (rel === "" || rel === ".." || rel.startsWith(`..${path.sep}`) || path.isAbsolute(rel))
       throw new ModelError(`initializer '${tensorName}': external data file '${location}' resolves to ${real}, outside the folder of ${file} (refused)`);
     try {
-      return fs.openSync(real, "r");
+      return { fd: fs.openSync(real, "r"), real };
     } catch {
       throw new ModelError(`initializer '${tensorName}': external data file '${location}' not found beside ${file}`);
     }
