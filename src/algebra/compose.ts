@@ -8,7 +8,7 @@
 // padding it holds only for a pointwise, unpadded first layer whose border output (its bias) equals
 // the pad value — DBB's "BN-value padding"; zero padding after a non-zero bias is not one conv.
 import { gemmWorkspace } from "./gemm-parallel.js";
-import { gcd, isRefusal, lazyMap, makeMap, refuse, regroup, type LinearMap, type MapGeometry, type Pads, type Refusal } from "./linear-map.js";
+import { gcd, isRefusal, lazyMap, makeMap, refuse, regroup, rowLength, rowMap, type ChannelRows, type LinearMap, type MapGeometry, type Pads, type Refusal } from "./linear-map.js";
 
 /** Pad value vs bias agreement: both come from stored parameters, so equal up to storage rounding. */
 const PAD_VALUE_RTOL = 1e-6;
@@ -29,7 +29,9 @@ export function composeMaps(first: LinearMap, second: LinearMap, padValue?: Floa
  */
 export function composeLazily(first: LinearMap, second: LinearMap, padValue?: Float64Array, options: ComposeOptions = {}): LinearMap | Refusal {
   const plan = planComposition(first, second, padValue, options);
-  return isRefusal(plan) ? plan : lazyMap(plan.geometry, plan.compute, [first, second]);
+  if (isRefusal(plan)) return plan;
+  if (plan.rows) return rowMap(plan.geometry, plan.rows(), [first, second]);
+  return lazyMap(plan.geometry, plan.compute, [first, second]);
 }
 
 export interface ComposeOptions {
@@ -38,7 +40,7 @@ export interface ComposeOptions {
 }
 
 /** The checks and the composite's geometry; `compute` does the arithmetic. */
-function planComposition(first: LinearMap, second: LinearMap, padValue: Float64Array | undefined, options: ComposeOptions): { geometry: MapGeometry; compute: () => LinearMap } | Refusal {
+function planComposition(first: LinearMap, second: LinearMap, padValue: Float64Array | undefined, options: ComposeOptions): { geometry: MapGeometry; compute: () => LinearMap; rows?: () => ChannelRows } | Refusal {
   const rtol = options.padValueRtol ?? PAD_VALUE_RTOL;
   if (first.outChannels !== second.inChannels)
     return refuse(`channel mismatch in sequence (${first.outChannels} produced, ${second.inChannels} consumed)`);
@@ -86,7 +88,13 @@ function planComposition(first: LinearMap, second: LinearMap, padValue: Float64A
     kh: first.kh + (second.kh - 1) * s1h, kw: first.kw + (second.kw - 1) * s1w,
     stride: [s1h * second.stride[0], s1w * second.stride[1]], pads: finalPads, dilation: [1, 1],
   };
-  return { geometry, compute: () => composeGeneral(first, second, geometry) };
+  const compute = () => composeGeneral(first, second, geometry);
+  // A pointwise first layer and one intermediate channel per output (DBB's and OREPA's 1x1 → pool):
+  // each output's row is an outer product, cheap to compute where it is read (a branch sum, the
+  // writer), so the composite's kernel is never written whole in float64 and read back.
+  if (first.kh === 1 && first.kw === 1 && second.inChannels === second.groups)
+    return { geometry, compute, rows: () => oneIntermediateRows(first, second, geometry, compute) };
+  return { geometry, compute };
 }
 
 /** W[o, c, u, v] = Σ_m Σ_{a,b} W2[o, m, a, b] · W1[m, c, u − a·s1, v − b·s1] (see the header). */
@@ -216,6 +224,55 @@ function outerTaps(aK: Float64Array | Float32Array, bK: Float64Array, oK: Float6
     const x = aK[src + c]!, dst = ((o * inPer + c) * kh) | 0;
     for (let p = 0; p < BH; p++)
       for (let q = 0; q < BW; q++) oK[((dst + p * s1h) * kw + q * s1w) | 0] = 0 + bK[(w + p * BW + q) | 0]! * x;
+  }
+}
+
+/**
+ * composeOneIntermediate's rows, one output at a time into the reader's row (the same single term
+ * 0 + W2[o, 0, p, q]·W1[m, c] per tap); the bias as pointwiseBias sums it. A first kernel holding
+ * infinities or NaN takes the reference path, computed whole once and read from there.
+ */
+function oneIntermediateRows(first: LinearMap, second: LinearMap, geometry: MapGeometry, compute: () => LinearMap): ChannelRows {
+  const [s1h, s1w] = first.stride;
+  const BH = second.kh | 0, BW = second.kw | 0, kh = geometry.kh | 0, kw = geometry.kw | 0;
+  const inPer = (geometry.inChannels / geometry.groups) | 0, outPer = (second.outChannels / second.groups) | 0;
+  const covers = s1h === 1 && s1w === 1; // every tap of the composite is one of the second's taps
+  const per = rowLength(geometry);
+  let ready: { aK: Float64Array | Float32Array; bK: Float64Array } | { whole: LinearMap } | undefined;
+  const prepare = () => {
+    if (ready) return ready;
+    const a = regroup(first, geometry.groups);
+    if (!allFinite(a.kernel)) return (ready = { whole: compute() });
+    const bK = second.kernel instanceof Float64Array ? second.kernel : Float64Array.from(second.kernel);
+    return (ready = { aK: a.kernel, bK });
+  };
+  return {
+    row(o, row) {
+      const r = prepare();
+      if ("whole" in r) {
+        row.set(r.whole.kernel.subarray(o * per, (o + 1) * per));
+        return;
+      }
+      if (!covers) row.fill(0);
+      outerTapsInto(r.aK, r.bK, row, o, (Math.floor(o / outPer) * inPer) | 0, inPer, kh, kw, BH, BW, s1h, s1w);
+    },
+    bias() {
+      const r = prepare();
+      if ("whole" in r) return r.whole.bias;
+      const bias = new Float64Array(second.outChannels);
+      pointwiseBiasOf(second.kernel, first.bias, second.bias, bias, second.outChannels, 1, outPer, (BH * BW) | 0);
+      return bias;
+    },
+  };
+}
+
+/** outerTaps for output o into its own row (row index 0 = the kernel's o · inPer · kh · kw). */
+function outerTapsInto(aK: Float64Array | Float32Array, bK: Float64Array, row: Float64Array, o: number, src: number, inPer: number, kh: number, kw: number, BH: number, BW: number, s1h: number, s1w: number): void {
+  const w = (o * BH * BW) | 0;
+  for (let c = 0; c < inPer; c++) {
+    const x = aK[src + c]!, dst = (c * kh) | 0;
+    for (let p = 0; p < BH; p++)
+      for (let q = 0; q < BW; q++) row[((dst + p * s1h) * kw + q * s1w) | 0] = 0 + bK[(w + p * BW + q) | 0]! * x;
   }
 }
 

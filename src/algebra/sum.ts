@@ -88,9 +88,17 @@ function sumRows(out: MapGeometry, maps: LinearMap[], rowOffsets: number[], colO
         // The input channels of m's row for o, as a channel offset inside the union row.
         const channel0 = (Math.floor(o / (m.outChannels / m.groups)) * mInPer - group * inPerGroup) | 0;
         const scaled = scaledView(m);
-        if (scaled && !channelRows(scaled.base)) {
-          // base · s added straight from base's kernel: the products the scaled row would hold.
-          addRow(row, OH, OW, scaled.base.kernel, (o * mPer) | 0, m.kh | 0, m.kw | 0, mInPer, channel0 * OH * OW, rowOffsets[idx]! | 0, colOffsets[idx]! | 0, scaled.scale[o]!);
+        if (scaled) {
+          // base · s added straight from base's kernel (or its row): the products the scaled row would hold.
+          const baseRows = channelRows(scaled.base);
+          if (!baseRows) {
+            addRow(row, OH, OW, scaled.base.kernel, (o * mPer) | 0, m.kh | 0, m.kw | 0, mInPer, channel0 * OH * OW, rowOffsets[idx]! | 0, colOffsets[idx]! | 0, scaled.scale[o]!);
+            continue;
+          }
+          if (!scratch || scratch.length < mPer) scratch = new Float64Array(Math.max(mPer, per));
+          const baseRow = scratch.subarray(0, mPer);
+          baseRows.row(o, baseRow);
+          addRow(row, OH, OW, baseRow, 0, m.kh | 0, m.kw | 0, mInPer, channel0 * OH * OW, rowOffsets[idx]! | 0, colOffsets[idx]! | 0, scaled.scale[o]!);
           continue;
         }
         const inner = channelRows(m);
