@@ -94,6 +94,10 @@ function planComposition(first: LinearMap, second: LinearMap, padValue: Float64A
   // writer), so the composite's kernel is never written whole in float64 and read back.
   if (first.kh === 1 && first.kw === 1 && second.inChannels === second.groups)
     return { geometry, compute, rows: () => oneIntermediateRows(first, second, geometry, compute) };
+  // A pointwise first layer (DBB's 1x1 → KxK): the product's blocks of outputs are computed as the
+  // rows are read, and each row is gathered from its block into the reader's row (no unpacked
+  // float64 kernel written whole and read back).
+  if (first.kh === 1 && first.kw === 1) return { geometry, compute, rows: () => pointwiseFirstRows(first, second, geometry, compute) };
   return { geometry, compute };
 }
 
@@ -160,7 +164,7 @@ function composePointwiseFirst(a: LinearMap, b: LinearMap, out: LinearMap, inPer
   const groups = (b.outChannels / outPer) | 0;
   // Outputs per block: ~2048 rows of the product at a time keep the packed operands small and
   // give the threads of gemm-parallel.ts enough rows to share.
-  const chunk = Math.max(1, Math.min(outPer, Math.floor(2048 / taps))) | 0;
+  const chunk = chunkOutputs(outPer, taps);
   for (let group = 0; group < groups; group++) {
     const bBase = (group * midPer * inPer) | 0;
     for (let o0 = group * outPer; o0 < (group + 1) * outPer; o0 += chunk) {
@@ -178,6 +182,91 @@ function composePointwiseFirst(a: LinearMap, b: LinearMap, out: LinearMap, inPer
       unpackTaps(acc, oK, o0, n, inPer, kh, kw, BH, BW, s1h, s1w);
     }
   }
+}
+
+/** Outputs per block of the product: ~2048 rows at a time (see composePointwiseFirst). */
+const chunkOutputs = (outPer: number, taps: number): number => Math.max(1, Math.min(outPer, Math.floor(2048 / taps))) | 0;
+
+/**
+ * One block of a product's C, copied out of the workspace (which the next product reuses), shared
+ * by every composite computed by rows: the last block computed, and whose it is.
+ */
+let blockCopy = new Float64Array(0);
+let blockOwner: object | undefined;
+
+/**
+ * composePointwiseFirst's rows: the block of outputs holding o is computed when a row of it is
+ * first read (the same packing, the same product, so the same bits), copied out of the workspace,
+ * and each of its rows gathered from there in the kernel's order. Rows are read in order (the
+ * writer, a branch sum, the whole kernel): a block computed a second time (two composites read in
+ * turn) means the reads interleave, and the kernel is then computed whole once and read from there.
+ */
+function pointwiseFirstRows(first: LinearMap, second: LinearMap, geometry: MapGeometry, compute: () => LinearMap): ChannelRows {
+  const [s1h, s1w] = first.stride;
+  const BH = second.kh | 0, BW = second.kw | 0, kh = geometry.kh | 0, kw = geometry.kw | 0;
+  const taps = (BH * BW) | 0;
+  const inPer = (geometry.inChannels / geometry.groups) | 0;
+  const midPer = (second.inChannels / second.groups) | 0, outPer = (second.outChannels / second.groups) | 0;
+  const chunk = chunkOutputs(outPer, taps);
+  const covers = s1h === 1 && s1w === 1;
+  const per = rowLength(geometry);
+  const owner = {};
+  let o0 = -1, n = 0, blocksComputed = 0;
+  let ready: { aK: Float64Array | Float32Array; bK: Float64Array | Float32Array } | { whole: LinearMap } | undefined;
+  const prepare = () => {
+    if (ready) return ready;
+    const a = regroup(first, geometry.groups);
+    if (!allFinite(a.kernel)) return (ready = { whole: compute() });
+    return (ready = { aK: a.kernel, bK: second.kernel });
+  };
+  const blocks = (second.groups * Math.ceil(outPer / chunk)) | 0;
+  return {
+    row(o, row) {
+      let r = prepare();
+      if (!("whole" in r) && (blockOwner !== owner || o < o0 || o >= o0 + n)) {
+        if (blocksComputed >= blocks) r = ready = { whole: compute() };
+        else {
+          const group = Math.floor(o / outPer), start = group * outPer;
+          o0 = start + Math.floor((o - start) / chunk) * chunk;
+          n = Math.min(chunk, start + outPer - o0) | 0;
+          const rows = (n * taps) | 0;
+          const product = gemmWorkspace(rows, midPer, inPer);
+          product.setB(r.aK, (group * midPer * inPer) | 0);
+          if (r.bK instanceof Float32Array) packRows32(r.bK, product.A, o0, n, midPer, taps);
+          else packRows64(r.bK, product.A, o0, n, midPer, taps);
+          product.C.fill(0);
+          product.run();
+          if (blockCopy.length < rows * inPer) blockCopy = new Float64Array(rows * inPer);
+          blockCopy.set(product.C.subarray(0, rows * inPer));
+          blockOwner = owner;
+          blocksComputed++;
+        }
+      }
+      if ("whole" in r) {
+        row.set(r.whole.kernel.subarray(o * per, (o + 1) * per));
+        return;
+      }
+      if (!covers) row.fill(0);
+      gatherTaps(blockCopy, row, o - o0, inPer, kh, kw, BH, BW, s1h, s1w);
+    },
+    bias() {
+      const r = prepare();
+      if ("whole" in r) return r.whole.bias;
+      const bias = new Float64Array(second.outChannels);
+      pointwiseBiasOf(second.kernel, first.bias, second.bias, bias, second.outChannels, midPer, outPer, taps);
+      return bias;
+    },
+  };
+}
+
+/** Row ol of a block of the product (its taps (p, q) for every input channel) in the kernel's order. */
+function gatherTaps(acc: Float64Array, row: Float64Array, ol: number, inPer: number, kh: number, kw: number, BH: number, BW: number, s1h: number, s1w: number): void {
+  const base = (ol * BH * BW * inPer) | 0;
+  for (let p = 0; p < BH; p++)
+    for (let q = 0; q < BW; q++) {
+      const src = (base + (p * BW + q) * inPer) | 0, at = (p * s1h * kw + q * s1w) | 0;
+      for (let c = 0; c < inPer; c++) row[(c * kh * kw + at) | 0] = acc[src + c]!;
+    }
 }
 
 /** A composite's kernel: makeMap gave it a float64 array (checked, so the loops below stay monomorphic). */
