@@ -5,7 +5,8 @@
 // regroup with zeros, add every element of each regrouped kernel at its tap offset).
 import { describe, expect, it } from "vitest";
 import { affineAfter } from "../src/algebra/affine.js";
-import { channelRows, identityMap, isPending, makeMap, regroup, rowLength, type LinearMap, type Pads } from "../src/algebra/linear-map.js";
+import { composeLazily, composeMaps } from "../src/algebra/compose.js";
+import { channelRows, identityMap, isPending, isRefusal, makeMap, regroup, rowLength, type LinearMap, type Pads } from "../src/algebra/linear-map.js";
 import { negate, sumMaps } from "../src/algebra/sum.js";
 import { pick, randomArray, rng } from "./helpers/random.js";
 
@@ -118,6 +119,91 @@ describe("rows: affine folds and branch sums, bit for bit as computed whole befo
     sameBits(byRows(m), ref.kernel);
     sameBits(m.kernel, ref.kernel);
     sameBits(m.bias, ref.bias);
+  });
+});
+
+/** A lazy composition that must be computed by rows (a pointwise first layer). */
+function composedByRows(first: LinearMap, second: LinearMap): LinearMap {
+  const m = composeLazily(first, second);
+  if (isRefusal(m)) throw new Error(m.refused);
+  expect(channelRows(m)).toBeDefined();
+  return m;
+}
+
+/** The map's rows read in the given order of outputs, placed where the kernel holds them. */
+function rowsInOrder(m: LinearMap, order: number[]): Float64Array {
+  const rows = channelRows(m)!;
+  const per = rowLength(m), out = new Float64Array(per * m.outChannels), row = new Float64Array(per).fill(7);
+  for (const o of order) {
+    rows.row(o, row);
+    out.set(row, o * per);
+  }
+  return out;
+}
+
+describe("rows: 1x1 → KxK and 1x1 → pool compositions, bit for bit as composed whole", () => {
+  // [outputs, intermediate, inputs, first's groups, second's groups, k, first's stride, float32 second]
+  // 300 outputs x 9 taps is two blocks of the product; 12 → 12 with second's groups 12 is one
+  // intermediate channel per output (DBB's 1x1 → pool).
+  const cases = [[9, 6, 5, 1, 1, 3, 1, 0], [300, 7, 6, 1, 1, 3, 1, 1], [8, 12, 4, 4, 4, 3, 2, 0], [12, 12, 7, 1, 12, 3, 1, 1],
+    [12, 6, 7, 1, 6, 3, 2, 0], [40, 8, 8, 2, 8, 3, 1, 0], [6, 4, 4, 2, 2, 1, 1, 1]] as const;
+  const maps = (o: number, mid: number, c: number, g1: number, g2: number, k: number, s: number, f32: number) => {
+    const first = makeMap({ ...map(mid, c, g1, 1, 0), stride: [s, s] });
+    const second0 = map(o, mid, g2, k, 0);
+    const second = f32 ? { ...second0, kernel: Float32Array.from(second0.kernel) } : second0;
+    return { first, second };
+  };
+
+  it("rows read in order, in reverse, or the whole kernel give the eager composite's bits", () => {
+    for (const [o, mid, c, g1, g2, k, s, f32] of cases) {
+      const { first, second } = maps(o, mid, c, g1, g2, k, s, f32);
+      const eager = composeMaps(first, second);
+      if (isRefusal(eager)) throw new Error(eager.refused);
+      const outputs = Array.from({ length: o }, (_, i) => i);
+      const m = composedByRows(first, second);
+      sameBits(channelRows(m)!.bias(), eager.bias);
+      sameBits(rowsInOrder(m, outputs), eager.kernel);
+      sameBits(rowsInOrder(m, outputs.reverse()), eager.kernel); // blocks recomputed, then the whole kernel
+      sameBits(composedByRows(first, second).kernel, eager.kernel);
+      // A first kernel holding an infinity takes the reference path (zero second weights skipped).
+      first.kernel[0] = Infinity;
+      const ref = composeMaps(first, second);
+      if (isRefusal(ref)) throw new Error(ref.refused);
+      const inf = composedByRows(first, second);
+      sameBits(rowsInOrder(inf, outputs), ref.kernel);
+      sameBits(channelRows(inf)!.bias(), ref.bias);
+    }
+  });
+
+  it("two compositions read in turn (a sum of two 1x1 → KxK branches) and DBB's scaled branch sum", () => {
+    const { first, second } = maps(300, 7, 6, 1, 1, 3, 1, 1);
+    const other = maps(300, 5, 6, 1, 1, 3, 1, 0);
+    const a = composedByRows(first, second), b = composedByRows(other.first, other.second);
+    const ea = composeMaps(first, second), eb = composeMaps(other.first, other.second);
+    if (isRefusal(ea) || isRefusal(eb)) throw new Error("unexpected refusal");
+    const per = rowLength(a), ra = new Float64Array(per * 300), rb = new Float64Array(per * 300), row = new Float64Array(per);
+    for (let o = 0; o < 300; o++) {
+      channelRows(a)!.row(o, row);
+      ra.set(row, o * per);
+      channelRows(b)!.row(o, row);
+      rb.set(row, o * per);
+    }
+    sameBits(ra, ea.kernel);
+    sameBits(rb, eb.kernel);
+    // KxK + BN, 1x1 + BN, 1x1 → pool + BN, 1x1 → KxK + BN, as the branch sum adds them.
+    const C = 12;
+    const kxk = map(C, C, 1, 3, 1), one = map(C, C, 1, 1, 0);
+    const pool = maps(C, C, C, 1, C, 3, 1, 1), dbb = maps(C, 8, C, 1, 1, 3, 1, 1);
+    const composites = [composeLazily(pool.first, pool.second), composeLazily(dbb.first, dbb.second)] as LinearMap[];
+    const eagerComposites = [composeMaps(pool.first, pool.second), composeMaps(dbb.first, dbb.second)] as LinearMap[];
+    const bns = [0, 1, 2, 3].map(() => ({ scale: values(C), shift: values(C) }));
+    const branches = [kxk, one, ...composites], eagerBranches = [kxk, one, ...eagerComposites];
+    const pads = (m: LinearMap): LinearMap => (m.kh === 3 ? { ...m, pads: [1, 1, 1, 1] } : m);
+    const sum = sumMaps(branches.map((m, i) => affineAfter(pads(m), bns[i]!)));
+    if (isRefusal(sum)) throw new Error(sum.refused);
+    const ref = eagerSum(eagerBranches.map((m, i) => eagerAffine(m, bns[i]!.scale, bns[i]!.shift)), 3, 3, 1, [0, 1, 0, 0]);
+    sameBits(byRows(sum), ref.kernel);
+    sameBits(channelRows(sum)!.bias(), ref.bias);
   });
 });
 
