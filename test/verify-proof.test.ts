@@ -300,6 +300,34 @@ describe("too strict no more", () => {
   });
 });
 
+  it("a channel whose measured noise is exactly 0 on a set takes its relative noise from the other sets (graph-fuzz seed 992)", async () => {
+    // (k − x) + x at |x| ≫ k rounds k to the grid of x: moving x or k by an ulp moves nothing, so the
+    // spread measures 0 on the large-constant pattern, while the fold (a 1x1 conv: weight 0, bias k) is exact.
+    const k = 0.469518;
+    const reference = () => {
+      const b = new GraphBuilder(13);
+      b.input("x", ["N", 6, 14, 8]);
+      b.output(b.op("Add", [b.op("Sub", [b.constant("k", [], [k]), "x"]), "x"], {}, "y"));
+      return b.build();
+    };
+    const fold = (bias: number) => {
+      const b = new GraphBuilder(13);
+      b.input("x", ["N", 6, 14, 8]);
+      const w = b.constant("w", [6, 1, 1, 1], [0, 0, 0, 0, 0, 0]), bb = b.constant("b", [6], Array(6).fill(bias));
+      b.output(b.op("Conv", ["x", w, bb], { kernel_shape: [1, 1], group: 6 }, "y"));
+      return b.build();
+    };
+    const right = await verifyModels(reference(), fold(k));
+    expect(right.ok).toBe(true);
+    expect(right.maxAbs).toBeGreaterThan(4 * 2 ** -23 * k); // beyond the 4-ulp floor that refused it before
+    // A wrong fold of the same shape still fails (its bias 1e-4 off: ~20x the error of the right one).
+    for (const off of [1e-3, 1e-4]) {
+      const wrong = await verifyModels(reference(), fold(k * (1 + off)));
+      expect(wrong.ok).toBe(false);
+      expect(wrong.outputs[0]!.reason).toMatch(/> allowed/);
+    }
+  });
+
 describe("non-finite values", () => {
   /** y = x / d, d has a zero channel (reference: ±Inf there); candidate: x · (1/d) with 1/0 := 0. */
   const pair = () => {

@@ -848,7 +848,9 @@ async function noiseSample(session: LiftedSession, options: VerifyOptions, ref: 
  * N_c the reference's measured spread in that slice, N and S the largest spread and magnitude
  * of the whole output, S_c the slice's largest magnitude, ulp that of the output's own type. On a
  * packed set each image (slices along axes 0 and 1) is judged as its own input set: N, S and the
- * conclusiveness test are the image's, and the floor's scale too.
+ * conclusiveness test are the image's, and the floor's scale too. A slice whose measured spread is
+ * exactly 0 on a set takes, as N_c there, the largest N_c/S_c of that channel or N/S of the output
+ * measured on any set (or image), times its S_c on this one; a slice with a measured spread keeps its own.
  */
 function judge(outputNames: readonly string[], compared: OutputRun[][], floors: number[], ulpFloors: number[], precisions: Map<string, number | undefined>, user: UserCriterion | undefined, samples: Spread[] | undefined, sets: { shapes: Record<string, number[]> }[]): OutputComparison[] {
   return outputNames.map((name, j) => {
@@ -862,6 +864,41 @@ function judge(outputNames: readonly string[], compared: OutputRun[][], floors: 
     const precision = precisions.get(name);
     if (precision !== undefined) result.precision = dtypeName(precision);
     let conclusive = 0, inconclusive = 0, comparedElements = 0, noiseRel = 0, leastInconclusiveNoise = Infinity;
+    // The reference's spread per slice on set k: the largest over its re-rounded evaluations (undefined: none measured).
+    const noiseOf = (k: number, count: number): Float64Array | undefined => {
+      let noise: Float64Array | undefined;
+      for (const sample of samples ?? []) {
+        const v = sample.get(k)?.get(name);
+        if (!v || v.length !== count) continue;
+        noise ??= new Float64Array(count);
+        for (let c = 0; c < count; c++) noise[c] = Math.max(noise[c]!, v[c]!);
+      }
+      return noise;
+    };
+    // What a channel whose spread measures exactly 0 on some set borrows there (judge's doc): per channel
+    // (by channel count), the largest of its own N_c/S_c and of the output's N/S measured on any input set
+    // (or image) with a spread.
+    const borrowed = new Map<number, Float64Array>();
+    let outputRel = 0;
+    if (!user)
+      compared.forEach((row, k) => {
+        const st = row[j]!.stats;
+        if (!st) return;
+        const noise = noiseOf(k, st.sliceScale.length);
+        if (!noise) return;
+        const per = st.sliceScale.length / st.images;
+        const rel = borrowed.get(per) ?? new Float64Array(per);
+        borrowed.set(per, rel);
+        const imageScale = perImage(st.sliceScale, st.images), imageNoise = perImage(noise, st.images);
+        imageScale.forEach((scale, b) => {
+          if (imageNoise[b]! > 0 && Number.isFinite(imageNoise[b]! / scale)) outputRel = Math.max(outputRel, imageNoise[b]! / scale);
+        });
+        for (let c = 0; c < noise.length; c++) {
+          const r = noise[c]! / st.sliceScale[c]!;
+          if (noise[c]! > 0 && Number.isFinite(r)) rel[c % per] = Math.max(rel[c % per]!, r);
+        }
+      });
+    for (const rel of borrowed.values()) for (let c = 0; c < rel.length; c++) rel[c] = Math.max(rel[c]!, outputRel);
     compared.forEach((row, k) => {
       const o = row[j]!;
       if (!result.shapes.some((s) => fmtDims(s) === fmtDims(o.shape))) result.shapes.push(o.shape);
@@ -896,17 +933,12 @@ function judge(outputNames: readonly string[], compared: OutputRun[][], floors: 
         conclusive++;
         return;
       }
-      // The reference's spread per slice: the largest over its re-rounded evaluations.
       const count = st.sliceScale.length;
-      const noise = new Float64Array(count);
-      let measured = false;
-      for (const sample of samples ?? []) {
-        const v = sample.get(k)?.get(name);
-        if (!v || v.length !== count) continue;
-        measured = true;
-        for (let c = 0; c < count; c++) noise[c] = Math.max(noise[c]!, v[c]!);
-      }
+      const measuredNoise = noiseOf(k, count);
+      const measured = measuredNoise !== undefined;
+      const noise = measuredNoise ?? new Float64Array(count);
       const per = count / images; // slices (channels) per image
+      const borrow = borrowed.get(per);
       for (let b = 0; b < images; b++) {
         const scale = imageScale[b]!, maxAbs = imageMaxAbs[b]!;
         if (!measured) {
@@ -930,11 +962,16 @@ function judge(outputNames: readonly string[], compared: OutputRun[][], floors: 
           const sc = st.sliceScale[c]!;
           // The channel's own scale, down to 1/LOCAL_RANGE of the output's: a channel that a Relu, a gate or a
           // cancellation made tiny still carries the rounding of the larger values it was computed from.
-          const allowed = Math.max(NOISE_FACTOR * noise[c]!, NOISE_FACTOR * relNoise * Math.max(sc, scale / LOCAL_RANGE), floor * sc);
+          // A spread of exactly 0 is the sample failing to move this channel's rounding (a value rounded to the
+          // grid of a larger one it was computed beside: (k − x) + x at |x| ≫ k is k on the grid of x, whatever
+          // ulp x and k move by), not its absence: the channel takes the largest relative spread measured on
+          // the other sets (its own, or the output's), at its magnitude here.
+          const Nc = noise[c]! === 0 && borrow ? borrow[c - b * per]! * sc : noise[c]!;
+          const allowed = Math.max(NOISE_FACTOR * Nc, NOISE_FACTOR * relNoise * Math.max(sc, scale / LOCAL_RANGE), floor * sc);
           if (scale > 0) result.allowedRel = Math.max(result.allowedRel, allowed / scale);
           const d = st.sliceMaxAbs[c]!;
           if (!(d <= allowed))
-            result.reason ??= `max abs ${d.toExponential(2)} > allowed ${allowed.toExponential(2)}${per > 1 ? ` in channel ${c - b * per} (its max |ref| ${sc.toExponential(2)})` : ""} (${where(b)}; the reference's own noise there ${noise[c]!.toExponential(2)})`;
+            result.reason ??= `max abs ${d.toExponential(2)} > allowed ${allowed.toExponential(2)}${per > 1 ? ` in channel ${c - b * per} (its max |ref| ${sc.toExponential(2)})` : ""} (${where(b)}; the reference's own noise there ${noise[c]!.toExponential(2)}${Nc !== noise[c]! ? `, ${Nc.toExponential(2)} as measured on the other sets` : ""})`;
         }
       }
     });
