@@ -106,6 +106,31 @@ describe("loadModel leaves large weights in the file", () => {
     expect(Buffer.compare(Buffer.from(modelToBytes(n)), Buffer.from(bytes))).toBe(0);
   });
 
+  it("a process loading model after model keeps at most 64 model files open; a closed one is reopened only if it is the same file", () => {
+    // The garbage collector, not the number of open files, releases models: before this bound,
+    // ~1000 loads in one process (nothing kept) failed with EMFILE under the default ulimit -n 1024.
+    const fds = () => (fs.existsSync("/proc/self/fd") ? fs.readdirSync("/proc/self/fd").length : 0);
+    const startFds = fds();
+    const big = modelToBytes(model(172, 11)); // w: 172²·9·4 ≈ 1.07 MB, not cached: every data() reads the file
+    const files = Array.from({ length: 70 }, (_, i) => write(`many${i}.onnx`, big));
+    const models = files.map((f) => loadModel(f)); // all kept alive
+    if (startFds > 0) expect(fds() - startFds).toBeLessThanOrEqual(64 + 4);
+    const w = (i: number) => models[i]!.graph.initializers.get(names.w)!;
+    const expected = [...modelFromBytes(big, files[0]).graph.initializers.get(names.w)!.data()];
+    // The oldest six were closed: unchanged, a file is opened again.
+    expect([...w(0).data()]).toEqual(expected);
+    // Closed, then deleted or replaced: an error naming the file, never other weights.
+    fs.rmSync(files[1]!);
+    fs.writeFileSync(at("next.onnx"), modelToBytes(model(172, 99)));
+    fs.renameSync(at("next.onnx"), files[2]!);
+    expect(() => w(1).data()).toThrow(/many1\.onnx: deleted or moved since it was loaded/);
+    expect(() => w(2).data()).toThrow(/many2\.onnx: replaced since it was loaded/);
+    // Still open: replaced or deleted, the model reads the file it loaded.
+    fs.rmSync(files[69]!);
+    expect([...w(69).data()]).toEqual(expected);
+    for (const f of files) fs.rmSync(f, { force: true });
+  });
+
   it("a file changed in place after loading is an error naming it, never other weights", () => {
     const f = write("changed.onnx", bytes);
     const m = loadModel(f);

@@ -75,21 +75,47 @@ export function loadModel(file: string): Model {
 /** An open model file: random access for the scan, and reads of the raw data left in it. */
 function openedFile(fd: number, file: string) {
   const at = fs.fstatSync(fd);
+  const where = path.resolve(file);
   // A file kept open is still read after a rename or unlink replaces it; a write in place would
   // change the bytes under the model: every read checks that the file's size and modification
   // time are the ones scanned (not its ctime: an unlink or rename over it changes that).
   const same = (st: fs.Stats) => st.size === at.size && st.mtimeMs === at.mtimeMs;
-  const holder = { fd };
+  const handle: OpenHandle = { fd };
+  /** Once the model keeps the file: the fd counts among the open model files (touch). */
+  let kept = false;
+  /** The open fd: the model's own, or (closed to bound the process's open files) the file opened again. */
+  const fdOf = (): number => {
+    if (handle.fd !== undefined) {
+      if (kept) touch(handle);
+      return handle.fd;
+    }
+    let again: number;
+    try {
+      again = fs.openSync(where, "r");
+    } catch {
+      throw new ModelError(`${file}: deleted or moved since it was loaded (its weights are read from it when needed): load it again`);
+    }
+    const st = fs.fstatSync(again);
+    if (st.dev !== at.dev || st.ino !== at.ino) {
+      fs.closeSync(again);
+      throw new ModelError(`${file}: replaced since it was loaded (its weights are read from it when needed): load it again`);
+    }
+    handle.fd = again;
+    touch(handle);
+    return again;
+  };
   const readAt = (offset: number, length: number): Uint8Array => {
     const out = new Uint8Array(length);
     let done = 0;
     while (done < length) {
-      const n = fs.readSync(holder.fd, out, done, length - done, offset + done);
+      const n = fs.readSync(fdOf(), out, done, length - done, offset + done);
       if (n === 0) throw new ModelError(`${file}: ended after ${offset + done} bytes while reading a weight (changed since it was loaded?)`);
       done += n;
     }
     return out;
   };
+  // Every read() holds `holder`: the file stays open (or reopenable) while a tensor can read from it.
+  const holder = { handle };
   return {
     isFile: at.isFile(),
     source: { size: at.size, read: readAt },
@@ -97,24 +123,58 @@ function openedFile(fd: number, file: string) {
       return {
         length,
         read() {
-          if (!same(fs.fstatSync(holder.fd))) throw new ModelError(`${file}: changed since it was loaded (its weights are read from it when needed): load it again`);
+          if (!same(fs.fstatSync(fdOf()))) throw new ModelError(`${file}: changed since it was loaded (its weights are read from it when needed): load it again`);
+          void holder;
           return readAt(offset, length);
         },
       };
     },
     closeWhenUnreachable(): void {
-      // The fd lives as long as a tensor that can read from it: every read() holds `holder`.
-      fileCloser.register(holder, fd);
+      kept = true;
+      fileCloser.register(holder, handle);
+      touch(handle);
     },
   };
 }
 
-const fileCloser = new FinalizationRegistry<number>((fd) => {
+/** A model file's fd, undefined while closed (least recently read first when too many are open). */
+interface OpenHandle {
+  fd: number | undefined;
+}
+
+/**
+ * Model files kept open, least recently read first. Models are released by the garbage collector,
+ * which runs on memory pressure, not on open files: a process loading model after model (a test
+ * suite, a service) would otherwise hit the open-file limit (1024 by default on Linux) after ~1000
+ * loads. Past MAX_OPEN_MODEL_FILES the oldest is closed; its model reopens the file by path when it
+ * reads again, and refuses (ModelError) if that is no longer the same file.
+ */
+const openHandles = new Set<OpenHandle>();
+const MAX_OPEN_MODEL_FILES = 64;
+
+function touch(h: OpenHandle): void {
+  openHandles.delete(h);
+  openHandles.add(h);
+  for (const old of openHandles) {
+    if (openHandles.size <= MAX_OPEN_MODEL_FILES) break;
+    openHandles.delete(old);
+    closeHandle(old);
+  }
+}
+
+function closeHandle(h: OpenHandle): void {
+  if (h.fd === undefined) return;
   try {
-    fs.closeSync(fd);
+    fs.closeSync(h.fd);
   } catch {
     // Already closed: nothing to release.
   }
+  h.fd = undefined;
+}
+
+const fileCloser = new FinalizationRegistry<OpenHandle>((h) => {
+  openHandles.delete(h);
+  closeHandle(h);
 });
 
 /**
