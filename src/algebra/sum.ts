@@ -133,6 +133,29 @@ function sumRows(out: MapGeometry, maps: LinearMap[], rowOffsets: number[], colO
  * A monomorphic hot loop on integers (divisions would make doubles and slow V8's indexing).
  */
 function addRow(dst: Float64Array, OH: number, OW: number, src: KernelData, from: number, KH: number, KW: number, channels: number, at: number, dy: number, dx: number, s: number): void {
+  if (src instanceof Float32Array) addRow32(dst, OH, OW, src, from, KH, KW, channels, at, dy, dx, s);
+  else addRow64(dst, OH, OW, src, from, KH, KW, channels, at, dy, dx, s);
+}
+
+// The same loop twice, one per source type: a stored float32 weight and a computed float64 row
+// through one loop make its reads polymorphic (several times slower).
+function addRow32(dst: Float64Array, OH: number, OW: number, src: Float32Array, from: number, KH: number, KW: number, channels: number, at: number, dy: number, dx: number, s: number): void {
+  if (KH === OH && KW === OW) {
+    const n = (channels * KH * KW) | 0;
+    for (let i = 0; i < n; i++) dst[at + i] = dst[at + i]! + src[from + i]! * s;
+    return;
+  }
+  const srcStride = (KH * KW) | 0, dstStride = (OH * OW) | 0;
+  for (let c = 0; c < channels; c++) {
+    for (let i = 0; i < KH; i++) {
+      const s0 = (from + c * srcStride + i * KW) | 0;
+      const d0 = (at + c * dstStride + (i + dy) * OW + dx) | 0;
+      for (let j = 0; j < KW; j++) dst[d0 + j] = dst[d0 + j]! + src[s0 + j]! * s;
+    }
+  }
+}
+
+function addRow64(dst: Float64Array, OH: number, OW: number, src: Float64Array, from: number, KH: number, KW: number, channels: number, at: number, dy: number, dx: number, s: number): void {
   if (KH === OH && KW === OW) {
     const n = (channels * KH * KW) | 0;
     for (let i = 0; i < n; i++) dst[at + i] = dst[at + i]! + src[from + i]! * s;
