@@ -105,11 +105,18 @@ export class WeightFeeds {
   private buffers: WeightFeed[] | undefined;
   /** The arrays last handed out as written, until the first sample (which may move them in place). */
   private asWritten: WeightFeed[] | undefined;
+  /**
+   * Which of those arrays were made for this read alone, decided when they were read: a tensor
+   * may drop its kept copy later (optimize on the same model meanwhile), and an array it kept —
+   * possibly a view of the model's own bytes — must never be moved in place.
+   */
+  private ownsRead: boolean[] | undefined;
   constructor(private readonly weights: readonly Tensor[]) {}
 
   /** The weights as written: each tensor's own values (a weight left in the model's file is read from it). */
   original(): WeightFeed[] {
     this.asWritten = this.weights.map((t) => ({ name: t.name, type: FEED_TYPE[t.dtype]!, dims: t.dims, data: t.data() as Float32Array | Float64Array | Uint16Array }));
+    this.ownsRead = this.weights.map((t, i) => !t.keeps(this.asWritten![i]!.data));
     return this.asWritten;
   }
 
@@ -119,13 +126,14 @@ export class WeightFeeds {
    * the arrays feeding the weights as written are no longer valid after it.
    */
   perturbed(seed: number): WeightFeed[] {
-    const asWritten = this.asWritten;
+    const asWritten = this.asWritten, ownsRead = this.ownsRead;
     this.asWritten = undefined;
+    this.ownsRead = undefined;
     const holdsValues = new Set<number>();
     this.buffers ??= this.weights.map((t, i) => {
       const type = FEED_TYPE[t.dtype]!;
       const read = asWritten?.[i]?.data;
-      if (read && !t.keeps(read)) {
+      if (read && ownsRead?.[i]) {
         holdsValues.add(i);
         return { name: t.name, type, dims: t.dims, data: read };
       }

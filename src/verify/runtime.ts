@@ -8,7 +8,7 @@ import { createRequire } from "node:module";
 import * as os from "node:os";
 import * as path from "node:path";
 import type { Model } from "../ir/graph.js";
-import { saveModel } from "../ir/io.js";
+import { loadModel, saveModel } from "../ir/io.js";
 
 export * as ort from "onnxruntime-node";
 
@@ -51,4 +51,14 @@ export async function withModelFile<T>(model: Model, use: (file: string) => Prom
   } finally {
     fs.rmSync(tmpDir, { recursive: true, force: true });
   }
+}
+
+/**
+ * The reference model read again from the file it was loaded from: the proof then compares the
+ * candidate with what the file says, not with objects in memory the candidate shares tensors with
+ * (a pass that changed a shared weight in place would change both alike and prove nothing), and
+ * verification may move that private copy's weights in place for its noise samples.
+ */
+export function referenceFromFile(file: string): Model | undefined {
+  return loadModel(file);
 }

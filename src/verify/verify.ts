@@ -10,7 +10,7 @@ import { modelToBytes } from "../ir/bytes.js";
 import { toNumber, type ValueInfoProto } from "../ir/proto.js";
 import { product, type Tensor } from "../ir/tensor.js";
 // onnxruntime-node here, onnxruntime-web in the web app: nothing in this file needs Node itself.
-import { cudaLibraries, ort, withModelFile } from "./runtime.js";
+import { cudaLibraries, ort, referenceFromFile, withModelFile } from "./runtime.js";
 import { CONCLUSIVE_LIMIT, FLOOR_ULPS, NOISE_FACTOR, compareValues, perImage, sliceLayout, sliceSpread, type RunStats, type UserCriterion } from "./compare.js";
 import { liftedModel, perturbInput, perturbableWeights, WeightFeeds, type FloatFeedData, type WeightFeed } from "./noise.js";
 import { floorTolerance, outputPrecisions, unitRoundoff } from "./precision.js";
@@ -34,9 +34,11 @@ export interface VerifyOptions {
   /** Input patterns per shape set (default 3: normal; large borders + channel offsets; uniform + large channel constants). */
   runs?: number;
   /**
-   * The file the reference model was loaded from, unmodified since: the report names it, and
-   * runInputSets has onnxruntime read it itself (no serialized copy in memory). verifyModels loads
-   * both models with their arithmetic weights lifted to inputs (noise.ts), from the models in memory.
+   * The file the reference model was loaded from, unmodified since: the report names it,
+   * runInputSets has onnxruntime read it itself (no serialized copy in memory), and verifyModels
+   * proves against the model read again from it (runtime.ts referenceFromFile; in the browser, the
+   * model as given), so nothing done in memory to the reference's tensors, which the candidate may
+   * share, can change what the candidate is compared with.
    */
   referenceFile?: string;
   /** The same for the candidate model (verifyAgainstOutputs loads it from there). */
@@ -1028,6 +1030,7 @@ function report(options: { referenceFile?: string; candidateFile?: string; provi
 /** Run `reference` and `candidate` on the same inputs and compare every reference output. */
 export async function verifyModels(reference: Model, candidate: Model, options: VerifyOptions = {}): Promise<VerifyReport> {
   const start = performance.now();
+  if (options.referenceFile) reference = referenceFromFile(options.referenceFile) ?? reference;
   const runs = checkRuns(options.runs);
   const user = userCriterion(options);
   const provider = options.provider ?? "cpu";

@@ -26,5 +26,10 @@ export async function withModelFile<T>(_model: Model, _use: (file: string) => Pr
   throw new UsageError(`over ${VERIFY_LIMIT_BYTES / 2 ** 30} GiB of weights, more than the page can verify (use the CLI)`);
 }
 
-const sameExports: Omit<typeof NodeRuntime, "ort"> = { runtimeName, cudaLibraries, withModelFile };
+/** A page has the model in memory only: verification proves against it as given. */
+export function referenceFromFile(_file: string): Model | undefined {
+  return undefined;
+}
+
+const sameExports: Omit<typeof NodeRuntime, "ort"> = { runtimeName, cudaLibraries, withModelFile, referenceFromFile };
 void sameExports;
