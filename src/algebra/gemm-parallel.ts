@@ -51,6 +51,9 @@ interface Team {
 
 let team: Team | null | undefined;
 
+/** How long a product may go without a block finishing before the workers are taken for dead. */
+const STALL_MS = 120_000;
+
 /** The shared memory, the calling thread's kernel on it, and the workers (started on first use). */
 function teamOf(): Team | null {
   if (team !== undefined) return team;
@@ -144,7 +147,16 @@ function runShared(t: Team, at: { a: number; b: number; c: number }, M: number, 
   Atomics.store(control, GEN, gen);
   Atomics.notify(control, GEN);
   const mine = takeBlocks(t.block, control, gen);
-  for (let done = Atomics.load(control, DONE); done < blocks; done = Atomics.load(control, DONE)) Atomics.wait(control, DONE, done, 1000);
+  // A worker that died holding a claimed block (its C rows half added) would leave this wait
+  // forever, and its error event cannot arrive while this thread waits: a product that makes no
+  // progress for STALL_MS is an internal error (the block cannot be redone: C already holds part of it).
+  let last = Atomics.load(control, DONE), since = performance.now();
+  while (last < blocks) {
+    Atomics.wait(control, DONE, last, 1000);
+    const now = Atomics.load(control, DONE);
+    if (now !== last) [last, since] = [now, performance.now()];
+    else if (performance.now() - since > STALL_MS) throw new Error(`internal error: a worker thread stopped during a matrix product (${blocks - now} of ${blocks} blocks unfinished for ${STALL_MS / 1000} s); set REPARAM_THREADS=1 to run on one thread`);
+  }
   t.jobs++;
   t.workerBlocks += blocks - mine;
 }
