@@ -281,15 +281,8 @@ function computedKernel(m: LinearMap): Float64Array {
 
 /** Rows (o, t) of the product into the kernel in its own order (each output's taps contiguous). */
 function unpackTaps(acc: Float64Array, oK: Float64Array, o0: number, n: number, inPer: number, kh: number, kw: number, BH: number, BW: number, s1h: number, s1w: number): void {
-  const taps = (BH * BW) | 0;
-  for (let ol = 0; ol < n; ol++) {
-    const o = o0 + ol;
-    for (let c = 0; c < inPer; c++) {
-      const dst = ((o * inPer + c) * kh) | 0, src = (ol * taps * inPer + c) | 0;
-      for (let p = 0; p < BH; p++)
-        for (let q = 0; q < BW; q++) oK[((dst + p * s1h) * kw + q * s1w) | 0] = acc[(src + (p * BW + q) * inPer) | 0]!;
-    }
-  }
+  const per = (inPer * kh * kw) | 0;
+  for (let ol = 0; ol < n; ol++) gatherTaps(acc, oK.subarray((o0 + ol) * per, (o0 + ol + 1) * per), ol, inPer, kh, kw, BH, BW, s1h, s1w);
 }
 
 /**
@@ -302,18 +295,9 @@ function composeOneIntermediate(a: LinearMap, b: LinearMap, out: LinearMap, inPe
   const BH = b.kh | 0, BW = b.kw | 0, kh = out.kh | 0, kw = out.kw | 0;
   // The second kernel (outputs x taps values) is read as float64 in the inner loop.
   const bK = b.kernel instanceof Float64Array ? b.kernel : Float64Array.from(b.kernel);
+  const oK = computedKernel(out), per = (inPer * kh * kw) | 0;
   for (let o = 0; o < b.outChannels; o++)
-    outerTaps(a.kernel, bK, computedKernel(out), o, (Math.floor(o / outPer) * inPer) | 0, inPer, kh, kw, BH, BW, s1h, s1w);
-}
-
-/** Output o of composeOneIntermediate: 0 + W2[o, 0, p, q]·W1[m, c] for every c, p, q (W1[m] at aK[src…]). */
-function outerTaps(aK: Float64Array | Float32Array, bK: Float64Array, oK: Float64Array, o: number, src: number, inPer: number, kh: number, kw: number, BH: number, BW: number, s1h: number, s1w: number): void {
-  const w = (o * BH * BW) | 0;
-  for (let c = 0; c < inPer; c++) {
-    const x = aK[src + c]!, dst = ((o * inPer + c) * kh) | 0;
-    for (let p = 0; p < BH; p++)
-      for (let q = 0; q < BW; q++) oK[((dst + p * s1h) * kw + q * s1w) | 0] = 0 + bK[(w + p * BW + q) | 0]! * x;
-  }
+    outerTapsInto(a.kernel, bK, oK.subarray(o * per, (o + 1) * per), o, (Math.floor(o / outPer) * inPer) | 0, inPer, kh, kw, BH, BW, s1h, s1w);
 }
 
 /**
@@ -355,7 +339,7 @@ function oneIntermediateRows(first: LinearMap, second: LinearMap, geometry: MapG
   };
 }
 
-/** outerTaps for output o into its own row (row index 0 = the kernel's o · inPer · kh · kw). */
+/** Output o of composeOneIntermediate into its own row: 0 + W2[o, 0, p, q]·W1[m, c] for every c, p, q (W1[m] at aK[src…]). */
 function outerTapsInto(aK: Float64Array | Float32Array, bK: Float64Array, row: Float64Array, o: number, src: number, inPer: number, kh: number, kw: number, BH: number, BW: number, s1h: number, s1w: number): void {
   const w = (o * BH * BW) | 0;
   for (let c = 0; c < inPer; c++) {
