@@ -23,6 +23,15 @@ import { Net } from "./helpers/graphs.js";
 
 const weights = (n: number, scale = 0.3) => Array.from({ length: n }, (_, i) => Math.sin(1.7 * i) * scale);
 
+/** x [N,2,H,W] → Conv 3x3 stride 2, SAME_UPPER; with `pads`, those pads written out instead (right at 8x8 only for [0,0,1,1]). */
+function sameUpperConv(pads?: number[]): Model {
+  const b = new GraphBuilder(13);
+  b.input("x", ["N", 2, "H", "W"]);
+  const attrs = pads ? { pads, strides: [2, 2] } : { auto_pad: "SAME_UPPER", strides: [2, 2] };
+  b.output(b.op("Conv", ["x", b.constant("w", [2, 2, 3, 3], weights(36))], { kernel_shape: [3, 3], ...attrs }, "y"));
+  return b.build();
+}
+
 /** x [N,2,H,W] → Conv 3x3 (weights × scale) → y */
 function scaledConv(scale: number, dims: (number | string)[] = ["N", 2, 6, 6]): Model {
   const b = new GraphBuilder(13);
@@ -77,13 +86,7 @@ describe("too lenient no more", () => {
 
     it("input sets where the candidate does not pass yet get the other two noise samples, and only those", async () => {
       // Right at size 8 (set 0), wrong at 9 (set 1): SAME_UPPER pads computed for 8x8.
-      const model = (pads?: number[]) => {
-        const b = new GraphBuilder(13);
-        b.input("x", ["N", 2, "H", "W"]);
-        const attrs = pads ? { pads, strides: [2, 2] } : { auto_pad: "SAME_UPPER", strides: [2, 2] };
-        b.output(b.op("Conv", ["x", b.constant("w", [2, 2, 3, 3], weights(36))], { kernel_shape: [3, 3], ...attrs }, "y"));
-        return b.build();
-      };
+      const model = sameUpperConv;
       const create = vi.spyOn(ort.InferenceSession, "create");
       const run = vi.spyOn(ort.InferenceSession.prototype, "run");
       const r = await verifyModels(model(), model([0, 0, 1, 1]), { runs: 1 });
@@ -209,13 +212,7 @@ describe("too lenient no more", () => {
   });
 
   it("a fold specialized to the size it was proven at (SAME_UPPER pads computed for 8x8) fails at 9x9", async () => {
-    const model = (pads?: number[]) => {
-      const b = new GraphBuilder(13);
-      b.input("x", ["N", 2, "H", "W"]);
-      const attrs = pads ? { pads, strides: [2, 2] } : { auto_pad: "SAME_UPPER", strides: [2, 2] };
-      b.output(b.op("Conv", ["x", b.constant("w", [2, 2, 3, 3], weights(36))], { kernel_shape: [3, 3], ...attrs }, "y"));
-      return b.build();
-    };
+    const model = sameUpperConv;
     const r = await verifyModels(model(), model([0, 0, 1, 1]), { shapes: { x: [1, 2, 8, 8] } });
     expect(r.ok).toBe(false);
     expect(r.outputs[0]!.shapeMismatch).toMatch(/\[3,2,5,5\] in the reference, \[3,2,4,4\] in the candidate \(input set 3: x=3x2x9x9\)/);
