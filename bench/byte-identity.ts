@@ -19,14 +19,9 @@ if (!values.save === !values.compare) {
 const here = path.dirname(new URL(import.meta.url).pathname);
 const root = path.resolve(here, "../..");
 
-function modelsUnder(dir: string): string[] {
-  return fs.readdirSync(dir, { withFileTypes: true }).flatMap((e) => {
-    const p = path.join(dir, e.name);
-    return e.isDirectory() ? modelsUnder(p) : e.name.endsWith(".onnx") ? [p] : [];
-  });
-}
-
-const files = [...modelsUnder(path.join(root, "fixtures/models")).sort(), ...(values.extra?.split(",").filter(Boolean) ?? [])];
+const fixtures = path.join(root, "fixtures/models");
+const committed = fs.readdirSync(fixtures, { recursive: true }).map(String).filter((f) => f.endsWith(".onnx")).sort().map((f) => path.join(fixtures, f));
+const files = [...committed, ...(values.extra?.split(",").filter(Boolean) ?? [])];
 const hashes: Record<string, string> = {};
 for (const file of files) {
   const key = path.relative(root, path.resolve(file));

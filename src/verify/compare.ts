@@ -138,11 +138,6 @@ export function sliceSpread(a: Float64Array, b: Float64Array, layout: SliceLayou
   return m;
 }
 
-/** Largest |a − b| over elements where both are finite (Infinity where only one is finite). */
-export function maxFiniteDifference(a: Float64Array, b: Float64Array): number {
-  return sliceSpread(a, b, { count: 1, inner: 1, images: 1 })[0]!;
-}
-
 /**
  * Floor of the calibrated allowance, in units in the last place of the output's own type at the
  * slice's scale: where the measured noise is zero (an exact rewrite of a tiny network) a correct
